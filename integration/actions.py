@@ -1,0 +1,113 @@
+"""The entry points named in plugin.yaml: `fn(params, config=None) -> envelope`.
+
+Thin on purpose: validate the parameters, find the Enricher for this configuration, ask it.
+An expected failure is returned as an error envelope, never raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from integration import schemas
+from integration.envelope import error_envelope
+from integration.errors import InvalidInput, PermissionDenied, PluginError
+from integration.service import Enricher, Kind
+
+MACHINE_ROLES = frozenset({"Machine.Read.All", "Machine.ReadWrite.All"})
+_enrichers: dict[str, Enricher] = {}
+_enrichers_lock = threading.Lock()
+
+
+def get_machines_for_domain(params: Mapping[str, Any],
+                            config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return _lookup("domain", "get_machines_for_domain", "domain.input.schema.json", "domain",
+                   params, config)
+
+
+def get_machines_for_file_hash(params: Mapping[str, Any],
+                               config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return _lookup("file", "get_machines_for_file_hash", "file_hash.input.schema.json",
+                   "file_hash", params, config)
+
+
+def test_connectivity(params: Mapping[str, Any] | None = None,
+                      config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    action = "test_connectivity"
+    try:
+        _validate_params("connectivity.input.schema.json", params or {})
+        enricher = enricher_for(config)
+        return _connectivity(enricher)
+    except PluginError as error:
+        return {"action": action, "status": "error", "summary": {"api_calls": error.api_calls},
+                "error": error.to_dict()}
+
+
+test_connectivity.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def enricher_for(config: Mapping[str, Any] | None) -> Enricher:
+    """One Enricher per configuration per process: its token and connections are reused."""
+    from integration.config import load_settings
+
+    fingerprint = hashlib.sha256(
+        json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    with _enrichers_lock:
+        enricher = _enrichers.get(fingerprint)
+        if enricher is None:
+            enricher = Enricher(load_settings(config))
+            _enrichers[fingerprint] = enricher
+        return enricher
+
+
+def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str, Any],
+            config: Mapping[str, Any] | None) -> dict[str, Any]:
+    original = params.get(key) if isinstance(params, Mapping) else None
+    try:
+        _validate_params(schema, params)
+        enricher = enricher_for(config)
+    except PluginError as error:
+        return error_envelope(action, error, original=original)
+    return enricher.lookup(kind, params[key], use_cache=params.get("use_cache", True),
+                           include_raw=params.get("include_raw", False))
+
+
+def _validate_params(schema: str, params: Any) -> None:
+    if not isinstance(params, Mapping):
+        raise InvalidInput(f"parameters must be an object, not {type(params).__name__}")
+    problems = schemas.errors(schema, dict(params))
+    if problems:
+        raise InvalidInput(f"invalid parameters: {problems[0]}")
+
+
+def _connectivity(enricher: Enricher) -> dict[str, Any]:
+    from integration.auth import token_claims
+
+    settings = enricher.settings
+    claims = token_claims(enricher.tokens.access_token())
+    roles = sorted(claims.get("roles", []))
+    warnings = []
+    if not MACHINE_ROLES & set(roles):
+        warnings.append("the token carries neither Machine.Read.All nor Machine.ReadWrite.All; "
+                        "the machine lookups will be denied")
+    try:
+        result = enricher.client.first_machine()
+    except PermissionDenied as error:
+        error.message += f" (the token's roles: {', '.join(roles) or 'none'})"
+        raise
+    connectivity: dict[str, Any] = {
+        "api_base": settings.endpoints.api_base,
+        "authority": settings.authority,
+        "scope": settings.endpoints.scope,
+        "roles": roles,
+        "warnings": warnings,
+    }
+    if "exp" in claims:
+        connectivity["token_expires_in_s"] = int(claims["exp"] - time.time())
+    return {"action": "test_connectivity", "status": "success", "connectivity": connectivity,
+            "summary": {"api_calls": result.api_calls}}
+

@@ -1,0 +1,258 @@
+"""Access tokens for the Defender API: msal confidential client, tokens shared through state.
+
+The serialized msal token cache lives in the state store, keyed by authority, tenant and
+client, so a new process reuses a valid token. Reading that cache needs no msal: a process
+with a valid cached token never imports msal (it costs ~0.1 s of start-up), which matters
+to SOAR platforms that start a fresh process per action run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from integration.errors import AuthFailed, ConfigError, NetworkError, Timeout, UpstreamError
+from integration.retry import Retryable, RetryPolicy
+
+if TYPE_CHECKING:
+    import requests
+
+    from integration.config import Settings
+    from integration.state import StateStore
+
+log = logging.getLogger("mde_enrich")
+
+TOKEN_CACHE_NAMESPACE = "msal-token-cache"
+# msal itself renews a token within five minutes of its expiry; so do we.
+REFRESH_MARGIN_S = 300
+TOKEN_CACHE_TTL_S = 24 * 3600
+# While one process fetches a token, the others wait this long for it before fetching too.
+TOKEN_LEASE_S = 15.0
+# Entra's answers that a second try may cure; everything else is a configuration problem.
+TRANSIENT_SIGN_IN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+
+
+class TokenProvider:
+    def __init__(self, settings: Settings, session: requests.Session, store: StateStore,
+                 policy: RetryPolicy) -> None:
+        self._settings = settings
+        self._session = session
+        self._store = store
+        self._policy = policy
+        self._cache_key = f"{settings.authority}|{settings.client_id}"
+        self._token: str | None = None
+        self._expires_on = 0.0
+        self._lock = threading.Lock()
+        self.tokens_fetched = 0  # from the sign-in service, by this process
+
+    def access_token(self) -> str:
+        with self._lock:
+            if self._token and self._expires_on - time.time() > REFRESH_MARGIN_S:
+                return self._token
+            found = self._from_shared_cache() or self._fetch()
+            self._token, self._expires_on = found
+            return self._token
+
+    def invalidate(self, token: str) -> None:
+        """Drop a token the API refused (401), here and in the shared cache."""
+        with self._lock:
+            if self._token == token:
+                self._token, self._expires_on = None, 0.0
+            blob = self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key)
+            if not blob:
+                return
+            data = json.loads(blob)
+            entries = data.get("AccessToken", {})
+            kept = {key: entry for key, entry in entries.items() if entry.get("secret") != token}
+            if len(kept) != len(entries):
+                data["AccessToken"] = kept
+                self._store.put(TOKEN_CACHE_NAMESPACE, self._cache_key, json.dumps(data),
+                                ttl_s=TOKEN_CACHE_TTL_S)
+
+    def _from_shared_cache(self) -> tuple[str, float] | None:
+        blob = self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key)
+        return find_access_token(blob, client_id=self._settings.client_id,
+                                 tenant_id=self._settings.tenant_id,
+                                 scope=self._settings.endpoints.scope) if blob else None
+
+    def _fetch(self) -> tuple[str, float]:
+        lease = f"token:{self._cache_key}"
+        owner = uuid.uuid4().hex
+        deadline = time.monotonic() + TOKEN_LEASE_S
+        # Another process fetching the same token right now: wait for its answer instead.
+        while not self._store.try_lease(lease, owner, TOKEN_LEASE_S):
+            time.sleep(0.05)
+            found = self._from_shared_cache()
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                break
+        try:
+            found = self._from_shared_cache()
+            return found or self._policy.run(self._request_token, what="token request")
+        finally:
+            self._store.release_lease(lease, owner)
+
+    def _request_token(self, attempt: int) -> tuple[str, float]:
+        import msal
+        import requests
+
+        settings = self._settings
+        cache = msal.SerializableTokenCache()
+        blob = self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key)
+        if blob:
+            cache.deserialize(blob)
+        try:
+            # A new app per attempt: msal replays a throttled (5xx/429) answer for a while
+            # from the app's own memory, which would turn our retry into no retry at all.
+            app = msal.ConfidentialClientApplication(
+                settings.client_id,
+                client_credential=self._credential(),
+                authority=settings.authority,
+                token_cache=cache,
+                http_client=SignInHttpClient(self._session, settings.timeout_s),
+                instance_discovery=None if settings.endpoints.is_microsoft_authority else False,
+            )
+            result = app.acquire_token_for_client(scopes=[settings.endpoints.scope])
+        except requests.Timeout:
+            raise Retryable(Timeout(f"the sign-in service at {settings.endpoints.authority_host} "
+                                    f"did not answer within {settings.timeout_s:g} s")) from None
+        except requests.RequestException as exc:
+            raise Retryable(NetworkError(f"cannot reach the sign-in service at "
+                                         f"{settings.endpoints.authority_host}: "
+                                         f"{type(exc).__name__}")) from None
+        except msal.exceptions.MsalServiceError as exc:  # msal's form of a 5xx answer
+            raise Retryable(UpstreamError(f"the sign-in service failed: {_first_line(exc)}")
+                            ) from None
+        except json.JSONDecodeError:
+            raise Retryable(UpstreamError("the sign-in service answered with a body that is "
+                                          "not JSON")) from None
+        except ValueError as exc:
+            # msal's answer to an authority it cannot use (unknown tenant, not a sign-in host).
+            raise AuthFailed(f"the sign-in service rejected the authority "
+                             f"{settings.authority}: {_first_line(exc)}") from None
+        if "access_token" not in result:
+            error = result.get("error", "unknown_error")
+            description = _first_line(result.get("error_description", ""))
+            failure = AuthFailed(f"sign-in failed: {error}: {description}")
+            if error in TRANSIENT_SIGN_IN_ERRORS:
+                raise Retryable(UpstreamError(failure.message)) from None
+            raise failure
+        if result.get("token_source") != "cache":
+            self.tokens_fetched += 1
+            log.info("token request: new token for client %s (attempt %d)",
+                     settings.client_id, attempt)
+        if cache.has_state_changed:
+            self._store.put(TOKEN_CACHE_NAMESPACE, self._cache_key, cache.serialize(),
+                            ttl_s=TOKEN_CACHE_TTL_S)
+        return result["access_token"], time.time() + float(result.get("expires_in", 0))
+
+    def _credential(self) -> str | dict[str, str]:
+        settings = self._settings
+        if settings.client_secret:
+            return settings.client_secret
+        return certificate_credential(settings.certificate_path or "",
+                                      settings.certificate_password)
+
+
+def certificate_credential(path: str, password: str | None) -> dict[str, str]:
+    """msal's credential dict from one PEM file that holds the certificate and its private key."""
+    try:
+        with open(path, encoding="ascii") as file:
+            pem = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config key 'client_certificate.path': cannot read {path!r}: "
+                          f"{type(exc).__name__}") from None
+    certificate = _pem_block(pem, "CERTIFICATE")
+    key = _pem_block(pem, "PRIVATE KEY") or _pem_block(pem, "RSA PRIVATE KEY") \
+        or _pem_block(pem, "ENCRYPTED PRIVATE KEY")
+    if not certificate or not key:
+        raise ConfigError(f"config key 'client_certificate.path': {path!r} must hold a PEM "
+                          "certificate and its private key")
+    # With public_certificate and no thumbprint, msal (>= 1.35) computes the SHA-256
+    # thumbprint itself and signs the client assertion accordingly.
+    credential = {"private_key": key, "public_certificate": certificate}
+    if password:
+        credential["passphrase"] = password
+    return credential
+
+
+def _pem_block(pem: str, label: str) -> str | None:
+    begin, end = f"-----BEGIN {label}-----", f"-----END {label}-----"
+    start = pem.find(begin)
+    stop = pem.find(end, start)
+    return pem[start:stop + len(end)] if start >= 0 and stop >= 0 else None
+
+
+def find_access_token(blob: str, *, client_id: str, tenant_id: str, scope: str,
+                      now: float | None = None) -> tuple[str, float] | None:
+    """A still-valid access token from msal's serialized cache, read without msal."""
+    now = time.time() if now is None else now
+    try:
+        entries = json.loads(blob).get("AccessToken", {})
+    except (ValueError, AttributeError):
+        return None
+    wanted = scope.lower()
+    for entry in entries.values():
+        if entry.get("client_id") != client_id or entry.get("realm") != tenant_id:
+            continue
+        if wanted not in entry.get("target", "").lower().split():
+            continue
+        try:
+            expires_on = float(entry["expires_on"])
+        except (KeyError, ValueError):
+            continue
+        if expires_on - now > REFRESH_MARGIN_S and entry.get("secret"):
+            return entry["secret"], expires_on
+    return None
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT, unverified: only to report what the token says (roles, expiry)."""
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0] if text else ""
+
+
+class SignInHttpClient:
+    """The two-method HTTP client msal accepts, on our session, with our timeout."""
+
+    def __init__(self, session: requests.Session, timeout_s: float) -> None:
+        self._session = session
+        self._timeout_s = timeout_s
+
+    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None,
+             **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout_s)
+        response = self._session.post(url, params=params, data=data, headers=headers, **kwargs)
+        _log_sign_in(response)
+        return response
+
+    def get(self, url: str, params: Any = None, headers: Any = None,
+            **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout_s)
+        response = self._session.get(url, params=params, headers=headers, **kwargs)
+        _log_sign_in(response)
+        return response
+
+    def close(self) -> None:
+        """The session belongs to the client that lent it; msal must not close it."""
+
+
+def _log_sign_in(response: requests.Response) -> None:
+    request = response.request
+    path = (request.path_url or "").split("?")[0]
+    log.debug("%s %s -> %d", request.method, path, response.status_code)
+

@@ -1,0 +1,90 @@
+"""Sign-in host, API base, token scope and portal per cloud and region: one table, overridable.
+
+A token whose audience does not match the API gives 403 even when all else is right, so the
+scope lives here beside the host it belongs to (reference: "Where to send requests").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from integration.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Cloud:
+    login_host: str
+    api_base: str
+    scope: str
+    portal_base: str
+
+
+CLOUDS: dict[str, Cloud] = {
+    "commercial": Cloud(
+        login_host="https://login.microsoftonline.com",
+        api_base="https://api.security.microsoft.com",
+        scope="https://api.securitycenter.microsoft.com/.default",
+        portal_base="https://security.microsoft.com",
+    ),
+    # Microsoft documents no scope for the US government clouds; this is the one that a
+    # widely used integration asks for there (reference page). `scope` overrides it.
+    "us-gcc": Cloud(
+        login_host="https://login.microsoftonline.com",
+        api_base="https://api-gcc.securitycenter.microsoft.us",
+        scope="https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
+        portal_base="https://security.microsoft.com",
+    ),
+    "us-gcc-high": Cloud(
+        login_host="https://login.microsoftonline.us",
+        api_base="https://api-gov.securitycenter.microsoft.us",
+        scope="https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
+        portal_base="https://security.microsoft.us",
+    ),
+    "us-dod": Cloud(
+        login_host="https://login.microsoftonline.us",
+        api_base="https://api-gov.securitycenter.microsoft.us",
+        scope="https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
+        portal_base="https://security.apps.mil",
+    ),
+}
+
+# Regional API hosts exist only in the commercial cloud.
+COMMERCIAL_REGIONS = ("us", "eu", "uk", "au", "swa", "ina", "aea")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    authority_host: str
+    api_base: str
+    scope: str
+    portal_base: str
+
+    @property
+    def is_microsoft_authority(self) -> bool:
+        """msal must not ask Microsoft's instance discovery about a host that is not Microsoft's."""
+        return any(self.authority_host == cloud.login_host for cloud in CLOUDS.values())
+
+
+def resolve_endpoints(config: dict[str, Any]) -> Endpoints:
+    cloud_name = config.get("cloud", "commercial")
+    cloud = CLOUDS.get(cloud_name)
+    if cloud is None:
+        raise ConfigError(f"config key 'cloud': unknown cloud {cloud_name!r}; "
+                          f"expected one of {', '.join(CLOUDS)}")
+    api_base = cloud.api_base
+    region = config.get("region")
+    if region:
+        if cloud_name != "commercial":
+            raise ConfigError(f"config key 'region': regions apply to the commercial cloud only, "
+                              f"not {cloud_name!r}")
+        if region not in COMMERCIAL_REGIONS:
+            raise ConfigError(f"config key 'region': unknown region {region!r}; "
+                              f"expected one of {', '.join(COMMERCIAL_REGIONS)}")
+        api_base = f"https://{region}.api.security.microsoft.com"
+    return Endpoints(
+        authority_host=config.get("authority_host", cloud.login_host).rstrip("/"),
+        api_base=config.get("api_base_url", api_base).rstrip("/"),
+        scope=config.get("scope", cloud.scope),
+        portal_base=cloud.portal_base,
+    )

@@ -1,0 +1,177 @@
+"""Configuration: a YAML/JSON file or a dict, each key overridable by an MDE_<KEY> variable.
+
+Validated against schemas/config.schema.json. Errors name the key and never echo a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from integration import schemas
+from integration.clouds import Endpoints, resolve_endpoints
+from integration.errors import ConfigError
+
+CONFIG_SCHEMA = "config.schema.json"
+SECRET_KEYS = frozenset({"client_secret", "password"})
+ENV_PREFIX = "MDE_"
+CONFIG_PATH_VARIABLE = "MDE_CONFIG"
+
+
+@dataclass(frozen=True)
+class Settings:
+    tenant_id: str
+    client_id: str
+    endpoints: Endpoints
+    client_secret: str | None = field(default=None, repr=False)
+    certificate_path: str | None = None
+    certificate_password: str | None = field(default=None, repr=False)
+    cloud: str = "commercial"
+    ca_bundle: str | None = None
+    proxy: str | None = None
+    timeout_s: float = 30.0
+    state: str | None = None
+    cache_ttl_s: int = 900
+    max_attempts: int = 5
+    deadline_s: float = 120.0
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 10.0
+    max_retry_after_s: float = 60.0
+    max_rate_wait_s: float = 30.0
+    per_minute: int = 100
+    per_hour: int = 1500
+    max_concurrency: int = 8
+
+    @property
+    def authority(self) -> str:
+        return f"{self.endpoints.authority_host}/{self.tenant_id}"
+
+    @property
+    def identity(self) -> str:
+        """Who is calling which API: the key of everything shared (token, cache, budget)."""
+        return f"{self.endpoints.api_base}|{self.tenant_id}|{self.client_id}"
+
+
+def load_settings(config: Mapping[str, Any] | None = None, *, path: str | os.PathLike | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `config` (a platform's dict) or `path`/$MDE_CONFIG, then MDE_<KEY>."""
+    environ = os.environ if environ is None else environ
+    if config is None:
+        file_path = path or environ.get(CONFIG_PATH_VARIABLE)
+        config = read_config_file(file_path) if file_path else {}
+    merged = {**config, **_environment_overrides(environ)}
+    _validate(merged)
+    return _settings_from(merged)
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(file)!r}: {exc.strerror}") from None
+    try:
+        if file.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml  # only when a YAML file is actually used: it costs start-up time
+
+            data = yaml.safe_load(text)
+    except ValueError as exc:  # json.JSONDecodeError and yaml.YAMLError's position details
+        raise ConfigError(f"config file {str(file)!r} is not valid JSON: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError, imported lazily
+        raise ConfigError(f"config file {str(file)!r} is not valid YAML: "
+                          f"{type(exc).__name__} {getattr(exc, 'problem_mark', '')}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(file)!r} must hold a mapping of keys, "
+                          f"not {type(data).__name__}")
+    return data
+
+
+def _environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    properties = schemas.schema(CONFIG_SCHEMA)["properties"]
+    overrides: dict[str, Any] = {}
+    for key, spec in properties.items():
+        variable = ENV_PREFIX + key.upper()
+        if variable in environ:
+            overrides[key] = _coerce(variable, environ[variable], spec)
+    return overrides
+
+
+def _coerce(variable: str, text: str, spec: Mapping[str, Any]) -> Any:
+    kind = spec.get("type")
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            return float(text)
+        if kind == "boolean":
+            return {"true": True, "1": True, "yes": True,
+                    "false": False, "0": False, "no": False}[text.strip().lower()]
+        if kind == "object":
+            return json.loads(text)
+    except (ValueError, KeyError):
+        shown = "" if variable.endswith(("SECRET", "CERTIFICATE")) else f" {text!r}"
+        raise ConfigError(f"environment variable {variable}{shown} is not a valid {kind}") from None
+    return text
+
+
+def _validate(config: dict[str, Any]) -> None:
+    has_secret = "client_secret" in config
+    has_certificate = "client_certificate" in config
+    if has_secret and has_certificate:
+        raise ConfigError("config keys 'client_secret' and 'client_certificate': "
+                          "give one of them, not both")
+    for key in ("tenant_id", "client_id"):
+        if not config.get(key):
+            raise ConfigError(f"config key '{key}' is required")
+    if not (has_secret or has_certificate):
+        raise ConfigError("config key 'client_secret' or 'client_certificate' is required")
+    from jsonschema.exceptions import relevance
+
+    failures = sorted(schemas.validator(CONFIG_SCHEMA).iter_errors(config), key=relevance)
+    if failures:
+        raise ConfigError(_describe(failures[0]))
+    for key in ("ca_bundle",):
+        if key in config and not Path(config[key]).is_file():
+            raise ConfigError(f"config key '{key}': no such file {config[key]!r}")
+    certificate = config.get("client_certificate")
+    if certificate and not Path(certificate["path"]).is_file():
+        raise ConfigError(f"config key 'client_certificate.path': no such file "
+                          f"{certificate['path']!r}")
+
+
+def _describe(error: Any) -> str:
+    """A config error naming the key; a secret's value is never part of the message."""
+    key = ".".join(str(part) for part in error.absolute_path)
+    if error.validator == "additionalProperties":
+        return f"config: {error.message}"
+    if SECRET_KEYS.intersection(str(part) for part in error.absolute_path):
+        return f"config key '{key}' is invalid (it must be a non-empty string)"
+    return f"config key '{key or '(top level)'}': {error.message}"
+
+
+def _settings_from(config: dict[str, Any]) -> Settings:
+    certificate = config.get("client_certificate") or {}
+    rate_limit = config.get("rate_limit") or {}
+    optional = {key: config[key] for key in (
+        "cloud", "ca_bundle", "proxy", "timeout_s", "state", "cache_ttl_s", "max_attempts",
+        "deadline_s", "backoff_base_s", "backoff_cap_s", "max_retry_after_s", "max_rate_wait_s",
+        "max_concurrency") if key in config}
+    return Settings(
+        tenant_id=config["tenant_id"],
+        client_id=config["client_id"],
+        endpoints=resolve_endpoints(config),
+        client_secret=config.get("client_secret"),
+        certificate_path=certificate.get("path"),
+        certificate_password=certificate.get("password"),
+        per_minute=rate_limit.get("per_minute", 100),
+        per_hour=rate_limit.get("per_hour", 1500),
+        **optional,
+    )

@@ -1,0 +1,95 @@
+"""One exception hierarchy. Each error carries a stable code, its retryability and an exit status.
+
+Entry points turn these into the `error` object of the result envelope; the CLI turns them
+into exit statuses. Messages are for people and must never hold a secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+EXIT_OK = 0
+EXIT_INPUT = 2
+EXIT_AUTH = 3
+EXIT_UPSTREAM = 4
+
+
+class PluginError(Exception):
+    """Base of every expected failure."""
+
+    code: ClassVar[str] = "upstream_error"
+    exit_status: ClassVar[int] = EXIT_UPSTREAM
+    default_retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retryable = self.default_retryable if retryable is None else retryable
+        self.status = status  # the HTTP status that caused it, when there was one
+        self.api_calls = 0  # API calls made before it happened
+
+    def to_dict(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+        }
+        if self.status is not None:
+            error["http_status"] = self.status
+        return error
+
+
+class InvalidInput(PluginError):
+    code = "invalid_input"
+    exit_status = EXIT_INPUT
+
+
+class ConfigError(PluginError):
+    code = "config_error"
+    exit_status = EXIT_INPUT
+
+
+class AuthFailed(PluginError):
+    code = "auth_failed"
+    exit_status = EXIT_AUTH
+
+
+class PermissionDenied(PluginError):
+    code = "permission_denied"
+    exit_status = EXIT_AUTH
+
+
+class RateLimited(PluginError):
+    code = "rate_limited"
+    default_retryable = True
+
+
+class UpstreamError(PluginError):
+    code = "upstream_error"
+
+
+class Timeout(PluginError):
+    code = "timeout"
+    default_retryable = True
+
+
+class NetworkError(PluginError):
+    code = "network_error"
+    default_retryable = True
+
+
+EXIT_STATUS_BY_CODE: dict[str, int] = {
+    cls.code: cls.exit_status
+    for cls in (InvalidInput, ConfigError, AuthFailed, PermissionDenied, RateLimited,
+                UpstreamError, Timeout, NetworkError)
+}
+
+
+def exit_status_for(envelopes: list[dict[str, Any]]) -> int:
+    """The highest exit status over a run's envelopes (DESIGN.md: 'the highest applies')."""
+    status = EXIT_OK
+    for envelope in envelopes:
+        if envelope.get("status") == "error":
+            code = envelope.get("error", {}).get("code", "upstream_error")
+            status = max(status, EXIT_STATUS_BY_CODE.get(code, EXIT_UPSTREAM))
+    return status

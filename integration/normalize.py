@@ -1,0 +1,364 @@
+"""Defender machine entity -> machine artifact (OCSF 1.8.0 Device attributes + an `mde` block).
+
+The artifact's shape is schemas/machine.schema.json. Two rules shape every line here:
+
+- Missing or null input is omitted, never invented: no key in the artifact holds None.
+  The one exception is OCSF's required `type_id`, where 0 "Unknown" is the honest answer.
+- Defender's answers vary by age and tenant (reference/defender-api.md): unknown extra
+  fields, a misspelled key, numbers sent as strings. None of that may raise.
+
+It runs once per machine on answers of up to 10,000 machines, so it avoids per-call regex
+compilation, `datetime` parsing and copying; the input is only read, never changed.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+from integration.errors import UpstreamError
+
+DEFAULT_PORTAL_BASE = "https://security.microsoft.com"
+VENDOR_NAME = "Microsoft"
+
+# OCSF risk_level_id: 0 Info, 1 Low, 2 Medium, 3 High, 4 Critical, 99 Other.
+_RISK_LEVELS: dict[str, tuple[int, str]] = {
+    "none": (0, "Info"),
+    "informational": (0, "Info"),
+    "low": (1, "Low"),
+    "medium": (2, "Medium"),
+    "high": (3, "High"),
+    "critical": (4, "Critical"),
+}
+
+# OCSF device type_id / os type_id values used below.
+_DEVICE_UNKNOWN = (0, "Unknown")
+_DEVICE_SERVER = (1, "Server")
+_DEVICE_TABLET = (4, "Tablet")
+_DEVICE_MOBILE = (5, "Mobile")
+_OS_UNKNOWN = (0, "Unknown")
+
+# Linux distributions Defender may name instead of "Linux"; names holding "linux"
+# (OracleLinux, AmazonLinux, RedHatEnterpriseLinux...) are caught by a substring test.
+_LINUX_PREFIXES = (
+    "ubuntu", "debian", "centos", "fedora", "rhel", "redhat", "suse", "sles", "opensuse",
+    "mariner", "alpine", "kali", "mint",
+)
+
+# Defender's times: 2018-08-02T14:55:03.7791856Z (seven fraction digits, which
+# datetime.fromisoformat cannot read before Python 3.11), or fewer digits, or none,
+# or a numeric offset. A time without an offset is taken as UTC, as Defender's are.
+_TIME = re.compile(
+    r"(\d{4}-\d\d-\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?"
+    r"(?:[Zz]|([+-])(\d\d):?(\d\d))?",
+    re.ASCII,
+)
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
+
+# A MAC as 12 hex digits, bare (Defender: 001122AABBCC) or in pairs split by one
+# consistent ':' or '-'.
+_MAC = re.compile(
+    r"([0-9A-Fa-f]{2})([:-]?)([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})\2"
+    r"([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})",
+    re.ASCII,
+)
+
+
+def normalize_machines(
+    raws: list[dict[str, Any]],
+    *,
+    include_raw: bool = False,
+    portal_base: str = DEFAULT_PORTAL_BASE,
+) -> list[dict[str, Any]]:
+    """Every machine of a Defender answer, in Defender's order."""
+    return [
+        normalize_machine(raw, include_raw=include_raw, portal_base=portal_base) for raw in raws
+    ]
+
+
+def normalize_machine(
+    raw: dict[str, Any],
+    *,
+    include_raw: bool = False,
+    portal_base: str = DEFAULT_PORTAL_BASE,
+) -> dict[str, Any]:
+    """One Defender machine entity as a machine artifact.
+
+    Raises UpstreamError when the record is not an object or has no id: without an id
+    there is no machine to point an analyst at, and Defender never sends one that way.
+    """
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__
+        raise UpstreamError(f"Defender returned a machine that is not an object but a {kind}")
+    get = raw.get
+    machine_id = get("id")
+    if isinstance(machine_id, int) and not isinstance(machine_id, bool):
+        machine_id = str(machine_id)
+    if not isinstance(machine_id, str) or not machine_id:
+        raise UpstreamError("Defender returned a machine without an id")
+
+    artifact: dict[str, Any] = {"uid": machine_id}
+
+    hostname = get("computerDnsName")
+    if hostname and isinstance(hostname, str):
+        artifact["hostname"] = hostname
+        name = hostname.partition(".")[0]
+        if name:
+            artifact["name"] = name
+
+    ip = get("lastIpAddress")
+    if ip and isinstance(ip, str):
+        artifact["ip"] = ip
+
+    platform = get("osPlatform")
+    if platform and isinstance(platform, str):
+        os_type, device_type = _classify_platform(platform)
+    else:
+        platform, os_type, device_type = None, _OS_UNKNOWN, _DEVICE_UNKNOWN
+    artifact["type_id"], artifact["type"] = device_type
+
+    os = _os(raw, platform, os_type)
+    if os:
+        artifact["os"] = os
+
+    for source, target in (("firstSeen", "first_seen_time"), ("lastSeen", "last_seen_time")):
+        parsed = _parse_time(get(source))
+        if parsed:
+            artifact[target], artifact[target + "_dt"] = parsed
+
+    risk = get("riskScore")
+    if risk and isinstance(risk, str):
+        level = _RISK_LEVELS.get(risk.lower())
+        # OCSF: 99 "Other" carries the source's own word in the caption.
+        artifact["risk_level_id"], artifact["risk_level"] = level or (99, risk)
+
+    group_id = get("rbacGroupId")
+    if isinstance(group_id, bool) or not isinstance(group_id, (int, str)) or group_id == "":
+        group_id = None
+    group_name = get("rbacGroupName")
+    if not (group_name and isinstance(group_name, str)):
+        group_name = None
+    if group_id is not None or group_name:
+        group: dict[str, str] = {}
+        if group_id is not None:
+            group["uid"] = str(group_id)
+        if group_name:
+            group["name"] = group_name
+        artifact["groups"] = [group]
+
+    aad_device_id = get("aadDeviceId")
+    if aad_device_id and isinstance(aad_device_id, str):
+        artifact["uid_alt"] = aad_device_id
+
+    addresses = get("ipAddresses")
+    if addresses and isinstance(addresses, list):
+        interfaces = [nic for nic in map(_interface, addresses) if nic]
+        if interfaces:
+            artifact["network_interfaces"] = interfaces
+
+    artifact["vendor_name"] = VENDOR_NAME
+    artifact["mde"] = _mde(raw, machine_id, portal_base, include_raw)
+    return artifact
+
+
+def _os(raw: dict[str, Any], platform: str | None, os_type: tuple[int, str]) -> dict[str, Any]:
+    get = raw.get
+    os: dict[str, Any] = {}
+    if platform:
+        os["name"] = platform
+    for key in ("version", "osVersion"):  # osVersion: old responses only
+        version = get(key)
+        if version and isinstance(version, str):
+            os["version"] = version
+            break
+    build = get("osBuild")
+    if isinstance(build, int) and not isinstance(build, bool):
+        os["build"] = str(build)
+    elif build and isinstance(build, str):
+        os["build"] = build
+    cpu_bits = _cpu_bits(get("osArchitecture"), get("osProcessor"))
+    if cpu_bits:
+        os["cpu_bits"] = cpu_bits
+    if os:
+        os["type_id"], os["type"] = os_type
+    return os
+
+
+def _cpu_bits(architecture: Any, processor: Any) -> int | None:
+    if architecture and isinstance(architecture, str):
+        if architecture.startswith("64"):
+            return 64
+        if architecture.startswith("32"):
+            return 32
+    if processor and isinstance(processor, str):
+        processor = processor.lower()
+        if processor in ("x64", "amd64", "x86_64", "arm64", "aarch64"):
+            return 64
+        if processor in ("x86", "i386", "i686"):
+            return 32
+    return None
+
+
+@lru_cache(maxsize=512)
+def _classify_platform(platform: str) -> tuple[tuple[int, str], tuple[int, str]]:
+    """(OCSF os type, OCSF device type) for a Defender osPlatform; a few dozen names recur."""
+    key = "".join(ch for ch in platform.lower() if ch.isalnum())
+    server = "server" in key
+    if key.startswith(("windowsmobile", "windowsphone")):
+        return (101, "Windows Mobile"), _DEVICE_MOBILE
+    if key.startswith("windows"):
+        return (100, "Windows"), _DEVICE_SERVER if server else _DEVICE_UNKNOWN
+    if key.startswith("android"):
+        return (201, "Android"), _DEVICE_MOBILE
+    if key.startswith("ipados"):
+        return (302, "iPadOS"), _DEVICE_TABLET
+    if key.startswith(("ios", "iphoneos")):
+        return (301, "iOS"), _DEVICE_MOBILE
+    if key.startswith(("macos", "osx", "macintosh")) or key == "mac":
+        return (300, "macOS"), _DEVICE_SERVER if server else _DEVICE_UNKNOWN
+    if "linux" in key or key.startswith(_LINUX_PREFIXES):
+        return (200, "Linux"), _DEVICE_SERVER if server else _DEVICE_UNKNOWN
+    return (99, "Other"), _DEVICE_SERVER if server else _DEVICE_UNKNOWN
+
+
+def _parse_time(value: Any) -> tuple[int, str] | None:
+    """(epoch milliseconds, RFC 3339 UTC with milliseconds) or None when unreadable."""
+    if not value or not isinstance(value, str):
+        return None
+    match = _TIME.fullmatch(value)
+    if not match:
+        return None
+    ymd, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    day_ms = _day_ms(ymd)
+    if day_ms is None:
+        return None
+    h, mi, s = int(hour), int(minute), int(second)
+    if h > 23 or mi > 59 or s > 59:
+        return None
+    # Milliseconds are truncated, not rounded: rounding could carry into the next second.
+    millis = (fraction + "00")[:3] if fraction else "000"
+    epoch_ms = day_ms + ((h * 60 + mi) * 60 + s) * 1000 + int(millis)
+    if sign:
+        oh, om = int(off_h), int(off_m)
+        if oh > 23 or om > 59:
+            return None
+        offset_ms = (oh * 60 + om) * 60000
+        if offset_ms:
+            epoch_ms += -offset_ms if sign == "+" else offset_ms
+            try:
+                utc = _EPOCH + timedelta(milliseconds=epoch_ms)
+            except OverflowError:
+                return None
+            return epoch_ms, (
+                f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:"
+                f"{utc.minute:02d}:{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+            )
+    return epoch_ms, f"{ymd}T{hour}:{minute}:{second}.{millis}Z"
+
+
+@lru_cache(maxsize=4096)
+def _day_ms(ymd: str) -> int | None:
+    """Epoch milliseconds of a YYYY-MM-DD midnight (UTC), None for a date that does not
+    exist; cached, as the machines of one answer share few days."""
+    try:
+        day = date(int(ymd[:4]), int(ymd[5:7]), int(ymd[8:10]))
+    except ValueError:
+        return None
+    return (day.toordinal() - _EPOCH_ORDINAL) * 86_400_000
+
+
+@lru_cache(maxsize=4096)
+def _mac(value: str) -> str | None:
+    """aa:bb:cc:dd:ee:ff from 001122AABBCC, 00-11-22-AA-BB-CC or 00:11:22:aa:bb:cc;
+    cached, as a card's MAC repeats for each of its addresses."""
+    match = _MAC.fullmatch(value)
+    if not match:
+        return None
+    groups = match.groups()
+    return ":".join((groups[0], *groups[2:])).lower()
+
+
+def _interface(address: Any) -> dict[str, str] | None:
+    """One ipAddresses entry as an OCSF network interface; Defender's operational status
+    (`Up`, `Down`...) rides along as `operational_status`, which OCSF has no field for."""
+    if not isinstance(address, dict):
+        return None
+    get = address.get
+    nic: dict[str, str] = {}
+    ip = get("ipAddress")
+    if ip and isinstance(ip, str):
+        nic["ip"] = ip
+    mac = get("macAddress")
+    if mac and isinstance(mac, str):
+        mac = _mac(mac)
+        if mac:
+            nic["mac"] = mac
+    kind = get("type")
+    if kind and isinstance(kind, str):
+        nic["type"] = kind
+    status = get("operationalStatus")
+    if status and isinstance(status, str):
+        nic["operational_status"] = status
+    return nic or None
+
+
+# Defender string fields copied as given into `mde`: (Defender key, artifact key).
+_MDE_STRINGS = (
+    ("healthStatus", "health_status"),
+    ("exposureLevel", "exposure_level"),
+    ("deviceValue", "device_value"),
+    ("lastExternalIpAddress", "last_external_ip"),
+    ("osArchitecture", "os_architecture"),
+    ("osProcessor", "os_processor"),
+    ("agentVersion", "agent_version"),
+)
+
+
+def _mde(
+    raw: dict[str, Any], machine_id: str, portal_base: str, include_raw: bool
+) -> dict[str, Any]:
+    get = raw.get
+    mde: dict[str, Any] = {}
+    for source, target in _MDE_STRINGS:
+        value = get(source)
+        if value and isinstance(value, str):
+            mde[target] = value
+    # One Microsoft page spells it `onboardingstatus`; real tenants send `onboardingStatus`.
+    onboarding = get("onboardingStatus") or get("onboardingstatus")
+    if onboarding and isinstance(onboarding, str):
+        mde["onboarding_status"] = onboarding
+    tags = get("machineTags")
+    if tags and isinstance(tags, list):
+        tags = [tag for tag in tags if isinstance(tag, str)]
+        if tags:
+            mde["machine_tags"] = tags
+    group_id = get("rbacGroupId")
+    if isinstance(group_id, (int, str)) and not isinstance(group_id, bool) and group_id != "":
+        mde["rbac_group_id"] = group_id
+    aad_joined = get("isAadJoined")
+    if isinstance(aad_joined, bool):
+        mde["is_aad_joined"] = aad_joined
+    vm_metadata = _without_nulls(get("vmMetadata"))
+    if vm_metadata and isinstance(vm_metadata, dict):
+        mde["vm_metadata"] = vm_metadata
+    # Defender ids are 40 hex characters; quote() only for anything else.
+    segment = machine_id
+    if not (machine_id.isascii() and machine_id.isalnum()):
+        segment = quote(machine_id, safe="")
+    mde["portal_url"] = f"{portal_base.rstrip('/')}/machines/{segment}/overview"
+    if include_raw:
+        mde["raw"] = raw
+    return mde
+
+
+def _without_nulls(value: Any) -> Any:
+    """A copy of a JSON value without null members or items (the input stays untouched)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value
