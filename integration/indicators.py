@@ -1,0 +1,287 @@
+"""Domain and file-hash parsing: refang, URL to host, IDN, hash kind.
+
+What leaves this module is safe to put in a request path: a domain is lowercase ASCII
+labels of a-z, 0-9 and '-', a hash is lowercase hex. Everything else is `InvalidInput`
+with a message that names the value and says what is wrong with it.
+
+This module sits on the cold-start path of every action run, so it does no I/O and
+imports `idna` (and `ipaddress`) only when an input needs them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from integration.errors import InvalidInput
+
+IndicatorType = Literal["domain", "sha1", "sha256", "md5"]
+
+MAX_DOMAIN_LENGTH = 253
+MAX_LABEL_LENGTH = 63
+HASH_TYPES_BY_LENGTH: dict[int, IndicatorType] = {32: "md5", 40: "sha1", 64: "sha256"}
+_EXPECTED_HASH_LENGTHS = "expected 32 (MD5), 40 (SHA-1) or 64 (SHA-256)"
+_ECHO_LIMIT = 80
+# Longer than any host that could still fit in 253 characters once encoded; keeps the
+# IDNA work bounded for pasted junk.
+_MAX_RAW_HOST_LENGTH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Indicator:
+    type: IndicatorType
+    value: str  # normalized: what goes into the request path
+    original: str  # exactly as given
+    # Set when a SHA-256 or MD5 has been resolved to the SHA-1 Defender's machines call
+    # needs; `value` keeps the hash the user gave.
+    sha1: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"type": self.type, "value": self.value, "original": self.original}
+        if self.sha1 is not None:
+            out["sha1"] = self.sha1
+        return out
+
+
+def parse(kind: Literal["domain", "file"], text: str) -> Indicator:
+    if kind == "domain":
+        return parse_domain(text)
+    if kind == "file":
+        return parse_file_hash(text)
+    raise ValueError(f"unknown indicator kind {kind!r}; expected 'domain' or 'file'")
+
+
+# --- messages -----------------------------------------------------------------------------
+
+
+def _echo(value: str) -> str:
+    """The value for an error message: no control or format characters, bounded length."""
+    clean = "".join(ch for ch in value if ch.isprintable())
+    if len(clean) > _ECHO_LIMIT:
+        clean = clean[: _ECHO_LIMIT - 1] + "…"
+    return repr(clean)
+
+
+def _char(ch: str) -> str:
+    if not ch.isprintable() or ch.isspace():
+        return f"U+{ord(ch):04X}"
+    # A look-alike (a full-width digit for a digit) is only told apart by its code point.
+    return repr(ch) if ch.isascii() else f"{ch!r} (U+{ord(ch):04X})"
+
+
+def _describe_char(ch: str) -> str:
+    if ch == " ":
+        return "a space"
+    if ch.isspace():
+        return f"whitespace ({_char(ch)})"
+    if not ch.isprintable():
+        return f"a control character ({_char(ch)})"
+    return _char(ch)
+
+
+def _leading_space(text: str) -> int:
+    return len(text) - len(text.lstrip())
+
+
+def _invalid(what: str, text: str, problem: str) -> InvalidInput:
+    return InvalidInput(f"{what} {_echo(text)} {problem}")
+
+
+# --- domains ------------------------------------------------------------------------------
+
+# Defanged punctuation: [.] (.) {.} [dot] (dot) {dot} [:] [://] [/] [@] [at].
+_DEFANGED = re.compile(r"[\[({](\.|dot|:(?://?)?|/|@|at)[\])}]", re.IGNORECASE)
+_DEFANGED_SCHEME = re.compile(r"^h(?:xx|\*\*)p(s?)(?=:)", re.IGNORECASE)
+_SCHEME = re.compile(r"^(?:[a-z][a-z0-9+.\-]*:)?//+", re.IGNORECASE)
+_UNICODE_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def _refang(text: str) -> str:
+    text = _DEFANGED.sub(_undefang, text)
+    # JSON- or regex-escaped forms: http:\/\/evil.example, evil\.example; a stray
+    # backslash is a path separator, as browsers treat it.
+    text = text.replace("\\/", "/").replace("\\.", ".").replace("\\", "/")
+    return _DEFANGED_SCHEME.sub(r"http\1", text)
+
+
+def _undefang(match: re.Match[str]) -> str:
+    inner = match.group(1).lower()
+    return {"dot": ".", "at": "@"}.get(inner, inner)
+
+
+def _is_control(ch: str) -> bool:
+    code = ord(ch)
+    return code < 0x20 or 0x7F <= code < 0xA0
+
+
+def parse_domain(text: str) -> Indicator:
+    """A domain, a defanged domain, or a URL (of which only the host is kept)."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"domain must be a string, got {type(text).__name__}")
+    trimmed = text.strip()
+    if not trimmed:
+        raise _invalid("domain", text, "is empty")
+    # Positions count from 1 in the text as given, surrounding whitespace included.
+    for position, ch in enumerate(trimmed, _leading_space(text) + 1):
+        if ch.isspace() or _is_control(ch):
+            raise _invalid("domain", text, f"contains {_describe_char(ch)} at position {position}")
+
+    host = _host_of(text, _refang(trimmed))
+    if "*" in host:
+        raise _invalid("domain", text, "contains '*': wildcards are not supported")
+    if len(host) > _MAX_RAW_HOST_LENGTH:
+        raise _invalid(
+            "domain", text,
+            f"has {len(host)} characters; a domain has at most {MAX_DOMAIN_LENGTH}",
+        )
+    # Non-ASCII case folding is left to UTS 46 (str.lower() differs, e.g. on final sigma).
+    host = host.lower() if host.isascii() else host.translate(_UNICODE_DOTS)
+    if host.endswith("."):
+        host = host[:-1]
+    if not host:
+        raise _invalid("domain", text, "has no host name")
+
+    labels = host.split(".")
+    if "" in labels:
+        where = "starts with a dot" if labels[0] == "" else "has two dots in a row"
+        raise _invalid("domain", text, where)
+    if not host.isascii():
+        labels = _to_ascii_labels(text, labels)
+        host = ".".join(labels)
+        labels = host.split(".")  # a UTS 46 mapping may have produced a dot
+    _check_domain(text, host, labels)
+    return Indicator("domain", host, text)
+
+
+def _host_of(text: str, value: str) -> str:
+    """The host of a URL or URL-shaped value; a bare domain is its own host."""
+    value = _SCHEME.sub("", value, count=1)
+    end = len(value)
+    for separator in "/?#":
+        found = value.find(separator)
+        if found != -1:
+            end = min(end, found)
+    authority = value[:end]
+    host = authority.rpartition("@")[2]
+
+    if host.startswith("["):
+        inside, bracket, rest = host[1:].partition("]")
+        if not bracket:
+            raise _invalid("domain", text, "has a '[' without a closing ']'")
+        if _is_ip(inside):
+            raise _invalid("domain", text, "is an IP address, not a domain")
+        if rest and not rest.startswith(":"):
+            raise _invalid("domain", text, f"has {rest[:1]!r} after the bracketed host")
+        raise _invalid(
+            "domain", text, f"has a bracketed host {_echo(inside)} that is not an IP address"
+        )
+
+    if host.count(":") > 1:
+        if _is_ip(host):
+            raise _invalid("domain", text, "is an IP address, not a domain")
+        raise _invalid("domain", text, "has more than one ':' in its host")
+    host, colon, port = host.partition(":")
+    if colon and port and not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        raise _invalid("domain", text, f"has port {_echo(port)}, which is not a number 0-65535")
+    return host
+
+
+def _is_ip(value: str) -> bool:
+    import ipaddress  # only for hosts that look like addresses
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _to_ascii_labels(text: str, labels: list[str]) -> list[str]:
+    """IDNA 2008 with UTS 46 mapping; never Python's built-in (IDNA 2003) codec."""
+    import idna  # only needed for non-ASCII input
+
+    out = []
+    for label in labels:
+        if label.isascii():
+            out.append(label.lower())
+            continue
+        try:
+            out.append(idna.encode(label, uts46=True).decode("ascii"))
+        except (UnicodeError, ValueError) as exc:
+            reason = "".join(ch for ch in str(exc) if ch.isprintable())[:120]
+            raise _invalid(
+                "domain", text,
+                f"has label {_echo(label)}, which is not a valid internationalized "
+                f"label (IDNA 2008): {reason}",
+            ) from None
+    return out
+
+
+def _check_domain(text: str, host: str, labels: list[str]) -> None:
+    if len(host) > MAX_DOMAIN_LENGTH:
+        raise _invalid(
+            "domain", text,
+            f"has {len(host)} characters; a domain has at most {MAX_DOMAIN_LENGTH}",
+        )
+    for label in labels:
+        if not label:
+            raise _invalid("domain", text, "has an empty label")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise _invalid(
+                "domain", text,
+                f"has label {_echo(label)} of {len(label)} characters; "
+                f"a label has at most {MAX_LABEL_LENGTH}",
+            )
+        for ch in label:
+            if ch not in _LABEL_CHARS:
+                raise _invalid(
+                    "domain", text,
+                    f"has label {_echo(label)} containing {_describe_char(ch)}; "
+                    "a label has only a-z, 0-9 and '-'",
+                )
+        if label.startswith("-"):
+            raise _invalid("domain", text, f"has label {_echo(label)}, which starts with a hyphen")
+        if label.endswith("-"):
+            raise _invalid("domain", text, f"has label {_echo(label)}, which ends with a hyphen")
+    if labels[-1].isdigit():
+        if _is_ip(host):
+            raise _invalid("domain", text, "is an IP address, not a domain")
+        raise _invalid(
+            "domain", text, f"has an all-numeric top-level label {_echo(labels[-1])}"
+        )
+    if len(labels) < 2:
+        raise _invalid(
+            "domain", text,
+            f"is a single label {_echo(host)}; a domain has at least two, like 'example.com'",
+        )
+
+
+# --- file hashes --------------------------------------------------------------------------
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_file_hash(text: str) -> Indicator:
+    """An MD5, SHA-1 or SHA-256 in hex, any case, surrounding whitespace ignored."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"file hash must be a string, got {type(text).__name__}")
+    trimmed = text.strip()
+    if not trimmed:
+        raise _invalid("file hash", text, "is empty")
+    if trimmed[:2] in ("0x", "0X"):
+        raise _invalid("file hash", text, "starts with '0x'; give the hex digits alone")
+    for position, ch in enumerate(trimmed, _leading_space(text) + 1):
+        if ch not in _HEX:
+            raise _invalid(
+                "file hash", text,
+                f"is not hex: {_describe_char(ch)} at position {position}",
+            )
+    kind = HASH_TYPES_BY_LENGTH.get(len(trimmed))
+    if kind is None:
+        raise _invalid(
+            "file hash", text,
+            f"has {len(trimmed)} hex characters; {_EXPECTED_HASH_LENGTHS}",
+        )
+    return Indicator(kind, trimmed.lower(), text)
