@@ -94,11 +94,6 @@ def _connectivity(enricher: Enricher) -> dict[str, Any]:
     if not MACHINE_ROLES & set(roles):
         warnings.append("the token carries neither Machine.Read.All nor Machine.ReadWrite.All; "
                         "the machine lookups will be denied")
-    try:
-        result = enricher.client.first_machine()
-    except PermissionDenied as error:
-        error.message += f" (the token's roles: {', '.join(roles) or 'none'})"
-        raise
     connectivity: dict[str, Any] = {
         "api_base": settings.endpoints.api_base,
         "authority": settings.authority,
@@ -108,6 +103,12 @@ def _connectivity(enricher: Enricher) -> dict[str, Any]:
     }
     if "exp" in claims:
         connectivity["token_expires_in_s"] = int(claims["exp"] - time.time())
+    try:
+        result = enricher.client.first_machine()
+    except PermissionDenied as error:
+        # The token is fine; what it may do is not. Say which roles it has.
+        return {"action": "test_connectivity", "status": "error", "connectivity": connectivity,
+                "summary": {"api_calls": error.api_calls}, "error": error.to_dict()}
     return {"action": "test_connectivity", "status": "success", "connectivity": connectivity,
             "summary": {"api_calls": result.api_calls}}
 

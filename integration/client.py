@@ -84,18 +84,19 @@ class DefenderClient:
         return Lookup(found=True, machines=machines, api_calls=calls.count,
                       truncated=len(machines) >= DOMAIN_ANSWER_CAP)
 
-    def machines_for_file(self, file_hash: Indicator) -> Lookup:
+    def machines_for_file(self, sha1: Indicator) -> Lookup:
         calls = _Calls()
-        sha1 = file_hash
-        if file_hash.type != "sha1":
-            # The machines call takes only SHA-1: ask Defender which file this hash names.
-            info = self._get(api_paths.file_info(file_hash), calls)
-            if info is None:
-                return Lookup(found=False, api_calls=calls.count)
-            sha1 = self._resolved_sha1(info, file_hash)
         machines = self._list(api_paths.file_machines(sha1), calls)
-        return Lookup(found=bool(machines), machines=machines or [], api_calls=calls.count,
-                      sha1=sha1.value if sha1 is not file_hash else None)
+        return Lookup(found=bool(machines), machines=machines, api_calls=calls.count)
+
+    def resolve_sha1(self, file_hash: Indicator) -> tuple[Indicator | None, int]:
+        """The SHA-1 of the file a SHA-256 or MD5 names (None if Defender does not know it),
+        and the calls that took: the machines call accepts only SHA-1."""
+        calls = _Calls()
+        info = self._get(api_paths.file_info(file_hash), calls)
+        if info is None:
+            return None, calls.count
+        return self._resolved_sha1(info, file_hash), calls.count
 
     def first_machine(self) -> Lookup:
         """The cheapest authorized call there is: the connectivity check."""

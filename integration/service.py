@@ -7,19 +7,22 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
+from integration.client import Lookup
 from integration.envelope import ACTION_BY_KIND, error_envelope, lookup_envelope
 from integration.errors import PluginError
-from integration.indicators import Indicator, parse
+from integration.indicators import Indicator, parse, parse_file_hash
 
 if TYPE_CHECKING:
-    from integration.client import DefenderClient, Lookup
+    from integration.client import DefenderClient
     from integration.config import Settings
     from integration.state import StateStore
 
 Kind = Literal["domain", "file"]
 RESULT_NAMESPACE = "results"
+SHA1_NAMESPACE = "file-sha1"
 
 
 class Enricher:
@@ -115,47 +118,64 @@ class Enricher:
 
     def _lookup(self, action: str, indicator: Indicator, *, use_cache: bool,
                 include_raw: bool) -> dict[str, Any]:
-        cache_key = f"{self.settings.endpoints.api_base}|{self.settings.tenant_id}|" \
-                    f"{indicator.type}:{indicator.value}"
-        cached = self._cached(cache_key) if use_cache and self.settings.cache_ttl_s else None
-        if cached is not None:
-            return self._envelope(action, indicator, cached, cached=True, include_raw=include_raw)
+        use_cache = use_cache and self.settings.cache_ttl_s > 0
+        resolve_calls = 0
         try:
-            client = self.client
-            result = (client.machines_for_domain(indicator) if indicator.type == "domain"
-                      else client.machines_for_file(indicator))
+            target: Indicator | None = indicator
+            if indicator.type in ("sha256", "md5"):
+                target, resolve_calls = self._resolve_sha1(indicator, use_cache)
+            if target is None:
+                result, cached = Lookup(found=False), resolve_calls == 0
+            else:
+                result, cached = self._machines(target, use_cache)
         except PluginError as error:
-            return error_envelope(action, error, indicator=indicator, api_calls=error.api_calls)
-        if self.settings.cache_ttl_s:
-            self._remember(cache_key, result)
-        return self._envelope(action, indicator, result, cached=False, include_raw=include_raw)
-
-    def _envelope(self, action: str, indicator: Indicator, result: Lookup, *, cached: bool,
-                  include_raw: bool) -> dict[str, Any]:
+            return error_envelope(action, error, indicator=indicator,
+                                  api_calls=resolve_calls + error.api_calls)
         from integration.normalize import normalize_machines
 
         machines = normalize_machines(result.machines, include_raw=include_raw,
                                       portal_base=self.settings.endpoints.portal_base)
-        return lookup_envelope(action, indicator, machines,
-                               api_calls=0 if cached else result.api_calls,
-                               truncated=result.truncated, cached=cached, sha1=result.sha1)
+        return lookup_envelope(
+            action, indicator, machines,
+            api_calls=resolve_calls + (0 if cached else result.api_calls),
+            truncated=result.truncated, cached=cached and resolve_calls == 0,
+            sha1=target.value if target is not None and target is not indicator else None)
 
-    def _cached(self, key: str) -> Lookup | None:
-        from integration.client import Lookup
+    def _machines(self, indicator: Indicator, use_cache: bool) -> tuple[Lookup, bool]:
+        """Defender's machines for a domain or a SHA-1, from the result cache when allowed."""
+        key = self._cache_key(indicator)
+        if use_cache:
+            text = self.store.get(RESULT_NAMESPACE, key)
+            if text is not None:
+                try:
+                    return Lookup(**json.loads(text)), True
+                except (TypeError, ValueError):
+                    pass  # written by another version: ask again
+        client = self.client
+        result = (client.machines_for_domain(indicator) if indicator.type == "domain"
+                  else client.machines_for_file(indicator))
+        if self.settings.cache_ttl_s:
+            self.store.put(RESULT_NAMESPACE, key, json.dumps(asdict(result), separators=(",", ":")),
+                           ttl_s=self.settings.cache_ttl_s)
+        return result, False
 
-        text = self.store.get(RESULT_NAMESPACE, key)
-        if text is None:
-            return None
-        try:
-            return Lookup(**json.loads(text))
-        except (TypeError, ValueError):
-            return None  # written by another version: look it up again
+    def _resolve_sha1(self, file_hash: Indicator, use_cache: bool) -> tuple[Indicator | None, int]:
+        """A SHA-256 or MD5 turned into its file's SHA-1; the answer is cached like a result,
+        so a SHA-256 and its SHA-1 share one machines lookup."""
+        key = self._cache_key(file_hash)
+        if use_cache:
+            known = self.store.get(SHA1_NAMESPACE, key)
+            if known is not None:
+                return (parse_file_hash(known) if known else None), 0
+        sha1, calls = self.client.resolve_sha1(file_hash)
+        if self.settings.cache_ttl_s:
+            self.store.put(SHA1_NAMESPACE, key, sha1.value if sha1 else "",
+                           ttl_s=self.settings.cache_ttl_s)
+        return sha1, calls
 
-    def _remember(self, key: str, result: Lookup) -> None:
-        from dataclasses import asdict
-
-        self.store.put(RESULT_NAMESPACE, key, json.dumps(asdict(result), separators=(",", ":")),
-                       ttl_s=self.settings.cache_ttl_s)
+    def _cache_key(self, indicator: Indicator) -> str:
+        return f"{self.settings.endpoints.api_base}|{self.settings.tenant_id}|" \
+               f"{indicator.type}:{indicator.value}"
 
 
 def _with_original(envelope: dict[str, Any], indicator: Indicator) -> dict[str, Any]:
