@@ -54,7 +54,15 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parse(parser: argparse.ArgumentParser, rest: list[str]) -> argparse.Namespace:
-    args = parser.parse_intermixed_args(rest)
+    # Intermixed parsing lets options follow values; it does not honour `--`, so whatever
+    # stands after it is appended to the positional values here.
+    options, after = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest \
+        else (rest, [])
+    args = parser.parse_intermixed_args(options)
+    if after:
+        if not hasattr(args, "values"):
+            parser.error(f"unexpected values after --: {' '.join(after)}")
+        args.values = [*args.values, *after]
     if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                             format="mde-enrich: %(message)s")

@@ -5,6 +5,7 @@ test that uses it, and a check that every envelope the suite produces matches it
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,9 +59,39 @@ def no_ambient_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(variable)
 
 
+# Secrets of the running emulator's apps; every test's logs are checked for them.
+KNOWN_SECRETS: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def secrets_never_reach_the_logs(caplog: pytest.LogCaptureFixture,
+                                 monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every library's log output at DEBUG, for every test, must hold no secret or token."""
+    from integration.auth import TokenProvider
+
+    caplog.set_level(logging.DEBUG)
+    handed_out: list[str] = []
+    original = TokenProvider.access_token
+
+    def recording(self: TokenProvider) -> str:
+        token = original(self)
+        handed_out.append(token)
+        return token
+
+    monkeypatch.setattr(TokenProvider, "access_token", recording)
+    yield
+    # The emulator is the other side of the wire: its own log may name what it issued.
+    text = "\n".join(record.getMessage() for record in caplog.records
+                     if not record.name.startswith("integration.emulator"))
+    for secret in KNOWN_SECRETS | set(handed_out):
+        assert secret not in text, "a secret or an access token reached the logs"
+
+
 @pytest.fixture(scope="session")
 def emulator_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     with Emulator(state_dir=tmp_path_factory.mktemp("emulator")) as emulator:
+        KNOWN_SECRETS.update({emulator.client_secret, emulator.noroles_client_secret,
+                              emulator.client_cert_password})
         yield emulator
 
 
@@ -85,3 +116,37 @@ def config_file(config: dict[str, Any], tmp_path: Path) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+# --- redis (state backends) ---
+# A real redis-server (tests/redis_server.py): found on PATH or installed with apt-get, started
+# on a fresh port for the session. Missing Redis fails the tests that need it; it never skips.
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """redis://127.0.0.1:<port>/0 of a private redis-server that lives for the session."""
+    import contextlib
+
+    from redis_server import RedisUnavailable, running_redis
+
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(running_redis())
+        except RedisUnavailable as exc:
+            pytest.fail(f"these tests need a real Redis: {exc}", pytrace=False)
+        yield url
+
+
+@pytest.fixture
+def redis_state_url(redis_url: str) -> str:
+    """The session's Redis, emptied: a state URL for one test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return redis_url
+# --- end redis (state backends) ---

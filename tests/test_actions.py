@@ -67,7 +67,7 @@ def test_unknown_domain_answered_with_an_empty_200_is_not_found(config: dict,
 
 
 def test_known_domain_without_machines_is_not_found(config: dict) -> None:
-    assert domain(config, seed.QUIET_DOMAIN)["status"] == "not_found"
+    assert domain(config, seed.EMPTY_DOMAIN)["status"] == "not_found"
 
 
 def test_answer_at_the_500_machine_cap_is_marked_truncated(config: dict) -> None:
