@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from integration.client import Lookup
 from integration.envelope import ACTION_BY_KIND, error_envelope, lookup_envelope
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from integration.state import StateStore
 
 Kind = Literal["domain", "file"]
+T = TypeVar("T")
 RESULT_NAMESPACE = "results"
 SHA1_NAMESPACE = "file-sha1"
 
@@ -32,9 +34,8 @@ class Enricher:
         self._client: DefenderClient | None = None
         self._store: StateStore | None = None
         self._tokens: Any = None
-        # Identical lookups in flight at once are made once: later askers share the first's answer.
-        self._in_flight: dict[tuple[str, str, bool], Future[dict[str, Any]]] = {}
-        self._in_flight_lock = threading.Lock()
+        # Identical fetches in flight at once are made once: later askers share the answer.
+        self._single_flight = SingleFlight()
 
     # -- wiring, built on first use so that invalid input costs nothing ----------------------
 
@@ -84,25 +85,7 @@ class Enricher:
             indicator = parse(kind, value)
         except PluginError as error:
             return error_envelope(action, error, original=value)
-        key = (kind, indicator.value, include_raw)
-        with self._in_flight_lock:
-            shared = self._in_flight.get(key)
-            if shared is None:
-                mine: Future[dict[str, Any]] = Future()
-                self._in_flight[key] = mine
-        if shared is not None:
-            return _with_original(shared.result(), indicator)
-        try:
-            envelope = self._lookup(action, indicator, use_cache=use_cache,
-                                    include_raw=include_raw)
-            mine.set_result(envelope)
-            return envelope
-        except BaseException as exc:
-            mine.set_exception(exc)
-            raise
-        finally:
-            with self._in_flight_lock:
-                del self._in_flight[key]
+        return self._lookup(action, indicator, use_cache=use_cache, include_raw=include_raw)
 
     def lookup_many(self, kind: Kind, values: list[Any], *, use_cache: bool = True,
                     include_raw: bool = False) -> list[dict[str, Any]]:
@@ -144,6 +127,13 @@ class Enricher:
     def _machines(self, indicator: Indicator, use_cache: bool) -> tuple[Lookup, bool]:
         """Defender's machines for a domain or a SHA-1, from the result cache when allowed."""
         key = self._cache_key(indicator)
+        (result, cached), shared = self._single_flight.run(
+            ("machines", key, use_cache), lambda: self._machines_once(indicator, key, use_cache))
+        # A fetch shared with another caller cost this one nothing, like a cache hit.
+        return result, cached or shared
+
+    def _machines_once(self, indicator: Indicator, key: str,
+                       use_cache: bool) -> tuple[Lookup, bool]:
         if use_cache:
             text = self.store.get(RESULT_NAMESPACE, key)
             if text is not None:
@@ -163,6 +153,12 @@ class Enricher:
         """A SHA-256 or MD5 turned into its file's SHA-1; the answer is cached like a result,
         so a SHA-256 and its SHA-1 share one machines lookup."""
         key = self._cache_key(file_hash)
+        (sha1, calls), shared = self._single_flight.run(
+            ("sha1", key, use_cache), lambda: self._resolve_sha1_once(file_hash, key, use_cache))
+        return sha1, 0 if shared else calls
+
+    def _resolve_sha1_once(self, file_hash: Indicator, key: str,
+                           use_cache: bool) -> tuple[Indicator | None, int]:
         if use_cache:
             known = self.store.get(SHA1_NAMESPACE, key)
             if known is not None:
@@ -178,9 +174,30 @@ class Enricher:
                f"{indicator.type}:{indicator.value}"
 
 
-def _with_original(envelope: dict[str, Any], indicator: Indicator) -> dict[str, Any]:
-    """A shared answer, told in the words this caller used."""
-    copy = dict(envelope)
-    if "indicator" in copy:
-        copy["indicator"] = {**copy["indicator"], "original": indicator.original}
-    return copy
+class SingleFlight:
+    """Runs a function once per key among the threads asking for it at the same moment."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[Hashable, Future[Any]] = {}
+
+    def run(self, key: Hashable, function: Callable[[], T]) -> tuple[T, bool]:
+        """The function's result, and whether it was another caller's run."""
+        with self._lock:
+            shared = self._calls.get(key)
+            if shared is None:
+                mine: Future[Any] = Future()
+                self._calls[key] = mine
+        if shared is not None:
+            return shared.result(), True
+        try:
+            result = function()
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        else:
+            mine.set_result(result)
+            return result, False
+        finally:
+            with self._lock:
+                del self._calls[key]
