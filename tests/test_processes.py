@@ -14,6 +14,19 @@ import yaml
 from integration.emulator import Emulator, seed
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_state(request: pytest.FixtureRequest, state_url: str) -> str:
+    """The same multi-process behaviour on both state backends."""
+    return state_url if request.param == "sqlite" else request.getfixturevalue("redis_state_url")
+
+
+@pytest.fixture
+def shared_config_file(emulator: Emulator, shared_state: str, tmp_path: Path) -> Path:
+    path = tmp_path / "shared.yaml"
+    path.write_text(yaml.safe_dump(emulator.config(state=shared_state)))
+    return path
+
+
 def cli(config_path: Path, *argv: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "integration.cli", *argv, "--config",
                              str(config_path), "--format", "json"],
@@ -25,28 +38,28 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, list[dict[str, Any]], s
     return process.returncode, json.loads(out), err
 
 
-def test_cli_processes_in_a_row_fetch_one_token_between_them(config_file: Path,
+def test_cli_processes_in_a_row_fetch_one_token_between_them(shared_config_file: Path,
                                                              emulator: Emulator) -> None:
     for value in (seed.EVIL_DOMAIN, seed.PHISH_DOMAIN, seed.IDN_DOMAIN):
-        status, _, err = finish(cli(config_file, "domain", value))
+        status, _, err = finish(cli(shared_config_file, "domain", value))
         assert status == 0, err
     assert len(emulator.admin.token_calls()) == 1
 
 
 def test_a_repeat_lookup_in_a_new_process_within_the_ttl_makes_no_api_call(
-        config_file: Path, emulator: Emulator) -> None:
-    finish(cli(config_file, "domain", seed.EVIL_DOMAIN))
+        shared_config_file: Path, emulator: Emulator) -> None:
+    finish(cli(shared_config_file, "domain", seed.EVIL_DOMAIN))
     emulator.admin.clear_log()
-    _, envelopes, _ = finish(cli(config_file, "domain", seed.EVIL_DOMAIN))
+    _, envelopes, _ = finish(cli(shared_config_file, "domain", seed.EVIL_DOMAIN))
     assert envelopes[0]["summary"]["cached"] is True
     assert emulator.admin.requests_log() == []
 
 
-def test_four_processes_stay_inside_one_shared_budget(emulator: Emulator, state_url: str,
+def test_four_processes_stay_inside_one_shared_budget(emulator: Emulator, shared_state: str,
                                                       tmp_path: Path) -> None:
     domains = sorted(emulator.admin.dataset_summary()["domains"])[:40]
     assert len(set(domains)) == 40
-    config = emulator.config(state=state_url, rate_limit={"per_minute": 30, "per_hour": 1500},
+    config = emulator.config(state=shared_state, rate_limit={"per_minute": 30, "per_hour": 1500},
                              max_rate_wait_s=2)
     config_path = tmp_path / "budget.yaml"
     config_path.write_text(yaml.safe_dump(config))
