@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from integration.errors import AuthFailed, ConfigError, NetworkError, Timeout, UpstreamError
@@ -82,7 +82,7 @@ class TokenProvider:
 
     def _fetch(self) -> tuple[str, float]:
         lease = f"token:{self._cache_key}"
-        owner = uuid.uuid4().hex
+        owner = os.urandom(8).hex()  # not uuid: its import costs start-up time
         deadline = time.monotonic() + TOKEN_LEASE_S
         # Another process fetching the same token right now: wait for its answer instead.
         while not self._store.try_lease(lease, owner, TOKEN_LEASE_S):

@@ -8,8 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from integration import api_paths
@@ -41,20 +40,22 @@ DOMAIN_ANSWER_CAP = 500
 MAX_PAGES = 200
 
 
-@dataclass
-class Lookup:
-    """What Defender said about one indicator."""
+class Lookup(NamedTuple):
+    """What Defender said about one indicator (a NamedTuple: cheap to define at start-up)."""
 
     found: bool
-    machines: list[dict[str, Any]] = field(default_factory=list)
+    machines: list[dict[str, Any]] = []  # never mutated, so one shared default is safe
     api_calls: int = 0
     truncated: bool = False
-    sha1: str | None = None  # the SHA-1 a SHA-256 or MD5 resolved to
 
 
-@dataclass
 class _Calls:
-    count: int = 0
+    """How many API calls one lookup has made so far."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class DefenderClient:

@@ -6,14 +6,12 @@ scope lives here beside the host it belongs to (reference: "Where to send reques
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from integration.errors import ConfigError
 
 
-@dataclass(frozen=True, slots=True)
-class Cloud:
+class Cloud(NamedTuple):
     login_host: str
     api_base: str
     scope: str
@@ -53,8 +51,7 @@ CLOUDS: dict[str, Cloud] = {
 COMMERCIAL_REGIONS = ("us", "eu", "uk", "au", "swa", "ina", "aea")
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoints:
+class Endpoints(NamedTuple):
     authority_host: str
     api_base: str
     scope: str

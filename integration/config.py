@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from integration import schemas
 from integration.clouds import Endpoints, resolve_endpoints
@@ -22,14 +21,15 @@ ENV_PREFIX = "MDE_"
 CONFIG_PATH_VARIABLE = "MDE_CONFIG"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
+    """Validated configuration. A NamedTuple, not a dataclass: the cold-start path defines it."""
+
     tenant_id: str
     client_id: str
     endpoints: Endpoints
-    client_secret: str | None = field(default=None, repr=False)
+    client_secret: str | None = None
     certificate_path: str | None = None
-    certificate_password: str | None = field(default=None, repr=False)
+    certificate_password: str | None = None
     cloud: str = "commercial"
     ca_bundle: str | None = None
     proxy: str | None = None
@@ -45,6 +45,11 @@ class Settings:
     per_minute: int = 100
     per_hour: int = 1500
     max_concurrency: int = 8
+
+    def __repr__(self) -> str:  # never show a secret, even in a traceback or a debugger
+        shown = self._replace(client_secret="***" if self.client_secret else None,
+                              certificate_password="***" if self.certificate_password else None)
+        return "Settings" + tuple.__repr__(shown)
 
     @property
     def authority(self) -> str:

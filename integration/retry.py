@@ -12,9 +12,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from integration.errors import PluginError, RateLimited
 
@@ -35,15 +34,14 @@ class Retryable(Exception):
         self.immediate = immediate  # e.g. a 401 answered by fetching a new token
 
 
-@dataclass
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     max_attempts: int = 5
     deadline_s: float = 120.0
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 10.0
     max_retry_after_s: float = 60.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
     def backoff(self, attempt: int) -> float:
         """Equal jitter: half the exponential step for sure, the other half at random."""

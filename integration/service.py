@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from integration.client import Lookup
@@ -93,6 +91,8 @@ class Enricher:
         if len(values) <= 1:
             return [self.lookup(kind, value, use_cache=use_cache, include_raw=include_raw)
                     for value in values]
+        from concurrent.futures import ThreadPoolExecutor  # only a many-value run pays for it
+
         workers = min(self.settings.max_concurrency, len(values))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookup") as pool:
             return list(pool.map(
@@ -145,8 +145,8 @@ class Enricher:
         result = (client.machines_for_domain(indicator) if indicator.type == "domain"
                   else client.machines_for_file(indicator))
         if self.settings.cache_ttl_s:
-            self.store.put(RESULT_NAMESPACE, key, json.dumps(asdict(result), separators=(",", ":")),
-                           ttl_s=self.settings.cache_ttl_s)
+            compact = json.dumps(result._asdict(), separators=(",", ":"))
+            self.store.put(RESULT_NAMESPACE, key, compact, ttl_s=self.settings.cache_ttl_s)
         return result, False
 
     def _resolve_sha1(self, file_hash: Indicator, use_cache: bool) -> tuple[Indicator | None, int]:
@@ -179,25 +179,38 @@ class SingleFlight:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls: dict[Hashable, Future[Any]] = {}
+        self._calls: dict[Hashable, _Call] = {}
 
     def run(self, key: Hashable, function: Callable[[], T]) -> tuple[T, bool]:
         """The function's result, and whether it was another caller's run."""
         with self._lock:
-            shared = self._calls.get(key)
-            if shared is None:
-                mine: Future[Any] = Future()
-                self._calls[key] = mine
-        if shared is not None:
-            return shared.result(), True
+            call = self._calls.get(key)
+            leader = call is None
+            if call is None:
+                call = self._calls[key] = _Call()
+        if not leader:
+            call.done.wait()
+            if call.error is not None:
+                raise call.error
+            return call.result, True
         try:
-            result = function()
+            call.result = function()
+            return call.result, False
         except BaseException as exc:
-            mine.set_exception(exc)
+            call.error = exc
             raise
-        else:
-            mine.set_result(result)
-            return result, False
         finally:
             with self._lock:
                 del self._calls[key]
+            call.done.set()
+
+
+class _Call:
+    """One run in flight (not concurrent.futures.Future: its import costs start-up time)."""
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
