@@ -6,6 +6,7 @@ An expected failure is returned as an error envelope, never raised.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import threading
@@ -20,6 +21,7 @@ from integration.service import Enricher, Kind
 
 MACHINE_ROLES = frozenset({"Machine.Read.All", "Machine.ReadWrite.All"})
 _enrichers: dict[str, Enricher] = {}
+_last_config: dict[int, tuple[Any, Enricher]] = {}  # id -> (a copy to compare, its Enricher)
 _enrichers_lock = threading.Lock()
 
 
@@ -54,6 +56,10 @@ def enricher_for(config: Mapping[str, Any] | None) -> Enricher:
     """One Enricher per configuration per process: its token and connections are reused."""
     from integration.config import load_settings
 
+    # A platform usually passes the same dict each time: recognize it without serializing.
+    seen = _last_config.get(id(config))
+    if seen is not None and seen[0] == config:
+        return seen[1]
     fingerprint = hashlib.sha256(
         json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
     with _enrichers_lock:
@@ -61,6 +67,8 @@ def enricher_for(config: Mapping[str, Any] | None) -> Enricher:
         if enricher is None:
             enricher = Enricher(load_settings(config))
             _enrichers[fingerprint] = enricher
+        _last_config.clear()
+        _last_config[id(config)] = (copy.deepcopy(config), enricher)
         return enricher
 
 
@@ -79,7 +87,7 @@ def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str,
 def _validate_params(schema: str, params: Any) -> None:
     if not isinstance(params, Mapping):
         raise InvalidInput(f"parameters must be an object, not {type(params).__name__}")
-    problems = schemas.errors(schema, dict(params))
+    problems = schemas.check(schema, dict(params))
     if problems:
         raise InvalidInput(f"invalid parameters: {problems[0]}")
 
