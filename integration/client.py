@@ -153,7 +153,9 @@ class DefenderClient:
             response = self._session.get(url, params=params, timeout=self._settings.timeout_s,
                                          verify=self._session.verify,
                                          headers={"Authorization": f"Bearer {token}"})
-            body_text = response.text  # read now: a broken body must fail inside this attempt
+            # Read now: a broken body must fail inside this attempt. Bytes, not `.text`: with
+            # no charset in the answer, requests would guess one over the whole body.
+            body = response.content
         except requests.Timeout:
             log.info("GET %s -> timeout (attempt %d)", path, attempt)
             raise Retryable(Timeout(f"Defender did not answer within "
@@ -166,10 +168,10 @@ class DefenderClient:
         log.info("GET %s -> %d (attempt %d, %.0f ms)", path, status, attempt,
                  (time.monotonic() - started) * 1000)
         if status == 200:
-            return _json_object(body_text, path)
+            return _json_object(body, path)
         if status == 404:
             return None
-        message = _defender_message(body_text)
+        message = _defender_message(body)
         if status == 401:
             if not state["refreshed_token"]:
                 # A token the API no longer accepts: drop it everywhere, fetch one, try once more.
@@ -218,7 +220,7 @@ class DefenderClient:
                                 ) from None
 
 
-def _json_object(text: str, path: str) -> dict[str, Any]:
+def _json_object(text: bytes, path: str) -> dict[str, Any]:
     try:
         body = json.loads(text)
     except ValueError:
@@ -237,7 +239,7 @@ def _values(body: dict[str, Any]) -> list[dict[str, Any]]:
     return values
 
 
-def _defender_message(text: str) -> str:
+def _defender_message(text: bytes) -> str:
     """Defender's own words from an error body; a short note when the body is not its JSON."""
     try:
         error = json.loads(text).get("error", {})

@@ -144,7 +144,7 @@ class Enricher:
         client = self.client
         result = (client.machines_for_domain(indicator) if indicator.type == "domain"
                   else client.machines_for_file(indicator))
-        if self.settings.cache_ttl_s:
+        if use_cache:  # `use_cache: false` bypasses the cache both ways: no read, no write
             compact = json.dumps(result._asdict(), separators=(",", ":"))
             self.store.put(RESULT_NAMESPACE, key, compact, ttl_s=self.settings.cache_ttl_s)
         return result, False
@@ -164,7 +164,7 @@ class Enricher:
             if known is not None:
                 return (parse_file_hash(known) if known else None), 0
         sha1, calls = self.client.resolve_sha1(file_hash)
-        if self.settings.cache_ttl_s:
+        if use_cache:
             self.store.put(SHA1_NAMESPACE, key, sha1.value if sha1 else "",
                            ttl_s=self.settings.cache_ttl_s)
         return sha1, calls

@@ -10,12 +10,16 @@ from pathlib import Path
 from integration.errors import ConfigError
 from integration.state import Limits
 
+SWEEP_INTERVAL_S = 60.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires REAL,
     PRIMARY KEY (namespace, key));
-CREATE TABLE IF NOT EXISTS rate_events (bucket TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS rate_events_by_bucket ON rate_events (bucket, at);
+CREATE INDEX IF NOT EXISTS kv_by_expiry ON kv (expires);
+CREATE TABLE IF NOT EXISTS rate_calls (
+    bucket TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (bucket, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rate_calls_by_time ON rate_calls (bucket, at);
 CREATE TABLE IF NOT EXISTS rate_pauses (bucket TEXT PRIMARY KEY, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
@@ -38,6 +42,8 @@ class SQLiteStore:
             raise ConfigError(f"config key 'state': cannot open SQLite state at {str(path)!r}: "
                               f"{exc}") from None
         self._lock = threading.Lock()  # one connection, shared by this process's threads
+        self._swept_at = 0.0
+        self._rate_swept_at = 0.0
 
     def get(self, namespace: str, key: str) -> str | None:
         with self._lock:
@@ -53,7 +59,11 @@ class SQLiteStore:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO kv VALUES (?,?,?,?)",
                              (namespace, key, value, expires))
-            self._db.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires<=?", (now,))
+            # Expired rows are invisible to readers already; sweeping them now and then is
+            # enough to keep the file small, and keeps the sweep off most writes.
+            if now - self._swept_at > SWEEP_INTERVAL_S:
+                self._db.execute("DELETE FROM kv WHERE expires<=?", (now,))
+                self._swept_at = now
 
     def delete(self, namespace: str, key: str) -> None:
         with self._lock:
@@ -67,28 +77,36 @@ class SQLiteStore:
         return [row[0] for row in rows]
 
     def take_slot(self, bucket: str, limits: Limits) -> float:
+        # Each call of a bucket gets the next sequence number, and times never go back, so
+        # the calls inside a window are a run of numbers: counting them is two index seeks,
+        # not a scan of up to an hour's calls (the warm path pays this on every request).
         longest = max(window for window, _ in limits)
+        db = self._db
         with self._lock, self._transaction():
-            now = time.time()
-            self._db.execute("DELETE FROM rate_events WHERE bucket=? AND at<=?",
-                             (bucket, now - longest))
-            row = self._db.execute("SELECT until FROM rate_pauses WHERE bucket=?",
-                                   (bucket,)).fetchone()
+            last = db.execute("SELECT seq, at FROM rate_calls WHERE bucket=? "
+                              "ORDER BY seq DESC LIMIT 1", (bucket,)).fetchone()
+            now = max(time.time(), last[1] if last else 0.0)
+            if now - self._rate_swept_at > SWEEP_INTERVAL_S:  # at most once a minute per process
+                # Housekeeping only: the counts below never look at calls outside a window.
+                db.execute("DELETE FROM rate_calls WHERE bucket=? AND at<=?",
+                           (bucket, now - longest))
+                self._rate_swept_at = now
+            row = db.execute("SELECT until FROM rate_pauses WHERE bucket=?", (bucket,)).fetchone()
             wait = max(0.0, row[0] - now) if row else 0.0
             for window, allowed in limits:
-                (count,) = self._db.execute(
-                    "SELECT count(*) FROM rate_events WHERE bucket=? AND at>?",
-                    (bucket, now - window)).fetchone()
+                first = db.execute("SELECT seq FROM rate_calls WHERE bucket=? AND at>? "
+                                   "ORDER BY at LIMIT 1", (bucket, now - window)).fetchone()
+                count = last[0] - first[0] + 1 if first else 0
                 if count >= allowed:
                     # The call that must age out before one more fits in this window.
-                    (oldest,) = self._db.execute(
-                        "SELECT at FROM rate_events WHERE bucket=? AND at>? ORDER BY at "
-                        "LIMIT 1 OFFSET ?", (bucket, now - window, count - allowed)).fetchone()
+                    (oldest,) = db.execute("SELECT at FROM rate_calls WHERE bucket=? AND seq=?",
+                                           (bucket, first[0] + count - allowed)).fetchone()
                     wait = max(wait, oldest + window - now)
-            if wait <= 0:
-                self._db.execute("INSERT INTO rate_events VALUES (?,?)", (bucket, now))
-                return 0.0
-            return wait
+            if wait > 0:
+                return wait
+            db.execute("INSERT INTO rate_calls VALUES (?,?,?)",
+                       (bucket, last[0] + 1 if last else 1, now))
+            return 0.0
 
     def pause(self, bucket: str, seconds: float) -> None:
         until = time.time() + seconds
