@@ -1,0 +1,304 @@
+"""A durable batch: every alert of a directory (*.json) or an NDJSON file, enriched into an
+output directory, one file per alert. Built to be killed at any moment and run again.
+
+* Progress lives in the state store under a namespace keyed by the batch's identity (source,
+  output directory, playbook, tenant): `done:<output name>` holds the digest of the alert it
+  was made from, so an alert that changed since is done again.
+* Each output is written atomically: a temp file in the output directory, fsync, os.replace,
+  fsync of the directory. A reader (or a restarted run) sees the old file or the new one,
+  never half of one; temp files a kill leaves behind are removed by the next run.
+* Every lookup's answer (success or not_found) goes into a batch memo in the state store
+  *before* the alert's output is written, so no indicator is asked twice in the batch, even
+  across a kill and restart. Only a request in flight at the moment of the kill is repeated.
+* A lease (renewed while the batch runs, freed by itself if its holder dies) keeps two runs
+  of one batch from working at once; a holder that died on this host is taken over at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from integration.errors import EXIT_INPUT, ConfigError, InvalidInput, PluginError
+from integration.playbook.lookups import StoreMemo
+
+if TYPE_CHECKING:
+    from integration.playbook.engine import PlaybookRunner
+    from integration.state import StateStore
+
+STATE_TTL_S = 30 * 86400  # a batch's progress and memo are kept for a month
+LEASE_TTL_S = 30.0
+_HOLDER_KEY = "holder"
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    name: str  # the output's file name
+    label: str  # where the alert came from, for messages
+    read: Callable[[], bytes]
+
+
+@dataclass
+class BatchSummary:
+    total: int = 0
+    enriched: int = 0  # written by this run, every lookup answered
+    incomplete: int = 0  # written, but some lookups failed: done again by the next run
+    failed: int = 0  # not written: a malformed alert or a failed step
+    already_done: int = 0  # done by an earlier run
+    lookups: int = 0  # indicators sent to Defender by this run
+    memo_hits: int = 0  # indicators answered from the batch memo
+    exit_status: int = 0
+    out_dir: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (f"{self.total} alert(s): {self.enriched} enriched, {self.already_done} already "
+                f"done, {self.incomplete} with failed lookups, {self.failed} failed; "
+                f"{self.lookups} lookup(s), {self.memo_hits} answered from the batch memo; "
+                f"output in {self.out_dir}")
+
+
+def batch_items(source: Path) -> list[BatchItem]:
+    """A directory's *.json files by name, or an NDJSON file's non-blank lines by number."""
+    if source.is_dir():
+        return [BatchItem(path.name, str(path), path.read_bytes)
+                for path in sorted(source.glob("*.json")) if path.is_file()]
+    if source.is_file():
+        try:
+            lines = source.read_bytes().splitlines()
+        except OSError as exc:
+            raise InvalidInput(f"{source}: cannot be read: {exc.strerror}") from None
+        width = max(6, len(str(len(lines))))
+        return [BatchItem(f"{source.stem}-{number:0{width}d}.json", f"{source} line {number}",
+                          lambda line=line: line)
+                for number, line in enumerate(lines, 1) if line.strip()]
+    raise InvalidInput(f"{source}: no such directory or NDJSON file")
+
+
+class Batch:
+    """Use as a context manager: it holds the batch's lease while open."""
+
+    def __init__(self, store: StateStore, *, source: Path, out_dir: Path,
+                 identity: Mapping[str, str]) -> None:
+        self.store, self.source, self.out_dir = store, source, out_dir
+        key = json.dumps({"source": str(source.resolve()), "out": str(out_dir.resolve()),
+                          **identity}, sort_keys=True)
+        self.id = hashlib.sha256(key.encode()).hexdigest()[:24]
+        self.namespace = f"batch:{self.id}"
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self.memo: StoreMemo | None = None
+
+    def __enter__(self) -> Batch:
+        self._acquire()
+        try:
+            self.memo = StoreMemo(self.store, f"batch-memo:{self.id}", STATE_TTL_S)
+        except BaseException:
+            self.store.release_lease(self.namespace, self._owner)
+            raise
+        self._heartbeat = threading.Thread(target=self._renew, name="batch-lease", daemon=True)
+        self._heartbeat.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+        self.store.release_lease(self.namespace, self._owner)
+
+    def run(self, runner: PlaybookRunner, *, progress: IO[str] | None = None,
+            report: Callable[[str], None] = lambda message: None) -> BatchSummary:
+        items = batch_items(self.source)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temp_files()
+        summary = BatchSummary(total=len(items), out_dir=str(self.out_dir))
+        bar = _Progress(len(items), progress)
+        lookups, memo_hits = runner.lookups.looked_up, runner.lookups.memo_hits
+        def say(message: str) -> None:
+            bar.clear()  # a message on its own line, not glued to the bar
+            report(message)
+
+        for done, item in enumerate(items, 1):
+            self._one(item, runner, summary, say)
+            bar.show(done)
+        bar.close()
+        summary.lookups = runner.lookups.looked_up - lookups
+        summary.memo_hits = runner.lookups.memo_hits - memo_hits
+        return summary
+
+    # -- one alert -----------------------------------------------------------------------
+
+    def _one(self, item: BatchItem, runner: PlaybookRunner, summary: BatchSummary,
+             report: Callable[[str], None]) -> None:
+        output = self.out_dir / item.name
+        try:
+            data = item.read()
+        except OSError as exc:
+            self._failed(summary, InvalidInput(f"{item.label}: cannot be read: {exc.strerror}"),
+                         report)
+            return
+        digest = hashlib.sha256(data).hexdigest()
+        if self.store.get(self.namespace, f"done:{item.name}") == digest and output.is_file():
+            summary.already_done += 1
+            return
+        try:
+            alert = json.loads(data)
+        except ValueError as exc:
+            self._failed(summary, InvalidInput(f"{item.label}: not valid JSON: {exc}"), report)
+            return
+        try:
+            result = runner.run(alert, source=item.label)
+        except PluginError as error:
+            self._failed(summary, error, report)
+            return
+        write_atomically(output, _json_bytes(result.document), tag=self.id[:12])
+        summary.exit_status = max(summary.exit_status, result.exit_status)
+        if result.exit_status:
+            summary.incomplete += 1  # not marked done: its failed lookups are tried again
+            return
+        self.store.put(self.namespace, f"done:{item.name}", digest, ttl_s=STATE_TTL_S)
+        summary.enriched += 1
+
+    def _failed(self, summary: BatchSummary, error: PluginError,
+                report: Callable[[str], None]) -> None:
+        summary.failed += 1
+        summary.exit_status = max(summary.exit_status, error.exit_status or EXIT_INPUT)
+        summary.errors.append(error.message)
+        report(f"{error.code}: {error.message}")
+
+    def _remove_stale_temp_files(self) -> None:
+        # Ours only (they carry the batch id), and only while we hold the lease.
+        for stale in self.out_dir.glob(f".*.{self.id[:12]}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+    # -- the lease -----------------------------------------------------------------------
+
+    def _acquire(self) -> None:
+        deadline = time.monotonic() + LEASE_TTL_S + 1
+        while not self.store.try_lease(self.namespace, self._owner, LEASE_TTL_S):
+            holder = self.store.get(self.namespace, _HOLDER_KEY) or "unknown"
+            if _died_here(holder):  # killed: its lease would only block us until it expires
+                self.store.try_lease(self.namespace, holder, LEASE_TTL_S)
+                self.store.release_lease(self.namespace, holder)
+                continue
+            if _lives_here(holder) or time.monotonic() > deadline:
+                raise ConfigError(f"{self.out_dir}: another run of this batch is in progress "
+                                  f"(process {holder}); try again when it has finished")
+            time.sleep(0.5)
+        self.store.put(self.namespace, _HOLDER_KEY, self._owner, ttl_s=STATE_TTL_S)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE_TTL_S / 3):
+            self.store.try_lease(self.namespace, self._owner, LEASE_TTL_S)
+
+
+def write_atomically(path: Path, data: bytes, *, tag: str = "") -> None:
+    """Whole or not at all, and durable once this returns."""
+    temp = path.with_name(f".{path.name}.{tag}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        # O_EXCL: never someone else's file; mode 0o666 so the umask decides, as for any file.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """The rename itself survives a power cut only once the directory is synced."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not possible on every platform (Windows); the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _json_bytes(document: Any) -> bytes:
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _split_holder(holder: str) -> tuple[str, int] | None:
+    host, _, rest = holder.partition(":")
+    pid, _, _ = rest.partition(":")
+    return (host, int(pid)) if pid.isdigit() else None
+
+
+def _lives_here(holder: str) -> bool:
+    parts = _split_holder(holder)
+    return parts is not None and parts[0] == socket.gethostname() and _alive(parts[1])
+
+
+def _died_here(holder: str) -> bool:
+    parts = _split_holder(holder)
+    return parts is not None and parts[0] == socket.gethostname() and not _alive(parts[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when it is a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int, stream: IO[str] | None) -> None:
+        self.total = total
+        self.stream = stream if stream is not None and _isatty(stream) else None
+
+    def show(self, done: int) -> None:
+        if self.stream is None or not self.total:
+            return
+        filled = self.WIDTH * done // self.total
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+                          f"{done}/{self.total} alerts")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.stream is not None:
+            self.stream.write("\r" + " " * (self.WIDTH + 30) + "\r")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is not None and self.total:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,195 @@
+"""Action steps: each distinct indicator looked up once, concurrently, within the rate budget.
+
+Lookups go through Enricher.lookup_many (its pool is bounded by max_concurrency and its client
+takes every call from the shared rate budget). Two things are added here:
+
+* a memo of envelopes (per run, or per batch in the state store) so an indicator seen again,
+  by a later step, a later alert or a restarted batch, is not asked again;
+* an order for file hashes: SHA-1s first, then SHA-256s, then MD5s. Within one round no two
+  hashes can belong to the same file, and a later round's SHA-256 resolves to its SHA-1 and
+  finds that SHA-1's machines in the result cache: one machines call per file.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from integration import schemas
+from integration.envelope import ACTION_BY_KIND, error_envelope
+from integration.errors import InvalidInput, PluginError
+from integration.indicators import parse
+
+if TYPE_CHECKING:
+    from integration.service import Enricher
+    from integration.state import StateStore
+
+KIND_BY_ACTION = {action: kind for kind, action in ACTION_BY_KIND.items()}
+PARAM_BY_KIND = {"domain": "domain", "file": "file_hash"}
+ROUNDS = (("domain", "sha1"), ("sha256",), ("md5",))
+RAW_SUFFIX = "+raw"
+MEMO_STATUSES = frozenset({"success", "not_found"})  # errors are asked again, never kept
+
+
+class Memo(Protocol):
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, envelope: dict[str, Any]) -> None: ...
+
+    def by_sha1(self, sha1: str) -> dict[str, Any] | None:
+        """An envelope of another hash of the file whose SHA-1 this is."""
+
+
+class LocalMemo:
+    """The memo of one process: a dict, and an index of resolved SHA-1s."""
+
+    def __init__(self) -> None:
+        self._envelopes: dict[str, dict[str, Any]] = {}
+        self._sha1: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._envelopes.get(key)
+
+    def put(self, key: str, envelope: dict[str, Any]) -> None:
+        with self._lock:
+            self._remember(key, envelope)
+
+    def by_sha1(self, sha1: str) -> dict[str, Any] | None:
+        with self._lock:
+            key = self._sha1.get(sha1)
+            return self._envelopes.get(key) if key else None
+
+    def _remember(self, key: str, envelope: dict[str, Any]) -> None:
+        self._envelopes[key] = envelope
+        sha1 = envelope.get("indicator", {}).get("sha1")
+        if sha1 and not key.endswith(RAW_SUFFIX):  # a raw envelope answers raw asks only
+            self._sha1.setdefault(sha1, key)
+
+
+class StoreMemo(LocalMemo):
+    """A batch's memo, kept in the state store so that it outlives a killed run."""
+
+    def __init__(self, store: StateStore, namespace: str, ttl_s: float) -> None:
+        super().__init__()
+        self._store, self._namespace, self._ttl_s = store, namespace, ttl_s
+        for key in store.keys(namespace):
+            text = store.get(namespace, key)
+            if text:
+                self._remember(key, json.loads(text))
+
+    def put(self, key: str, envelope: dict[str, Any]) -> None:
+        # Written before the alert's output: a kill after this costs no second call.
+        self._store.put(self._namespace, key, json.dumps(envelope, separators=(",", ":")),
+                        ttl_s=self._ttl_s)
+        super().put(key, envelope)
+
+
+class LookupService:
+    """Runs action steps. `enricher` is built on first need, so that a playbook whose steps
+    never reach an action (or a bad alert) needs no configuration."""
+
+    def __init__(self, enricher: Callable[[], Enricher], memo: Memo | None = None,
+                 config: Mapping[str, Any] | None = None) -> None:
+        self._enricher_factory = enricher
+        self._enricher: Enricher | None = None
+        self.memo: Memo = memo if memo is not None else LocalMemo()
+        self.config = config
+        self.looked_up = 0  # indicators sent to Defender (by this service)
+        self.memo_hits = 0
+
+    @property
+    def enricher(self) -> Enricher:
+        if self._enricher is None:
+            self._enricher = self._enricher_factory()
+        return self._enricher
+
+    def run_action(self, action_id: str, params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One result per params, in order."""
+        kind = KIND_BY_ACTION.get(action_id)
+        if kind is None:  # an action the Enricher does not serve: through the manifest
+            from integration.manifest import manifest
+
+            return [manifest().run(action_id, params, self.config) for params in params_list]
+        action = ACTION_BY_KIND[kind]
+        schema = f"{'domain' if kind == 'domain' else 'file_hash'}.input.schema.json"
+        results: list[dict[str, Any] | None] = [None] * len(params_list)
+        wanted: dict[tuple[bool, bool], list[int]] = {}
+        for position, params in enumerate(params_list):
+            problems = schemas.errors(schema, params)
+            if problems:
+                error = InvalidInput(f"invalid parameters: {problems[0]}")
+                original = params.get(PARAM_BY_KIND[kind]) if isinstance(params, dict) else None
+                results[position] = error_envelope(action, error, original=original)
+                continue
+            options = (params.get("use_cache", True), params.get("include_raw", False))
+            wanted.setdefault(options, []).append(position)
+        for (use_cache, include_raw), positions in wanted.items():
+            values = [params_list[p][PARAM_BY_KIND[kind]] for p in positions]
+            for position, envelope in zip(positions, self.lookup(
+                    kind, values, use_cache=use_cache, include_raw=include_raw), strict=True):
+                results[position] = envelope
+        return [envelope for envelope in results if envelope is not None]
+
+    def lookup(self, kind: str, values: list[Any], *, use_cache: bool = True,
+               include_raw: bool = False) -> list[dict[str, Any]]:
+        """Envelopes in input order; each distinct indicator asked at most once."""
+        parsed: list[tuple[str, str] | None] = []  # (indicator type, memo key) or None
+        for value in values:
+            try:
+                indicator = parse(kind, value)  # type: ignore[arg-type]
+            except (PluginError, TypeError):
+                parsed.append(None)
+            else:
+                suffix = RAW_SUFFIX if include_raw else ""
+                parsed.append((indicator.type, f"{kind}:{indicator.value}{suffix}"))
+        answers: dict[str, dict[str, Any]] = {}
+        invalid = [v for v, p in zip(values, parsed, strict=True) if p is None]
+        for round_types in ROUNDS:
+            todo: dict[str, Any] = {}
+            for value, found in zip(values, parsed, strict=True):
+                if found is None or found[0] not in round_types or found[1] in answers:
+                    continue
+                known = self._recall(found, include_raw) if use_cache else None
+                if known is not None:
+                    answers[found[1]] = known
+                    self.memo_hits += 1
+                else:
+                    todo.setdefault(found[1], value)
+            if todo:
+                self.looked_up += len(todo)
+                envelopes = self.enricher.lookup_many(
+                    kind, list(todo.values()), use_cache=use_cache,  # type: ignore[arg-type]
+                    include_raw=include_raw)
+                for key, envelope in zip(todo, envelopes, strict=True):
+                    answers[key] = envelope
+                    if envelope["status"] in MEMO_STATUSES:
+                        self.memo.put(key, envelope)
+        # Invalid values cost nothing: the Enricher answers them without a call.
+        bad = iter(self.enricher.lookup_many(kind, invalid) if invalid else [])  # type: ignore[arg-type]
+        return [next(bad) if found is None else _as_asked(answers[found[1]], value)
+                for value, found in zip(values, parsed, strict=True)]
+
+    def _recall(self, found: tuple[str, str], include_raw: bool) -> dict[str, Any] | None:
+        indicator_type, key = found
+        known = self.memo.get(key)
+        if known is None and indicator_type == "sha1" and not include_raw:
+            other = self.memo.by_sha1(key.split(":", 1)[1])
+            if other is not None:  # the same file, asked before by its SHA-256 or MD5
+                sha1 = key.split(":", 1)[1]
+                known = {**other, "indicator": {"type": "sha1", "value": sha1,
+                                                "original": sha1}}
+        if known is None:
+            return None
+        return {**known, "summary": {**known["summary"], "api_calls": 0, "cached": True}}
+
+
+def _as_asked(envelope: dict[str, Any], value: Any) -> dict[str, Any]:
+    """A shared answer, told in the words this caller used (as the Enricher does)."""
+    indicator = envelope.get("indicator")
+    if not indicator or indicator.get("original") == value:
+        return envelope
+    return {**envelope, "indicator": {**indicator, "original": value}}

@@ -1,0 +1,314 @@
+"""The builtin steps: extract_indicators, deduplicate, merge_machines, set_field, render_note.
+
+Each takes its rendered params and returns the step's result; only set_field writes to the
+enrichment (and a step's `output`, which the engine handles). None of them touches the alert.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from integration.errors import InvalidInput
+from integration.playbook.alerts import HASH_PREFERENCE, AlertFormats
+
+OUTPUT_PATH = re.compile(r"^enrichment(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+RISK_UNKNOWN = "Unknown"
+_RANKED_RISK_IDS = range(0, 5)  # OCSF 0 Info .. 4 Critical; 99 Other has no rank
+
+
+@dataclass
+class StepContext:
+    source: str  # the alert's file (or "-"), for messages
+    formats: AlertFormats
+    enrichment: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Builtin:
+    run: Callable[[StepContext, dict[str, Any]], Any]
+    required: frozenset[str]
+    optional: frozenset[str] = frozenset()
+    describe: str = ""
+
+
+# --- extract_indicators / deduplicate ------------------------------------------------------
+
+
+def extract_indicators(context: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    return context.formats.extract(params["alert"], context.source, params.get("format"))
+
+
+def deduplicate(context: StepContext, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per domain and per file: a file's SHA-1, SHA-256 and MD5, when the alert
+    ties them together, are one entry keyed by the best of them; sources are combined."""
+    groups: list[list[dict[str, Any]]] = []  # in the order each first appeared
+    keys: list[set[str]] = []
+    for indicator in _list(params["indicators"], "indicators"):
+        if not isinstance(indicator, dict):
+            raise InvalidInput("param 'indicators' must hold indicator objects")
+        mine = _identity_keys(indicator)
+        hits = [i for i, known in enumerate(keys) if known & mine]
+        if not hits:
+            groups.append([indicator])
+            keys.append(mine)
+            continue
+        first = hits[0]
+        for later in reversed(hits[1:]):  # this indicator ties two groups together
+            groups[first] += groups.pop(later)
+            keys[first] |= keys.pop(later)
+        groups[first].append(indicator)
+        keys[first] |= mine
+    return [_summarize_group(items) for items in groups]
+
+
+def _identity_keys(indicator: Mapping[str, Any]) -> set[str]:
+    hashes = indicator.get("hashes") or {}
+    if indicator.get("kind") == "file" and hashes:
+        return {f"file:{value}" for value in hashes.values()}
+    return {f"{indicator.get('kind')}:{indicator.get('value')}"}
+
+
+def _summarize_group(items: list[dict[str, Any]]) -> dict[str, Any]:
+    if items[0].get("kind") != "file":
+        head = items[0]
+        return {**{k: v for k, v in head.items() if k != "sources"},
+                "sources": _unique(s for item in items for s in item.get("sources", []))}
+    hashes: dict[str, str] = {}
+    originals: dict[str, str] = {}
+    for item in items:
+        for kind, value in (item.get("hashes") or {item["type"]: item["value"]}).items():
+            hashes.setdefault(kind, value)
+        if item["type"] not in originals:
+            originals[item["type"]] = item.get("original", item["value"])
+    best = next(kind for kind in HASH_PREFERENCE if kind in hashes)
+    return {"kind": "file", "type": best, "value": hashes[best],
+            "original": originals.get(best, hashes[best]),
+            "sources": _unique(s for item in items for s in item.get("sources", [])),
+            "hashes": {kind: hashes[kind] for kind in HASH_PREFERENCE if kind in hashes}}
+
+
+# --- merge_machines -----------------------------------------------------------------------
+
+
+def merge_machines(context: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    """{indicators, envelopes, machines (one per uid, with related_indicators), skipped,
+    summary}: what an analyst or a SOAR reads off an enriched alert."""
+    envelopes = [e for e in _list(params["envelopes"], "envelopes") if isinstance(e, dict)]
+    skipped = _list(params.get("skipped") or [], "skipped")
+    machines: dict[str, dict[str, Any]] = {}
+    for envelope in envelopes:
+        related = _related(envelope)
+        for machine in envelope.get("machines", []):
+            uid = str(machine.get("uid"))
+            merged = machines.get(uid)
+            if merged is None:
+                merged = machines[uid] = {**copy.deepcopy(machine), "related_indicators": []}
+            if related not in merged["related_indicators"]:
+                merged["related_indicators"].append(related)
+    given = params.get("indicators")
+    indicators = _indicators_with_results(
+        _list(given, "indicators") if given is not None else [], envelopes)
+    result: dict[str, Any] = {
+        "indicators": indicators,
+        "envelopes": envelopes,
+        "machines": list(machines.values()),
+        "skipped": skipped,
+        "summary": _summary(envelopes, list(machines.values()), indicators, skipped),
+    }
+    if params.get("format"):
+        result["format"] = params["format"]
+    return result
+
+
+def _related(envelope: Mapping[str, Any]) -> dict[str, Any]:
+    indicator = envelope.get("indicator", {})
+    related = {"type": indicator.get("type"), "value": indicator.get("value")}
+    if indicator.get("sha1"):
+        related["sha1"] = indicator["sha1"]
+    return related
+
+
+def _file_identity(envelope: Mapping[str, Any]) -> str | None:
+    indicator = envelope.get("indicator", {})
+    if indicator.get("type") == "sha1":
+        return indicator.get("value")
+    return indicator.get("sha1")
+
+
+def _indicators_with_results(indicators: list[Any], envelopes: list[dict[str, Any]]
+                             ) -> list[dict[str, Any]]:
+    """Each indicator with its lookup's status; a SHA-256 or MD5 that resolved to a SHA-1
+    also named in the alert is folded into that SHA-1's entry (they are one file)."""
+    by_value: dict[Any, dict[str, Any]] = {}
+    for envelope in envelopes:
+        indicator = envelope.get("indicator", {})
+        by_value.setdefault(indicator.get("value", indicator.get("original")), envelope)
+    if not indicators:  # none given: describe what was looked up
+        indicators = [{k: v for k, v in e.get("indicator", {}).items()} for e in envelopes]
+    entries: list[dict[str, Any]] = []
+    by_file: dict[str, dict[str, Any]] = {}
+    for indicator in indicators:
+        if not isinstance(indicator, dict):
+            continue
+        entry = copy.deepcopy(indicator)
+        envelope = by_value.get(entry.get("value", entry.get("original")))
+        if envelope is not None:
+            entry["status"] = envelope["status"]
+            entry["total_machines"] = envelope["summary"]["total_machines"]
+            if envelope["status"] == "error":
+                entry["error"] = envelope["error"]["code"]
+            sha1 = _file_identity(envelope)
+            if sha1:
+                entry.setdefault("hashes", {entry.get("type"): entry.get("value")})["sha1"] = sha1
+                if sha1 in by_file:
+                    _fold(by_file[sha1], entry)
+                    continue
+                by_file[sha1] = entry
+        else:
+            entry["status"] = "not_looked_up"
+        entries.append(entry)
+    return entries
+
+
+def _fold(into: dict[str, Any], other: dict[str, Any]) -> None:
+    into["hashes"] = {kind: value for kind in HASH_PREFERENCE
+                      if (value := into["hashes"].get(kind) or other["hashes"].get(kind))}
+    into["sources"] = _unique([*into.get("sources", []), *other.get("sources", [])])
+    if into.get("status") != "success" and other.get("status") == "success":
+        into["status"], into["total_machines"] = "success", other["total_machines"]
+
+
+def _summary(envelopes: list[dict[str, Any]], machines: list[dict[str, Any]],
+             indicators: list[dict[str, Any]], skipped: list[Any]) -> dict[str, Any]:
+    risk_levels: dict[str, int] = {}
+    highest: tuple[int, str] | None = None
+    for machine in machines:
+        level = machine.get("risk_level") or RISK_UNKNOWN
+        risk_levels[level] = risk_levels.get(level, 0) + 1
+        level_id = machine.get("risk_level_id")
+        if level_id in _RANKED_RISK_IDS and (highest is None or level_id > highest[0]):
+            highest = (level_id, level)
+    statuses = {"success": 0, "not_found": 0, "error": 0}
+    for envelope in envelopes:
+        statuses[envelope["status"]] = statuses.get(envelope["status"], 0) + 1
+    reasons: dict[str, int] = {}
+    for item in skipped:
+        reason = item.get("reason", "unknown") if isinstance(item, dict) else "unknown"
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return {
+        "indicators": len(indicators),
+        "lookups": statuses,
+        "api_calls": sum(e["summary"].get("api_calls", 0) for e in envelopes),
+        "total_machines": len(machines),
+        "risk_levels": risk_levels,
+        "highest_risk": highest[1] if highest else None,
+        "highest_risk_level_id": highest[0] if highest else None,
+        "truncated": any(e["summary"].get("truncated") for e in envelopes),
+        "failed": statuses["error"] > 0,
+        "skipped": reasons,
+    }
+
+
+# --- set_field / render_note ---------------------------------------------------------------
+
+
+def set_field(context: StepContext, params: dict[str, Any]) -> Any:
+    problem = check_output_path(params["path"])
+    if problem:
+        raise InvalidInput(f"set_field: {problem}")
+    put_output(context.enrichment, params["path"], params["value"])
+    return params["value"]
+
+
+def check_output_path(path: Any) -> str | None:
+    if not isinstance(path, str) or not OUTPUT_PATH.match(path) or path == "enrichment":
+        return (f"path {path!r} must name a field under the enrichment, like "
+                "'enrichment.recommended_severity'")
+    return None
+
+
+def put_output(enrichment: dict[str, Any], path: str, value: Any) -> None:
+    """Store `value` at `enrichment.a.b`; `enrichment` alone merges an object into it."""
+    parts = path.split(".")[1:]
+    if not parts:
+        if not isinstance(value, dict):
+            raise InvalidInput("output 'enrichment' needs an object result to merge")
+        enrichment.update(copy.deepcopy(value))
+        return
+    target = enrichment
+    for part in parts[:-1]:
+        if not isinstance(target.get(part), dict):
+            target[part] = {}
+        target = target[part]
+    target[parts[-1]] = copy.deepcopy(value)
+
+
+def render_note(context: StepContext, params: dict[str, Any]) -> str:
+    """A markdown note for the case: a title, a summary line, one block per indicator."""
+    envelopes = [e for e in _list(params["envelopes"], "envelopes") if isinstance(e, dict)]
+    return note_markdown(envelopes, title=params.get("title"), summary=params.get("summary"))
+
+
+def note_markdown(envelopes: list[dict[str, Any]], *, title: Any = None,
+                  summary: Any = None) -> str:
+    from integration.render import markdown_block
+
+    lines: list[str] = []
+    if title:
+        lines += [f"### {title}", ""]
+    if isinstance(summary, dict) and "total_machines" in summary:
+        lines += [summary_line(summary), ""]
+    blocks = [markdown_block(envelope) for envelope in envelopes]
+    lines.append("\n\n".join(blocks) if blocks else "_No indicator was looked up._")
+    return "\n".join(lines)
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    count = summary["total_machines"]
+    line = f"**{count} machine{'s' if count != 1 else ''}**"
+    if summary.get("highest_risk"):
+        line += f", highest risk **{summary['highest_risk']}**"
+    if summary.get("truncated"):
+        line += "; Defender's 500-machine cap was reached"
+    if summary.get("failed"):
+        line += "; some lookups failed"
+    return line + "."
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [value]  # one envelope where a list was expected
+    if not isinstance(value, list):
+        raise InvalidInput(f"param {name!r} must be a list, not {type(value).__name__}")
+    flat: list[Any] = []
+    for item in value:
+        flat.extend(item if isinstance(item, list) else [item])
+    return [item for item in flat if item is not None]
+
+
+def _unique(items: Any) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+BUILTINS: dict[str, Builtin] = {
+    "extract_indicators": Builtin(extract_indicators, frozenset({"alert"}),
+                                  frozenset({"format"})),
+    "deduplicate": Builtin(deduplicate, frozenset({"indicators"})),
+    "merge_machines": Builtin(merge_machines, frozenset({"envelopes"}),
+                              frozenset({"indicators", "skipped", "format"})),
+    "set_field": Builtin(set_field, frozenset({"path", "value"})),
+    "render_note": Builtin(render_note, frozenset({"envelopes"}), frozenset({"title", "summary"})),
+}

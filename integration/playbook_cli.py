@@ -1,0 +1,241 @@
+"""`mde-enrich playbook run|validate`: playbooks from the command line.
+
+    mde-enrich playbook run FILE --alert FILE|-                  one alert, printed enriched
+    mde-enrich playbook run FILE --alerts DIR|FILE.ndjson --out DIR    a durable batch
+    mde-enrich playbook run FILE --indicator VALUE --type domain|file  a manual playbook
+    mde-enrich playbook validate FILE...
+
+Exit status: 0 ok, 2 a malformed playbook, alert, input or option, else the highest status
+of the lookups (3 authentication or permission, 4 upstream, throttling, timeout, network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from integration.cli import _common_options, _output_format, _parse
+from integration.errors import EXIT_INPUT, EXIT_OK, InvalidInput, PluginError
+
+PROG = "mde-enrich playbook"
+
+
+def playbook_command(rest: list[str]) -> int:
+    subcommands = {"run": _run_command, "validate": _validate_command}
+    position = next((i for i, arg in enumerate(rest) if arg in subcommands), None)
+    if position is None or "--" in rest[:position]:
+        print(f"usage: {PROG} {{run,validate}} ...\n\n"
+              "  run FILE --alert FILE|-                       enrich one alert\n"
+              "  run FILE --alerts DIR|FILE.ndjson --out DIR   enrich a batch, resumably\n"
+              "  run FILE --indicator VALUE --type domain|file a manual playbook\n"
+              "  validate FILE...                              check playbooks, run nothing\n\n"
+              f"Run `{PROG} run --help` for the options.", file=sys.stderr)
+        return EXIT_OK if {"-h", "--help"} & set(rest) else EXIT_INPUT
+    return subcommands[rest[position]](rest[:position] + rest[position + 1:])
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+def _run_command(rest: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} run", description="Run a playbook on an alert, a batch of alerts, or "
+                                        "an analyst's inputs.")
+    parser.add_argument("playbook", metavar="FILE", help="the playbook (YAML)")
+    parser.add_argument("--alert", metavar="FILE", help="one alert as JSON; - reads stdin")
+    parser.add_argument("--alerts", metavar="DIR|FILE",
+                        help="a directory of *.json alerts or an NDJSON file: a durable batch")
+    parser.add_argument("--out", metavar="DIR", help="where a batch writes its enriched alerts")
+    parser.add_argument("--indicator", metavar="VALUE", help="a manual playbook's indicator")
+    parser.add_argument("--type", choices=("domain", "file"), help="what --indicator is")
+    parser.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
+                        help="a playbook input (repeatable); JSON for numbers, lists, objects")
+    _common_options(parser)
+    args = _parse(parser, rest)
+    try:
+        return _run(args)
+    except PluginError as error:
+        print(f"{PROG}: {error.code}: {error.message}", file=sys.stderr)
+        return error.exit_status
+
+
+def _run(args: argparse.Namespace) -> int:
+    from integration.playbooks import PlaybookRunner, load_playbook
+
+    playbook = load_playbook(args.playbook)
+    inputs = _inputs(playbook, args)
+    playbook.resolve_inputs(inputs)  # refused now, not once per alert
+    _check_mode(playbook.trigger, args)
+    config = _config(args.config)
+    if args.alerts:
+        return _run_batch(playbook, inputs, config, args)
+    runner = PlaybookRunner(playbook, _lookups(config), inputs=inputs)
+    if playbook.trigger == "manual":
+        result = runner.run(source=args.playbook)
+    else:
+        alert, label = _read_alert(args.alert)
+        result = runner.run(alert, source=label)
+    print(_render(result, _output_format(args), playbook.name))
+    return result.exit_status
+
+
+def _check_mode(trigger: str, args: argparse.Namespace) -> None:
+    if args.out and not args.alerts:
+        raise InvalidInput("--out goes with --alerts (a batch)")
+    if args.alerts and args.alert:
+        raise InvalidInput("give --alert (one alert) or --alerts (a batch), not both")
+    if trigger == "manual":
+        if args.alert or args.alerts:
+            raise InvalidInput("a manual playbook takes inputs (--indicator, --type, --input), "
+                               "not alerts")
+        return
+    if args.indicator or args.type:
+        raise InvalidInput(f"--indicator and --type are for manual playbooks; this one is "
+                           f"triggered by {'an alert' if trigger == 'alert' else 'a schedule'}")
+    if args.alerts and not args.out:
+        raise InvalidInput("--alerts needs --out DIR for the enriched alerts")
+    if not (args.alert or args.alerts):
+        raise InvalidInput("give --alert FILE (or - for stdin), or --alerts DIR|FILE.ndjson "
+                           "--out DIR")
+
+
+def _inputs(playbook: Any, args: argparse.Namespace) -> dict[str, Any]:
+    given: dict[str, Any] = {}
+    for name, value in (("indicator", args.indicator), ("type", args.type)):
+        if value is not None:
+            given[name] = value
+    for pair in args.input:
+        name, equals, text = pair.partition("=")
+        if not equals or not name:
+            raise InvalidInput(f"--input {pair!r}: expected KEY=VALUE")
+        spec = playbook.inputs.get(name)
+        if spec is None:
+            raise InvalidInput(f"{playbook.source}: unknown input {name!r}; this playbook "
+                               f"takes: {', '.join(playbook.inputs) or 'none'}")
+        try:
+            given[name] = spec.coerce(text)
+        except ValueError as exc:
+            raise InvalidInput(f"--input {name}: {exc}") from None
+    return given
+
+
+def _config(path: str | None) -> dict[str, Any] | None:
+    from integration.config import read_config_file
+
+    return read_config_file(path) if path else None
+
+
+def _lookups(config: dict[str, Any] | None, memo: Any = None, enricher: Any = None) -> Any:
+    from integration.actions import enricher_for
+    from integration.playbooks import LookupService
+
+    # Built on first need: a malformed alert is refused before the configuration matters.
+    return LookupService(lambda: enricher or enricher_for(config), memo=memo, config=config)
+
+
+def _read_alert(path: str | None) -> tuple[Any, str]:
+    from integration.playbooks import AlertError
+
+    label = "<stdin>" if path in (None, "-") else str(path)
+    try:
+        text = sys.stdin.read() if label == "<stdin>" else Path(str(path)).read_text("utf-8")
+    except OSError as exc:
+        raise AlertError(f"{label}: cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise AlertError(f"{label}: is not UTF-8 text") from None
+    try:
+        return json.loads(text), label
+    except ValueError as exc:
+        raise AlertError(f"{label}: not valid JSON: {exc}") from None
+
+
+def _run_batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | None,
+               args: argparse.Namespace) -> int:
+    from integration.actions import enricher_for
+    from integration.playbooks import Batch, PlaybookRunner
+
+    enricher = enricher_for(config)  # the batch keeps its progress in the state store
+    digest = hashlib.sha256(Path(args.playbook).read_bytes()).hexdigest()
+    identity = {"playbook": digest, "tenant": enricher.settings.identity,
+                "inputs": json.dumps(inputs, sort_keys=True)}
+    with Batch(enricher.store, source=Path(args.alerts), out_dir=Path(args.out),
+               identity=identity) as batch:
+        runner = PlaybookRunner(playbook, _lookups(config, batch.memo, enricher), inputs=inputs)
+        summary = batch.run(runner, progress=sys.stderr,
+                            report=lambda message: print(f"{PROG}: {message}", file=sys.stderr))
+    if _output_format(args) == "json":
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print(summary.describe())
+    return summary.exit_status
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def _render(result: Any, fmt: str, name: str) -> str:
+    from integration.playbook.steps import note_markdown, summary_line
+    from integration.render import table_block
+
+    enrichment = result.enrichment
+    if fmt == "json":
+        return json.dumps(result.document, indent=2, ensure_ascii=False)
+    if fmt == "markdown":
+        if isinstance(enrichment.get("note"), str):
+            return enrichment["note"]
+        return note_markdown(result.envelopes, title=f"Enrichment ({name})",
+                             summary=enrichment.get("summary"))
+    lines = [f"playbook {name}"]
+    summary = enrichment.get("summary")
+    if isinstance(summary, dict) and "total_machines" in summary:
+        lines.append(summary_line(summary).replace("**", ""))
+        skipped = summary.get("skipped") or {}
+        if skipped:
+            lines.append("skipped: " + ", ".join(f"{count} {reason}"
+                                                 for reason, count in skipped.items()))
+    severity = enrichment.get("recommended_severity")
+    if isinstance(severity, dict):
+        lines.append(f"recommended severity: {severity.get('severity')} "
+                     f"({severity.get('reason')})")
+    blocks = [table_block(envelope) for envelope in result.envelopes]
+    return "\n\n".join(["\n".join(lines), *blocks])
+
+
+# --- validate ------------------------------------------------------------------------------
+
+
+def _validate_command(rest: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} validate", description="Load playbooks and report what is wrong with "
+                                             "them; nothing is run.")
+    parser.add_argument("playbooks", nargs="+", metavar="FILE")
+    _common_options(parser)
+    args = _parse(parser, rest)
+    from integration.playbooks import PlaybookError, load_playbook
+
+    status, report = EXIT_OK, []
+    for path in args.playbooks:
+        try:
+            playbook = load_playbook(path)
+        except PlaybookError as error:
+            status = max(status, error.exit_status)
+            report.append({"file": path, "valid": False, "error": error.message})
+            if _output_format(args) != "json":
+                print(f"{PROG}: {error.code}: {error.message}", file=sys.stderr)
+            continue
+        report.append({"file": path, "valid": True, "name": playbook.name,
+                       "trigger": playbook.trigger, "steps": len(playbook.steps)})
+        if _output_format(args) != "json":
+            print(f"{path}: ok ({playbook.trigger} playbook {playbook.name!r}, "
+                  f"{len(playbook.steps)} steps)")
+    if _output_format(args) == "json":
+        print(json.dumps(report, indent=2))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(playbook_command(sys.argv[1:]))
