@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "domain": lambda rest: _lookup_command("domain", rest),
         "file": lambda rest: _lookup_command("file", rest),
         "run": _run_command,
+        "playbook": _playbook_command,
         "emulator": _emulator_command,
         "demo": _demo_command,
     }
@@ -40,6 +41,7 @@ def _usage(commands: dict[str, Any]) -> None:
           "  domain VALUE...             machines that touched these domains\n"
           "  file VALUE...               machines that saw these files (SHA-1, SHA-256, MD5)\n"
           "  run ACTION_ID --params JSON run a plugin.yaml action\n"
+          "  playbook run|validate FILE  run a playbook on alerts (mde-enrich playbook --help)\n"
           "  emulator                    serve the local Defender emulator\n"
           "  demo                        the whole flow against the emulator\n\n"
           "Run `mde-enrich COMMAND --help` for a command's options.", file=sys.stderr)
@@ -140,6 +142,12 @@ def _run_command(rest: list[str]) -> int:
         print(f"mde-enrich run: {error.code}: {error.message}", file=sys.stderr)
         return error.exit_status
     return _emit([envelope], _output_format(args))
+
+
+def _playbook_command(rest: list[str]) -> int:
+    from integration.playbook_cli import playbook_command  # yaml and jmespath only when used
+
+    return playbook_command(rest)
 
 
 def _emulator_command(rest: list[str]) -> int:

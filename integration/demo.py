@@ -1,14 +1,23 @@
-"""`make demo`: the whole flow against the built-in emulator, no tenant needed."""
+"""`make demo`: the whole flow against the built-in emulator, no tenant needed.
+
+First the two actions as an analyst runs them, then the enrich-alert playbook over sample
+alerts of every supported format, as a SOAR platform runs it on incoming alerts.
+"""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
 from integration import actions
 from integration.config import load_settings
 from integration.render import render
+from integration.schemas import PROJECT_ROOT
 from integration.service import Enricher
+
+ENRICH_ALERT = PROJECT_ROOT / "playbooks" / "enrich-alert.yaml"
+SAMPLE_ALERTS = PROJECT_ROOT / "playbooks" / "samples"
 
 
 def run_demo(fmt: str = "table") -> int:
@@ -29,10 +38,27 @@ def run_demo(fmt: str = "table") -> int:
         print("$ mde-enrich domain " + " ".join(repr(value) for value in domains))
         print(render(enricher.lookup_many("domain", domains), fmt), end="\n\n")
 
-        files = [seed.KNOWN_FILE["sha256"], seed.KNOWN_FILE["sha1"]]
-        print("$ mde-enrich file " + " ".join(files))
-        print(render(enricher.lookup_many("file", files), fmt), end="\n\n")
+        print(f"$ mde-enrich file {seed.KNOWN_FILE['sha256']}")
+        print(render([enricher.lookup("file", seed.KNOWN_FILE["sha256"])], fmt), end="\n\n")
 
-        print("$ mde-enrich domain evil.example   # again, within the cache TTL")
-        print(render([enricher.lookup("domain", seed.EVIL_DOMAIN)], fmt))
+        _enrich_sample_alerts(enricher)
     return 0
+
+
+def _enrich_sample_alerts(enricher: Enricher) -> None:
+    from integration.playbooks import LookupService, PlaybookRunner, load_playbook
+
+    runner = PlaybookRunner(load_playbook(ENRICH_ALERT), LookupService(lambda: enricher))
+    print(f"$ mde-enrich playbook run {ENRICH_ALERT.relative_to(PROJECT_ROOT)} --alert ...")
+    rows = []
+    for path in sorted(SAMPLE_ALERTS.glob("*.json")):
+        enrichment = runner.run(json.loads(path.read_text("utf-8")), source=path.name).enrichment
+        summary = enrichment["summary"]
+        severity = enrichment.get("recommended_severity", {}).get("severity", "-")
+        rows.append((path.name, enrichment["format"]["title"], str(len(enrichment["indicators"])),
+                     str(summary["total_machines"]), summary.get("highest_risk") or "-",
+                     severity))
+    titles = ("alert", "format", "indicators", "machines", "highest risk", "recommend")
+    widths = [max(len(row[i]) for row in [titles, *rows]) for i in range(len(titles))]
+    for row in [titles, tuple("-" * width for width in widths), *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
