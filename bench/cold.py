@@ -11,7 +11,18 @@ import json
 import subprocess
 import time
 
-from bench.common import DOMAIN, ROOT, Bench, Result, child_env, median, ms, p90, python
+from bench.common import (
+    DOMAIN,
+    ROOT,
+    Bench,
+    Result,
+    child_env,
+    median,
+    ms,
+    p90,
+    python,
+    timing_details,
+)
 
 GOAL = 1.5
 WARMUP_PAIRS = 2
@@ -86,12 +97,7 @@ def run(bench: Bench) -> Result:
         "cold", ratio, GOAL,
         f"new process {ms(median(times['plugin']))} vs bare requests "
         f"{ms(median(times['baseline']))}; CLI {cli_ratio:.2f}x",
-        {"plugin_median_ms": median(times["plugin"]) * 1000,
-         "plugin_p90_ms": p90(times["plugin"]) * 1000,
-         "baseline_median_ms": median(times["baseline"]) * 1000,
-         "baseline_p90_ms": p90(times["baseline"]) * 1000,
-         "cli_median_ms": median(times["cli"]) * 1000,
-         "cli_ratio": cli_ratio, "pairs": PAIRS, "api_calls": calls,
+        {**timing_details(times), "cli_ratio": cli_ratio, "pairs": PAIRS, "api_calls": calls,
          "api_calls_expected": expected_calls, "token_calls": token_calls})
     print(f"  {result.verdict()}")
     return result

@@ -37,6 +37,15 @@ def p90(values: Sequence[float]) -> float:
     return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
 
 
+def timing_details(times: dict[str, list[float]]) -> dict[str, float]:
+    """Median and p90 in milliseconds of each side's timings, for results.json."""
+    details: dict[str, float] = {}
+    for side, values in times.items():
+        details[f"{side}_median_ms"] = median(values) * 1000
+        details[f"{side}_p90_ms"] = p90(values) * 1000
+    return details
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 

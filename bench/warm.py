@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import requests
 
-from bench.common import DOMAIN, Bench, Result, median, ms, p90
+from bench.common import DOMAIN, Bench, Result, median, ms, p90, timing_details
 from integration.actions import get_machines_for_domain
 
 GOAL = 1.1
@@ -61,10 +61,6 @@ def run(bench: Bench) -> Result:
         "warm", ratio, GOAL,
         f"action call {ms(median(times['plugin']))} vs Session GET "
         f"{ms(median(times['baseline']))}",
-        {"plugin_median_ms": median(times["plugin"]) * 1000,
-         "plugin_p90_ms": p90(times["plugin"]) * 1000,
-         "baseline_median_ms": median(times["baseline"]) * 1000,
-         "baseline_p90_ms": p90(times["baseline"]) * 1000,
-         "calls": CALLS, "api_calls": calls})
+        {**timing_details(times), "calls": CALLS, "api_calls": calls})
     print(f"  {result.verdict()}")
     return result

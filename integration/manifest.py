@@ -11,6 +11,7 @@ from typing import Any
 
 from integration import schemas
 from integration.errors import ConfigError, InvalidInput
+from integration.yamlfiles import read_yaml
 
 MANIFEST_PATH = schemas.PROJECT_ROOT / "plugin.yaml"
 EntryPoint = Callable[..., dict[str, Any]]
@@ -51,13 +52,8 @@ class Manifest:
 
 
 def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
-    import yaml
-
     where = path.name
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{where}: cannot be read: {exc}") from None
+    data = read_yaml(path)
     problems = schemas.errors("plugin.schema.json", data)
     if problems:
         raise ConfigError(f"{where}: {problems[0]}")

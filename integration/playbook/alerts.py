@@ -19,6 +19,7 @@ from integration.errors import ConfigError, PluginError
 from integration.indicators import parse_domain, parse_file_hash
 from integration.playbook.errors import AlertError
 from integration.playbook.expressions import Expression, ExpressionError, compile_expression, truthy
+from integration.yamlfiles import read_yaml
 
 FORMATS_PATH = Path(__file__).resolve().parent.parent / "alert_formats.yaml"
 RULE_TYPES = frozenset({"domain", "url", "file_hash", "sha1", "sha256", "md5", "file"})
@@ -89,13 +90,8 @@ class AlertFormats:
 @cache
 def alert_formats(path: Path = FORMATS_PATH) -> AlertFormats:
     """The format table, loaded and compiled once; ConfigError names the file and the rule."""
-    import yaml
-
     where = path.name
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{where}: cannot be read: {exc}") from None
+    data = read_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("formats"), list):
         raise ConfigError(f"{where}: expected a mapping with a 'formats' list")
     formats, seen = [], set()
