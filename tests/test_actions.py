@@ -178,6 +178,13 @@ def test_use_cache_false_asks_defender_again(config: dict, emulator: Emulator) -
     assert len(emulator.admin.api_calls()) == 2
 
 
+def test_use_cache_false_does_not_write_the_cache_either(config: dict,
+                                                        emulator: Emulator) -> None:
+    domain(config, seed.EVIL_DOMAIN, use_cache=False)
+    assert domain(config, seed.EVIL_DOMAIN)["summary"]["cached"] is False
+    assert len(emulator.admin.api_calls()) == 2
+
+
 def test_not_found_is_cached_too(config: dict, emulator: Emulator) -> None:
     domain(config, "never-seen.example")
     assert domain(config, "never-seen.example")["summary"]["cached"] is True

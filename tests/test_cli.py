@@ -156,3 +156,17 @@ def test_the_installed_command_runs_in_its_own_process(config_file: Path) -> Non
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["status"] == "success"
+
+
+def test_an_endless_outage_exits_4(capsys, emulator: Emulator, state_url: str,
+                                   tmp_path: Path) -> None:
+    path = tmp_path / "outage.json"
+    path.write_text(json.dumps(emulator.config(state=state_url, max_attempts=3,
+                                               backoff_base_s=0.02, backoff_cap_s=0.05)))
+    emulator.admin.add_fault("/api/domains/", {"status": 503}, repeat_last=True)
+    status, envelopes = run_cli(capsys, "domain", seed.EVIL_DOMAIN, "--config", str(path))
+    assert status == 4
+    assert envelopes[0]["error"] == {"code": "upstream_error", "http_status": 503,
+                                     "retryable": True,
+                                     "message": envelopes[0]["error"]["message"]}
+    assert len(emulator.admin.api_calls()) == 3

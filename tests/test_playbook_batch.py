@@ -63,12 +63,15 @@ def outputs(directory: Path) -> list[Path]:
     return sorted(directory.glob("alert-*.json")) if directory.exists() else []
 
 
-@pytest.fixture
-def batch_config(config: dict[str, Any], tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "redis"])
+def batch_config(request: pytest.FixtureRequest, config: dict[str, Any], tmp_path: Path) -> Path:
+    """The batch's progress and memo live in the state: the same tests on both backends."""
+    state = config["state"] if request.param == "sqlite" \
+        else request.getfixturevalue("redis_state_url")
     path = tmp_path / "batch-config.yaml"
     # The default budget (100 calls a minute) would make this test wait on purpose.
-    path.write_text(yaml.safe_dump({**config, "rate_limit": {"per_minute": 10000,
-                                                             "per_hour": 100000}}))
+    path.write_text(yaml.safe_dump({**config, "state": state,
+                                    "rate_limit": {"per_minute": 10000, "per_hour": 100000}}))
     return path
 
 
