@@ -32,15 +32,10 @@ class Indicator(NamedTuple):
     type: IndicatorType
     value: str  # normalized: what goes into the request path
     original: str  # exactly as given
-    # Set when a SHA-256 or MD5 has been resolved to the SHA-1 Defender's machines call
-    # needs; `value` keeps the hash the user gave.
-    sha1: str | None = None
 
     def to_dict(self) -> dict[str, str]:
-        out = {"type": self.type, "value": self.value, "original": self.original}
-        if self.sha1 is not None:
-            out["sha1"] = self.sha1
-        return out
+        # A SHA-256 or MD5 resolved to a SHA-1 gets `sha1` in the envelope (envelope.py).
+        return {"type": self.type, "value": self.value, "original": self.original}
 
 
 def parse(kind: Literal["domain", "file"], text: str) -> Indicator:

@@ -217,13 +217,6 @@ def test_to_dict_keeps_the_original() -> None:
     }
 
 
-def test_to_dict_carries_a_resolved_sha1() -> None:
-    indicator = Indicator("sha256", SHA256, SHA256, sha1=SHA1)
-    assert indicator.to_dict() == {
-        "type": "sha256", "value": SHA256, "original": SHA256, "sha1": SHA1,
-    }
-
-
 def test_indicator_is_frozen() -> None:
     indicator = parse_domain("evil.example")
     with pytest.raises(AttributeError):
