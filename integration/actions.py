@@ -41,7 +41,7 @@ def test_connectivity(params: Mapping[str, Any] | None = None,
                       config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     action = "test_connectivity"
     try:
-        _validate_params("connectivity.input.schema.json", params or {})
+        validate_params("connectivity.input.schema.json", params or {})
         enricher = enricher_for(config)
         return _connectivity(enricher)
     except PluginError as error:
@@ -76,7 +76,7 @@ def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str,
             config: Mapping[str, Any] | None) -> dict[str, Any]:
     original = params.get(key) if isinstance(params, Mapping) else None
     try:
-        _validate_params(schema, params)
+        validate_params(schema, params)
         enricher = enricher_for(config)
     except PluginError as error:
         return error_envelope(action, error, original=original)
@@ -84,7 +84,8 @@ def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str,
                            include_raw=params.get("include_raw", False))
 
 
-def _validate_params(schema: str, params: Any) -> None:
+def validate_params(schema: str, params: Any) -> None:
+    """An action's parameters against its input schema; InvalidInput saying what is wrong."""
     if not isinstance(params, Mapping):
         raise InvalidInput(f"parameters must be an object, not {type(params).__name__}")
     problems = schemas.check(schema, dict(params))

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from integration import schemas
 from integration.envelope import ACTION_BY_KIND, error_envelope
 from integration.errors import InvalidInput, PluginError
 from integration.indicators import parse
@@ -114,14 +113,17 @@ class LookupService:
             from integration.manifest import manifest
 
             return [manifest().run(action_id, params, self.config) for params in params_list]
+        from integration.actions import validate_params
+        from integration.manifest import manifest
+
         action = ACTION_BY_KIND[kind]
-        schema = f"{'domain' if kind == 'domain' else 'file_hash'}.input.schema.json"
+        schema = manifest().action(action_id).input_schema
         results: list[dict[str, Any] | None] = [None] * len(params_list)
         wanted: dict[tuple[bool, bool], list[int]] = {}
         for position, params in enumerate(params_list):
-            problems = schemas.errors(schema, params)
-            if problems:
-                error = InvalidInput(f"invalid parameters: {problems[0]}")
+            try:
+                validate_params(schema, params)  # the entry points' own check
+            except InvalidInput as error:
                 original = params.get(PARAM_BY_KIND[kind]) if isinstance(params, dict) else None
                 results[position] = error_envelope(action, error, original=original)
                 continue
