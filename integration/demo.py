@@ -12,7 +12,7 @@ from pathlib import Path
 
 from integration import actions
 from integration.config import load_settings
-from integration.render import render
+from integration.render import render, text_table
 from integration.schemas import PROJECT_ROOT
 from integration.service import Enricher
 
@@ -50,15 +50,13 @@ def _enrich_sample_alerts(enricher: Enricher) -> None:
 
     runner = PlaybookRunner(load_playbook(ENRICH_ALERT), LookupService(lambda: enricher))
     print(f"$ mde-enrich playbook run {ENRICH_ALERT.relative_to(PROJECT_ROOT)} --alert ...")
-    rows = []
+    rows: list[list[str]] = []
     for path in sorted(SAMPLE_ALERTS.glob("*.json")):
         enrichment = runner.run(json.loads(path.read_text("utf-8")), source=path.name).enrichment
         summary = enrichment["summary"]
         severity = enrichment.get("recommended_severity", {}).get("severity", "-")
-        rows.append((path.name, enrichment["format"]["title"], str(len(enrichment["indicators"])),
+        rows.append([path.name, enrichment["format"]["title"], str(len(enrichment["indicators"])),
                      str(summary["total_machines"]), summary.get("highest_risk") or "-",
-                     severity))
-    titles = ("alert", "format", "indicators", "machines", "highest risk", "recommend")
-    widths = [max(len(row[i]) for row in [titles, *rows]) for i in range(len(titles))]
-    for row in [titles, tuple("-" * width for width in widths), *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+                     severity])
+    print(text_table(["alert", "format", "indicators", "machines", "highest risk", "recommend"],
+                     rows))

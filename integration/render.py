@@ -58,13 +58,17 @@ def table_block(envelope: dict[str, Any]) -> str:
     lines = [headline(envelope)]
     rows = [machine_row(machine) for machine in envelope["machines"]]
     if rows:
-        widths = {key: max(len(title), *(len(row[key]) for row in rows))
-                  for key, title in TABLE_COLUMNS}
-        lines.append("  ".join(title.ljust(widths[key]) for key, title in TABLE_COLUMNS))
-        lines.append("  ".join("-" * widths[key] for key, _ in TABLE_COLUMNS))
-        lines.extend("  ".join(row[key].ljust(widths[key]) for key, _ in TABLE_COLUMNS).rstrip()
-                     for row in rows)
+        lines.append(text_table([title for _, title in TABLE_COLUMNS],
+                                [[row[key] for key, _ in TABLE_COLUMNS] for row in rows]))
     return "\n".join(lines)
+
+
+def text_table(titles: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, under a dashed rule."""
+    widths = [max(len(cell) for cell in column) for column in zip(titles, *rows, strict=True)]
+    lines = [titles, ["-" * width for width in widths], *rows]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+                     .rstrip() for line in lines)
 
 
 def defang(value: str) -> str:
