@@ -12,7 +12,7 @@ from collections import Counter
 
 from bench.common import DOMAIN, Bench, Result, median
 from integration.config import load_settings
-from integration.service import Enricher
+from integration.lookup.service import Enricher
 
 GOAL = 1.2
 DOMAINS = 64

@@ -14,7 +14,7 @@ from typing import Any
 from bench.common import Bench, Result
 from integration.config import load_settings
 from integration.emulator.seed import IDN_DOMAIN, IDN_DOMAIN_UNICODE, UNKNOWN_DOMAIN
-from integration.service import Enricher, Kind
+from integration.lookup.service import Enricher, Kind
 
 GOAL = 1.0
 ALERTS = 200

@@ -110,7 +110,7 @@ class Bench:
         SQLite state where a new plugin process finds it without signing in."""
         if self._token is None:
             from integration.config import load_settings
-            from integration.service import Enricher
+            from integration.lookup.service import Enricher
 
             enricher = Enricher(load_settings(self.config()))
             self._token = enricher.tokens.access_token()

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.common import Bench, Result, median
 from integration.emulator.seed import build_dataset
-from integration.normalize import normalize_machines
+from integration.lookup.normalize import normalize_machines
 
 MACHINES = 10_000
 RUNS = 5

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from integration import schemas
-from integration.envelope import error_envelope
 from integration.errors import InvalidInput, PermissionDenied, PluginError
-from integration.service import Enricher, Kind
+from integration.lookup.envelope import error_envelope
+from integration.lookup.service import Enricher, Kind
 
 MACHINE_ROLES = frozenset({"Machine.Read.All", "Machine.ReadWrite.All"})
 _enrichers: dict[str, Enricher] = {}
@@ -94,7 +94,7 @@ def validate_params(schema: str, params: Any) -> None:
 
 
 def _connectivity(enricher: Enricher) -> dict[str, Any]:
-    from integration.auth import token_claims
+    from integration.defender.auth import token_claims
 
     settings = enricher.settings
     claims = token_claims(enricher.tokens.access_token())

@@ -11,7 +11,7 @@ from typing import Any
 
 from integration import schemas
 from integration.errors import ConfigError, InvalidInput
-from integration.yamlfiles import read_yaml
+from integration.resources import read_yaml
 
 MANIFEST_PATH = schemas.PROJECT_ROOT / "plugin.yaml"
 EntryPoint = Callable[..., dict[str, Any]]

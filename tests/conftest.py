@@ -15,7 +15,7 @@ import yaml
 
 from integration import actions, schemas
 from integration.emulator import Emulator
-from integration.service import Enricher
+from integration.lookup.service import Enricher
 
 # Fast retries in tests: the policy's shape is under test, not its production pace.
 FAST_RETRIES = {"backoff_base_s": 0.02, "backoff_cap_s": 0.1}
@@ -67,7 +67,7 @@ KNOWN_SECRETS: set[str] = set()
 def secrets_never_reach_the_logs(caplog: pytest.LogCaptureFixture,
                                  monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every library's log output at DEBUG, for every test, must hold no secret or token."""
-    from integration.auth import TokenProvider
+    from integration.defender.auth import TokenProvider
 
     caplog.set_level(logging.DEBUG)
     handed_out: list[str] = []

@@ -283,7 +283,7 @@ def test_connectivity_warns_when_no_machine_role_is_granted(emulator: Emulator,
 def test_a_new_process_reuses_the_token_in_shared_state(config: dict,
                                                         emulator: Emulator) -> None:
     from integration.config import load_settings
-    from integration.service import Enricher
+    from integration.lookup.service import Enricher
 
     first, second = Enricher(load_settings(config)), Enricher(load_settings(config))
     first.lookup("domain", seed.EVIL_DOMAIN)

@@ -15,7 +15,7 @@ from integration.emulator.seed import (
     KNOWN_FILE,
     PHISH_DOMAIN,
 )
-from integration.playbooks import AlertError, alert_formats
+from integration.playbook import AlertError, alert_formats
 
 FIXTURES = Path(__file__).resolve().parent.parent / "playbooks" / "samples"
 ROTTEN_SHA1 = "ff836cfb1af40252bd2a2ea843032e99a5b262ed"  # rundll32 from Microsoft's docs

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from integration import cli
+from integration.cli import main as cli_main
 from integration.emulator import Emulator, seed
 
 
 def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, Any]:
-    status = cli.main(list(argv))
+    status = cli_main(list(argv))
     out = capsys.readouterr().out
     try:
         return status, json.loads(out)
@@ -112,7 +112,7 @@ def test_run_executes_an_action_by_id(capsys, config_file: Path) -> None:
 
 
 def test_run_unknown_action_exits_2(capsys, config_file: Path) -> None:
-    status = cli.main(["run", "delete_everything", "--config", str(config_file)])
+    status = cli_main(["run", "delete_everything", "--config", str(config_file)])
     assert status == 2
     assert "unknown action" in capsys.readouterr().err
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from integration.config import load_settings
 from integration.emulator import Emulator, seed
-from integration.service import Enricher
+from integration.lookup.service import Enricher
 
 
 def test_identical_lookups_in_flight_together_are_made_once(config: dict,

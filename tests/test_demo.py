@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from integration.demo import SAMPLE_ALERTS, run_demo
+from integration.cli.demo import SAMPLE_ALERTS, run_demo
 
 
 def test_demo_looks_up_indicators_and_enriches_every_sample_alert(

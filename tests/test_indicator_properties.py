@@ -12,9 +12,9 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integration import api_paths
+from integration.defender import urls
 from integration.errors import InvalidInput
-from integration.indicators import Indicator, parse_domain, parse_file_hash
+from integration.lookup.indicators import Indicator, parse_domain, parse_file_hash
 
 DOMAIN_PATH = re.compile(r"^/api/domains/[a-z0-9-]+(\.[a-z0-9-]+)+/machines$")
 FILE_INFO_PATH = re.compile(r"^/api/files/([0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -69,7 +69,7 @@ def test_parsed_domain_only_makes_a_clean_path(text: str) -> None:
         return
     assert indicator.type == "domain"
     assert indicator.original == text
-    assert DOMAIN_PATH.fullmatch(api_paths.domain_machines(indicator))
+    assert DOMAIN_PATH.fullmatch(urls.domain_machines(indicator))
     assert ".." not in indicator.value
     assert len(indicator.value) <= 253
     assert parse_domain(indicator.value) == Indicator("domain", indicator.value, indicator.value)
@@ -99,9 +99,9 @@ def test_parsed_file_hash_only_makes_a_clean_path(text: str) -> None:
         assert all(ch.isprintable() for ch in exc.message)
         return
     assert indicator.original == text
-    assert FILE_INFO_PATH.fullmatch(api_paths.file_info(indicator))
+    assert FILE_INFO_PATH.fullmatch(urls.file_info(indicator))
     if indicator.type == "sha1":
-        assert FILE_MACHINES_PATH.fullmatch(api_paths.file_machines(indicator))
+        assert FILE_MACHINES_PATH.fullmatch(urls.file_machines(indicator))
     assert {"md5": 32, "sha1": 40, "sha256": 64}[indicator.type] == len(indicator.value)
     assert parse_file_hash(indicator.value) == Indicator(
         indicator.type, indicator.value, indicator.value

@@ -11,7 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from integration.errors import UpstreamError
-from integration.normalize import normalize_machine, normalize_machines
+from integration.lookup.normalize import normalize_machine, normalize_machines
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "machines"

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from integration import schemas
+from integration.cli.playbook import playbook_command
 from integration.emulator.seed import CAPPED_DOMAIN, build_dataset
-from integration.playbook_cli import playbook_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEDULED = ROOT / "playbooks" / "scheduled-enrichment.yaml"
@@ -213,7 +213,7 @@ def test_a_crash_after_the_lookups_but_before_the_output_asks_nothing_again(
 
 def test_a_second_run_of_a_batch_in_progress_is_refused(state_url: str, tmp_path: Path) -> None:
     from integration.errors import ConfigError
-    from integration.playbooks import Batch
+    from integration.playbook import Batch
     from integration.state import open_store
 
     store = open_store(state_url)
@@ -225,7 +225,7 @@ def test_a_second_run_of_a_batch_in_progress_is_refused(state_url: str, tmp_path
 def test_the_lease_of_a_killed_run_is_taken_over_at_once(state_url: str, tmp_path: Path) -> None:
     import socket
 
-    from integration.playbooks import Batch
+    from integration.playbook import Batch
     from integration.state import open_store
 
     store = open_store(state_url)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from integration import schemas
+from integration.cli.playbook import playbook_command
+from integration.playbook import PlaybookError, load_playbook
 from integration.playbook.steps import BUILTINS
-from integration.playbook_cli import playbook_command
-from integration.playbooks import PlaybookError, load_playbook
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from integration.cli.playbook import playbook_command
 from integration.config import load_settings
 from integration.emulator.seed import (
     EMPTY_DOMAIN,
@@ -17,9 +18,8 @@ from integration.emulator.seed import (
     KNOWN_FILE,
     PHISH_DOMAIN,
 )
-from integration.playbook_cli import playbook_command
-from integration.playbooks import LookupService, PlaybookRunner, StepFailed, load_playbook
-from integration.service import Enricher
+from integration.lookup.service import Enricher
+from integration.playbook import LookupService, PlaybookRunner, StepFailed, load_playbook
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "playbooks" / "samples"
@@ -214,7 +214,7 @@ def test_analyst_lookup_takes_a_file_hash_through_input_options(
 
 
 def test_an_expression_failing_on_the_alert_stops_the_run_naming_the_step() -> None:
-    from integration.playbooks import parse_playbook
+    from integration.playbook import parse_playbook
 
     playbook = parse_playbook({"name": "count", "trigger": "alert", "steps": [
         {"id": "count", "builtin": "set_field",

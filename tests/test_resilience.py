@@ -11,9 +11,9 @@ import pytest
 
 from integration import actions
 from integration.config import load_settings
+from integration.defender.retry import parse_retry_after
 from integration.emulator import Emulator, seed
-from integration.retry import parse_retry_after
-from integration.service import Enricher
+from integration.lookup.service import Enricher
 
 DOMAIN_PATH = f"/api/domains/{seed.EVIL_DOMAIN}/machines"
 

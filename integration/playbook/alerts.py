@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from integration.errors import ConfigError, PluginError
-from integration.indicators import parse_domain, parse_file_hash
+from integration.lookup.indicators import parse_domain, parse_file_hash
 from integration.playbook.errors import AlertError
 from integration.playbook.expressions import Expression, ExpressionError, compile_expression, truthy
-from integration.yamlfiles import read_yaml
+from integration.resources import read_yaml
 
 FORMATS_PATH = Path(__file__).resolve().parent.parent / "alert_formats.yaml"
 RULE_TYPES = frozenset({"domain", "url", "file_hash", "sha1", "sha256", "md5", "file"})

@@ -17,12 +17,12 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from integration.envelope import ACTION_BY_KIND, error_envelope
 from integration.errors import InvalidInput, PluginError
-from integration.indicators import parse
+from integration.lookup.envelope import ACTION_BY_KIND, error_envelope
+from integration.lookup.indicators import parse
 
 if TYPE_CHECKING:
-    from integration.service import Enricher
+    from integration.lookup.service import Enricher
     from integration.state import StateStore
 
 KIND_BY_ACTION = {action: kind for kind, action in ACTION_BY_KIND.items()}

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from integration.cli import _common_options, _output_format, _parse
+from integration.cli.main import _common_options, _output_format, _parse
 from integration.errors import EXIT_INPUT, EXIT_OK, InvalidInput, PluginError
 
 PROG = "mde-enrich playbook"
@@ -64,7 +64,7 @@ def _run_command(rest: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from integration.playbooks import PlaybookRunner, load_playbook
+    from integration.playbook import PlaybookRunner, load_playbook
 
     playbook = load_playbook(args.playbook)
     inputs = _inputs(playbook, args)
@@ -131,14 +131,14 @@ def _config(path: str | None) -> dict[str, Any] | None:
 
 def _lookups(config: dict[str, Any] | None, memo: Any = None, enricher: Any = None) -> Any:
     from integration.actions import enricher_for
-    from integration.playbooks import LookupService
+    from integration.playbook import LookupService
 
     # Built on first need: a malformed alert is refused before the configuration matters.
     return LookupService(lambda: enricher or enricher_for(config), memo=memo, config=config)
 
 
 def _read_alert(path: str | None) -> tuple[Any, str]:
-    from integration.playbooks import AlertError
+    from integration.playbook import AlertError
 
     label = "<stdin>" if path in (None, "-") else str(path)
     try:
@@ -156,7 +156,7 @@ def _read_alert(path: str | None) -> tuple[Any, str]:
 def _run_batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | None,
                args: argparse.Namespace) -> int:
     from integration.actions import enricher_for
-    from integration.playbooks import Batch, PlaybookRunner
+    from integration.playbook import Batch, PlaybookRunner
 
     enricher = enricher_for(config)  # the batch keeps its progress in the state store
     digest = hashlib.sha256(Path(args.playbook).read_bytes()).hexdigest()
@@ -215,7 +215,7 @@ def _validate_command(rest: list[str]) -> int:
     parser.add_argument("playbooks", nargs="+", metavar="FILE")
     _common_options(parser)
     args = _parse(parser, rest)
-    from integration.playbooks import PlaybookError, load_playbook
+    from integration.playbook import PlaybookError, load_playbook
 
     status, report = EXIT_OK, []
     for path in args.playbooks:

@@ -9,14 +9,14 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from integration.client import Lookup
-from integration.envelope import ACTION_BY_KIND, error_envelope, lookup_envelope
+from integration.defender.client import Lookup
 from integration.errors import PluginError
-from integration.indicators import Indicator, parse, parse_file_hash
+from integration.lookup.envelope import ACTION_BY_KIND, error_envelope, lookup_envelope
+from integration.lookup.indicators import Indicator, parse, parse_file_hash
 
 if TYPE_CHECKING:
-    from integration.client import DefenderClient
     from integration.config import Settings
+    from integration.defender.client import DefenderClient
     from integration.state import StateStore
 
 Kind = Literal["domain", "file"]
@@ -51,10 +51,10 @@ class Enricher:
         store = self.store
         with self._parts_lock:
             if self._client is None:
-                from integration.auth import TokenProvider
-                from integration.client import DefenderClient
-                from integration.http import build_session
-                from integration.retry import RetryPolicy
+                from integration.defender.auth import TokenProvider
+                from integration.defender.client import DefenderClient
+                from integration.defender.retry import RetryPolicy
+                from integration.defender.transport import build_session
 
                 settings = self.settings
                 session = build_session(settings)
@@ -114,7 +114,7 @@ class Enricher:
         except PluginError as error:
             return error_envelope(action, error, indicator=indicator,
                                   api_calls=resolve_calls + error.api_calls)
-        from integration.normalize import normalize_machines
+        from integration.lookup.normalize import normalize_machines
 
         machines = normalize_machines(result.machines, include_raw=include_raw,
                                       portal_base=self.settings.endpoints.portal_base)

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-from integration import api_paths
+from integration.defender import urls
+from integration.defender.retry import RETRY_STATUSES, Retryable, RetryPolicy, parse_retry_after
 from integration.errors import (
     AuthFailed,
     InvalidInput,
@@ -22,14 +23,13 @@ from integration.errors import (
     Timeout,
     UpstreamError,
 )
-from integration.indicators import Indicator, parse_file_hash
-from integration.retry import RETRY_STATUSES, Retryable, RetryPolicy, parse_retry_after
+from integration.lookup.indicators import Indicator, parse_file_hash
 
 if TYPE_CHECKING:
     import requests
 
-    from integration.auth import TokenProvider
     from integration.config import Settings
+    from integration.defender.auth import TokenProvider
     from integration.state import StateStore
 
 log = logging.getLogger("mde_enrich")
@@ -79,7 +79,7 @@ class DefenderClient:
 
     def machines_for_domain(self, domain: Indicator) -> Lookup:
         calls = _Calls()
-        machines = self._list(api_paths.domain_machines(domain), calls)
+        machines = self._list(urls.domain_machines(domain), calls)
         if not machines:  # 404 and an empty 200 both mean "no machines"
             return Lookup(found=False, api_calls=calls.count)
         return Lookup(found=True, machines=machines, api_calls=calls.count,
@@ -87,14 +87,14 @@ class DefenderClient:
 
     def machines_for_file(self, sha1: Indicator) -> Lookup:
         calls = _Calls()
-        machines = self._list(api_paths.file_machines(sha1), calls)
+        machines = self._list(urls.file_machines(sha1), calls)
         return Lookup(found=bool(machines), machines=machines, api_calls=calls.count)
 
     def resolve_sha1(self, file_hash: Indicator) -> tuple[Indicator | None, int]:
         """The SHA-1 of the file a SHA-256 or MD5 names (None if Defender does not know it),
         and the calls that took: the machines call accepts only SHA-1."""
         calls = _Calls()
-        info = self._get(api_paths.file_info(file_hash), calls)
+        info = self._get(urls.file_info(file_hash), calls)
         if info is None:
             return None, calls.count
         return self._resolved_sha1(info, file_hash), calls.count
@@ -102,7 +102,7 @@ class DefenderClient:
     def first_machine(self) -> Lookup:
         """The cheapest authorized call there is: the connectivity check."""
         calls = _Calls()
-        body = self._get(api_paths.MACHINES_LIST, calls, params={"$top": "1"})
+        body = self._get(urls.MACHINES_LIST, calls, params={"$top": "1"})
         values = _values(body) if body is not None else []
         return Lookup(found=bool(values), machines=values, api_calls=calls.count)
 

@@ -16,8 +16,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from integration.defender.retry import Retryable, RetryPolicy
 from integration.errors import AuthFailed, ConfigError, NetworkError, Timeout, UpstreamError
-from integration.retry import Retryable, RetryPolicy
 
 if TYPE_CHECKING:
     import requests

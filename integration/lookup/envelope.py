@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from integration.errors import PluginError
-from integration.indicators import Indicator
+from integration.lookup.indicators import Indicator
 
 ACTION_BY_KIND = {"domain": "get_machines_for_domain", "file": "get_machines_for_file_hash"}
 

@@ -98,9 +98,9 @@ def _lookup_command(kind: str, rest: list[str]) -> int:
 def lookup_values(kind: str, values: list[str], *, config_path: str | None, use_cache: bool,
                   include_raw: bool) -> list[dict[str, Any]]:
     from integration.config import load_settings
-    from integration.envelope import ACTION_BY_KIND, error_envelope
-    from integration.indicators import parse
-    from integration.service import Enricher
+    from integration.lookup.envelope import ACTION_BY_KIND, error_envelope
+    from integration.lookup.indicators import parse
+    from integration.lookup.service import Enricher
 
     try:
         settings = load_settings(path=config_path)
@@ -145,7 +145,7 @@ def _run_command(rest: list[str]) -> int:
 
 
 def _playbook_command(rest: list[str]) -> int:
-    from integration.playbook_cli import playbook_command  # yaml and jmespath only when used
+    from integration.cli.playbook import playbook_command  # yaml and jmespath only when used
 
     return playbook_command(rest)
 
@@ -173,7 +173,7 @@ def _demo_command(rest: list[str]) -> int:
                                      description="The whole flow against the built-in emulator.")
     parser.add_argument("--format", choices=FORMATS, default="table")
     args = _parse(parser, rest)
-    from integration.demo import run_demo
+    from integration.cli.demo import run_demo
 
     return run_demo(args.format)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from integration import actions
 from integration.config import load_settings
+from integration.lookup.service import Enricher
 from integration.render import render, text_table
 from integration.schemas import PROJECT_ROOT
-from integration.service import Enricher
 
 ENRICH_ALERT = PROJECT_ROOT / "playbooks" / "enrich-alert.yaml"
 SAMPLE_ALERTS = PROJECT_ROOT / "playbooks" / "samples"
@@ -46,7 +46,7 @@ def run_demo(fmt: str = "table") -> int:
 
 
 def _enrich_sample_alerts(enricher: Enricher) -> None:
-    from integration.playbooks import LookupService, PlaybookRunner, load_playbook
+    from integration.playbook import LookupService, PlaybookRunner, load_playbook
 
     runner = PlaybookRunner(load_playbook(ENRICH_ALERT), LookupService(lambda: enricher))
     print(f"$ mde-enrich playbook run {ENRICH_ALERT.relative_to(PROJECT_ROOT)} --alert ...")

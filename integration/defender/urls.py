@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from integration.indicators import Indicator
+    from integration.lookup.indicators import Indicator
 
 MACHINES_LIST = "/api/machines"
 

@@ -1,0 +1,5 @@
+import sys
+
+from integration.cli.main import main
+
+sys.exit(main())

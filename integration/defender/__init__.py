@@ -1,0 +1,1 @@
+"""Everything that talks to Microsoft: sign-in, clouds, URLs, transport, retries, the budget."""

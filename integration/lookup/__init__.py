@@ -1,0 +1,1 @@
+"""Indicator in, envelope out: parse and validate, look up (with the one cache), normalize."""
