@@ -7,13 +7,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from integration import schemas
 from integration.errors import ConfigError, InvalidInput
-from integration.resources import read_yaml
+from integration.resources import MANIFEST, SHIPPED, read_yaml
 
-MANIFEST_PATH = schemas.PROJECT_ROOT / "plugin.yaml"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+MANIFEST_PATH = MANIFEST
 EntryPoint = Callable[..., dict[str, Any]]
 
 
@@ -51,8 +54,10 @@ class Manifest:
         return self.action(action_id).resolve()(params, config)
 
 
-def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
+def load_manifest(path: Traversable | Path = MANIFEST_PATH) -> Manifest:
     where = path.name
+    # Schema references are relative to the manifest's folder.
+    folder = SHIPPED if path is MANIFEST_PATH else Path(str(path)).parent
     data = read_yaml(path)
     problems = schemas.errors("plugin.schema.json", data)
     if problems:
@@ -63,7 +68,7 @@ def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
             raise ConfigError(f"{where}: actions[{index}]: duplicate action id {entry['id']!r}")
         input_schema, output_schema = entry["input"]["$ref"], entry["output"]["$ref"]
         for ref in (input_schema, output_schema, data["config"]["$ref"]):
-            if not (path.parent / ref).is_file():
+            if not (folder / ref).is_file():
                 raise ConfigError(f"{where}: actions[{index}] ({entry['id']}): "
                                   f"{ref} does not exist")
         actions[entry["id"]] = Action(

@@ -10,8 +10,8 @@ Two ways to use a schema, both from the same files:
   the fresh process a SOAR platform starts for each action run; a valid call never pays it.
   tests/test_schemas.py checks on generated instances that both always agree.
 
-Schemas live at the project root (`schemas/`) beside plugin.yaml; found relative to this
-package.
+Schemas are shipped files (`integration.resources.SCHEMAS`): `schemas/` in the repository,
+package data in the wheel.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from __future__ import annotations
 import json
 import re
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from integration.resources import SCHEMAS
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
     from referencing import Registry
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_DIR = PROJECT_ROOT / "schemas"
+SCHEMA_DIR = SCHEMAS
 ID_PREFIX = "https://mde-enrich.invalid/schemas/"
 
 
@@ -42,7 +42,7 @@ def schema(name: str) -> dict[str, Any]:
 def registry() -> Registry:
     from referencing import Registry, Resource
 
-    names = sorted(path.name for path in SCHEMA_DIR.glob("*.json"))
+    names = sorted(path.name for path in SCHEMA_DIR.iterdir() if path.name.endswith(".json"))
     return Registry().with_resources(
         (schema(name)["$id"], Resource.from_contents(schema(name))) for name in names)
 

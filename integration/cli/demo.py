@@ -14,10 +14,9 @@ from integration import actions
 from integration.config import load_settings
 from integration.lookup.service import Enricher
 from integration.render import render, text_table
-from integration.schemas import PROJECT_ROOT
+from integration.resources import PLAYBOOKS, SAMPLE_ALERTS
 
-ENRICH_ALERT = PROJECT_ROOT / "playbooks" / "enrich-alert.yaml"
-SAMPLE_ALERTS = PROJECT_ROOT / "playbooks" / "samples"
+ENRICH_ALERT = PLAYBOOKS / "enrich-alert.yaml"
 
 
 def run_demo(fmt: str = "table") -> int:
@@ -49,9 +48,11 @@ def _enrich_sample_alerts(enricher: Enricher) -> None:
     from integration.playbook import LookupService, PlaybookRunner, load_playbook
 
     runner = PlaybookRunner(load_playbook(ENRICH_ALERT), LookupService(lambda: enricher))
-    print(f"$ mde-enrich playbook run {ENRICH_ALERT.relative_to(PROJECT_ROOT)} --alert ...")
+    print(f"$ mde-enrich playbook run playbooks/{ENRICH_ALERT.name} --alert ...")
     rows: list[list[str]] = []
-    for path in sorted(SAMPLE_ALERTS.glob("*.json")):
+    for path in sorted(SAMPLE_ALERTS.iterdir(), key=lambda item: item.name):
+        if not path.name.endswith(".json"):
+            continue
         enrichment = runner.run(json.loads(path.read_text("utf-8")), source=path.name).enrichment
         summary = enrichment["summary"]
         severity = enrichment.get("recommended_severity", {}).get("severity", "-")

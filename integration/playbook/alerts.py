@@ -13,15 +13,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from integration.errors import ConfigError, PluginError
 from integration.lookup.indicators import parse_domain, parse_file_hash
 from integration.playbook.errors import AlertError
 from integration.playbook.expressions import Expression, ExpressionError, compile_expression, truthy
-from integration.resources import read_yaml
+from integration.resources import ALERT_FORMATS, read_yaml
 
-FORMATS_PATH = Path(__file__).resolve().parent.parent / "alert_formats.yaml"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+FORMATS_PATH = ALERT_FORMATS
 RULE_TYPES = frozenset({"domain", "url", "file_hash", "sha1", "sha256", "md5", "file"})
 HASH_PREFERENCE = ("sha1", "sha256", "md5")  # Defender's machines call takes a SHA-1
 # A URL whose host is an IPv4 or bracketed IPv6 address: an IP, not a domain, to skip.
@@ -88,7 +91,7 @@ class AlertFormats:
 
 
 @cache
-def alert_formats(path: Path = FORMATS_PATH) -> AlertFormats:
+def alert_formats(path: Traversable | Path = FORMATS_PATH) -> AlertFormats:
     """The format table, loaded and compiled once; ConfigError names the file and the rule."""
     where = path.name
     data = read_yaml(path)

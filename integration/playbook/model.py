@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from integration import schemas
 from integration.playbook.errors import PlaybookError, where
@@ -21,6 +21,9 @@ from integration.playbook.expressions import (
     compile_template,
     template_expressions,
 )
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 SCHEMA = "playbook.schema.json"
 Trigger = Literal["alert", "manual", "schedule"]
@@ -118,12 +121,19 @@ class Playbook:
         return resolved
 
 
-def load_playbook(path: str | Path) -> Playbook:
+def load_playbook(path: str | Path | Traversable) -> Playbook:
+    """A playbook file, or one the plugin ships by name (`enrich-alert`): an installed plugin
+    has no playbooks/ folder in the working directory."""
     import yaml
 
+    from integration.resources import shipped_playbook
+
     source = str(path)
+    file: Path | Traversable = Path(path) if isinstance(path, str) else path
+    if isinstance(file, Path) and not file.exists():
+        file = shipped_playbook(source) or file
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise PlaybookError(f"{source}: cannot be read: {exc.strerror}") from None
     try:
