@@ -11,8 +11,8 @@ import time
 from collections import Counter
 
 from bench.common import DOMAIN, Bench, Result, median
+from integration.compose import new_enricher
 from integration.config import load_settings
-from integration.lookup.service import Enricher
 
 GOAL = 1.2
 DOMAINS = 64
@@ -29,7 +29,7 @@ def _domains(bench: Bench) -> list[str]:
 
 def run(bench: Bench) -> Result:
     domains = _domains(bench)
-    enricher = Enricher(load_settings(bench.config(max_concurrency=CONCURRENCY)))
+    enricher = new_enricher(load_settings(bench.config(max_concurrency=CONCURRENCY)))
     enricher.lookup("domain", DOMAIN, use_cache=False)  # wiring and token, before the clock
     bound = math.ceil(DOMAINS / CONCURRENCY) * LATENCY_S
     walls: list[float] = []

@@ -12,9 +12,10 @@ from collections import Counter
 from typing import Any
 
 from bench.common import Bench, Result
+from integration.compose import new_enricher
 from integration.config import load_settings
 from integration.emulator.seed import IDN_DOMAIN, IDN_DOMAIN_UNICODE, UNKNOWN_DOMAIN
-from integration.lookup.service import Enricher, Kind
+from integration.lookup.service import Kind
 
 GOAL = 1.0
 ALERTS = 200
@@ -75,7 +76,7 @@ def build_alerts(summary: dict[str, Any]) -> tuple[list[dict[str, list[str]]], d
 def run(bench: Bench) -> Result:
     alerts, truth = build_alerts(bench.admin.dataset_summary())
     # A state of its own: the result cache starts empty (the token request is not an API call).
-    enricher = Enricher(load_settings(bench.config(state="calls")))
+    enricher = new_enricher(load_settings(bench.config(state="calls")))
     statuses: Counter[str] = Counter()
     bench.admin.clear_log()
     try:

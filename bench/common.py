@@ -109,10 +109,10 @@ class Bench:
         """A valid token, fetched once by the plugin itself, so it also sits in the shared
         SQLite state where a new plugin process finds it without signing in."""
         if self._token is None:
+            from integration.compose import new_enricher
             from integration.config import load_settings
-            from integration.lookup.service import Enricher
 
-            enricher = Enricher(load_settings(self.config()))
+            enricher = new_enricher(load_settings(self.config()))
             self._token = enricher.tokens.access_token()
             enricher.store.close()
         return self._token

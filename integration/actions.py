@@ -6,23 +6,17 @@ An expected failure is returned as an error envelope, never raised.
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from integration import schemas
+from integration.compose import enricher_for
 from integration.errors import InvalidInput, PermissionDenied, PluginError
 from integration.lookup.envelope import error_envelope
 from integration.lookup.service import Enricher, Kind
 
 MACHINE_ROLES = frozenset({"Machine.Read.All", "Machine.ReadWrite.All"})
-_enrichers: dict[str, Enricher] = {}
-_last_config: dict[int, tuple[Any, Enricher]] = {}  # id -> (a copy to compare, its Enricher)
-_enrichers_lock = threading.Lock()
 
 
 def get_machines_for_domain(params: Mapping[str, Any],
@@ -52,26 +46,6 @@ def test_connectivity(params: Mapping[str, Any] | None = None,
 test_connectivity.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
-def enricher_for(config: Mapping[str, Any] | None) -> Enricher:
-    """One Enricher per configuration per process: its token and connections are reused."""
-    from integration.config import load_settings
-
-    # A platform usually passes the same dict each time: recognize it without serializing.
-    seen = _last_config.get(id(config))
-    if seen is not None and seen[0] == config:
-        return seen[1]
-    fingerprint = hashlib.sha256(
-        json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-    with _enrichers_lock:
-        enricher = _enrichers.get(fingerprint)
-        if enricher is None:
-            enricher = Enricher(load_settings(config))
-            _enrichers[fingerprint] = enricher
-        _last_config.clear()
-        _last_config[id(config)] = (copy.deepcopy(config), enricher)
-        return enricher
-
-
 def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str, Any],
             config: Mapping[str, Any] | None) -> dict[str, Any]:
     original = params.get(key) if isinstance(params, Mapping) else None
@@ -79,7 +53,7 @@ def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str,
         validate_params(schema, params)
         enricher = enricher_for(config)
     except PluginError as error:
-        return error_envelope(action, error, original=original)
+        return error_envelope(action, error, original=original).to_dict()
     return enricher.lookup(kind, params[key], use_cache=params.get("use_cache", True),
                            include_raw=params.get("include_raw", False))
 

@@ -68,6 +68,12 @@ def load_settings(config: Mapping[str, Any] | None = None, *, path: str | os.Pat
     if config is None:
         file_path = path or environ.get(CONFIG_PATH_VARIABLE)
         config = read_config_file(file_path) if file_path else {}
+        if not file_path and not _environment_overrides(environ):
+            raise ConfigError("no configuration: pass --config FILE or set MDE_CONFIG to a "
+                              "YAML/JSON config file (or MDE_<KEY> variables)")
+    elif not isinstance(config, Mapping):
+        raise ConfigError(f"the configuration must be a mapping of keys, not "
+                          f"{type(config).__name__}")
     merged = {**config, **_environment_overrides(environ)}
     _validate(merged)
     return _settings_from(merged)
@@ -157,7 +163,11 @@ def _describe(error: Any) -> str:
     """A config error naming the key; a secret's value is never part of the message."""
     key = ".".join(str(part) for part in error.absolute_path)
     if error.validator == "additionalProperties":
-        return f"config: {error.message}"
+        known = schemas.schema(CONFIG_SCHEMA)["properties"]
+        unknown = sorted(str(key) for key in error.instance if key not in known)
+        where = f"config key '{key}': " if key else "config: "
+        return (f"{where}unknown key{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(name) for name in unknown)}; known keys: {', '.join(known)}")
     if SECRET_KEYS.intersection(str(part) for part in error.absolute_path):
         return f"config key '{key}' is invalid (it must be a non-empty string)"
     return f"config key '{key or '(top level)'}': {error.message}"

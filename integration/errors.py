@@ -15,18 +15,28 @@ EXIT_UPSTREAM = 4
 
 
 class PluginError(Exception):
-    """Base of every expected failure."""
+    """Base of every expected failure. Like requests' exceptions, an error carries its data
+    from construction on; `replace` makes a changed copy instead of mutating a raised one."""
 
     code: ClassVar[str] = "upstream_error"
     exit_status: ClassVar[int] = EXIT_UPSTREAM
     default_retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, retryable: bool | None = None, status: int | None = None):
+    def __init__(self, message: str, *, retryable: bool | None = None, status: int | None = None,
+                 api_calls: int = 0) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = self.default_retryable if retryable is None else retryable
         self.status = status  # the HTTP status that caused it, when there was one
-        self.api_calls = 0  # API calls made before it happened
+        self.api_calls = api_calls  # API calls made before it happened
+
+    def replace(self, *, message: str | None = None, retryable: bool | None = None,
+                api_calls: int | None = None) -> PluginError:
+        """A copy of this error (same class) with some of its data changed."""
+        return type(self)(self.message if message is None else message,
+                          retryable=self.retryable if retryable is None else retryable,
+                          status=self.status,
+                          api_calls=self.api_calls if api_calls is None else api_calls)
 
     def to_dict(self) -> dict[str, Any]:
         error: dict[str, Any] = {

@@ -282,10 +282,10 @@ def test_connectivity_warns_when_no_machine_role_is_granted(emulator: Emulator,
 
 def test_a_new_process_reuses_the_token_in_shared_state(config: dict,
                                                         emulator: Emulator) -> None:
+    from integration.compose import new_enricher
     from integration.config import load_settings
-    from integration.lookup.service import Enricher
 
-    first, second = Enricher(load_settings(config)), Enricher(load_settings(config))
+    first, second = new_enricher(load_settings(config)), new_enricher(load_settings(config))
     first.lookup("domain", seed.EVIL_DOMAIN)
     second.lookup("domain", seed.PHISH_DOMAIN)
     assert len(emulator.admin.token_calls()) == 1

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from integration import schemas
-from integration.cli.playbook import playbook_command
+from integration.cli import main as cli_main
 from integration.emulator.seed import CAPPED_DOMAIN, build_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,7 +133,7 @@ def test_an_ndjson_batch_writes_one_line_numbered_file_per_alert(
                     '{"indicators": [{"type": "domain", "value": "phish.example"}]}\n',
                     encoding="utf-8")
     out = tmp_path / "out"
-    status = playbook_command(["run", str(SCHEDULED), "--alerts", str(feed), "--out", str(out),
+    status = cli_main(["playbook", "run", str(SCHEDULED), "--alerts", str(feed), "--out", str(out),
                                "--config", str(batch_config), "--format", "json"])
     assert status == 0
     assert sorted(p.name for p in out.iterdir()) == ["feed-000001.json", "feed-000003.json"]
@@ -149,8 +149,8 @@ def test_a_malformed_alert_in_a_batch_is_reported_and_the_others_are_enriched(
                                       '"value": "evil.example"}]}', encoding="utf-8")
     (alerts / "odd.json").write_text('{"hello": "world"}', encoding="utf-8")
     out = tmp_path / "out"
-    status = playbook_command(["run", str(SCHEDULED), "--alerts", str(alerts), "--out", str(out),
-                               "--config", str(batch_config), "--format", "json"])
+    status = cli_main(["playbook", "run", str(SCHEDULED), "--alerts", str(alerts),
+                       "--out", str(out), "--config", str(batch_config), "--format", "json"])
     assert status == 2
     assert [p.name for p in out.iterdir()] == ["good.json"]
     assert f"{alerts / 'odd.json'}: not in any known alert format" in capsys.readouterr().err
@@ -166,11 +166,11 @@ def test_a_batch_run_again_asks_nothing_and_rewrites_nothing(
     out = tmp_path / "out"
     argv = ["run", str(SCHEDULED), "--alerts", str(alerts), "--out", str(out),
             "--config", str(batch_config), "--format", "json"]
-    assert playbook_command(argv) == 0
+    assert cli_main(["playbook", *argv]) == 0
     written = (out / "a.json").stat().st_mtime_ns
     emulator.admin.clear_log()
     capsys.readouterr()
-    assert playbook_command(argv) == 0
+    assert cli_main(["playbook", *argv]) == 0
     assert json.loads(capsys.readouterr().out)["already_done"] == 1
     assert emulator.admin.api_calls() == []
     assert (out / "a.json").stat().st_mtime_ns == written
@@ -201,12 +201,12 @@ def test_a_crash_after_the_lookups_but_before_the_output_asks_nothing_again(
 
     monkeypatch.setattr(batch.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        playbook_command(argv)
+        cli_main(["playbook", *argv])
     monkeypatch.undo()
     asked = len(emulator.admin.api_calls())
     assert asked == 3  # the domain, the SHA-256 resolved, its SHA-1's machines
     assert list(out.iterdir()) == []  # no output, and no temp file either
-    assert playbook_command(argv) == 0
+    assert cli_main(["playbook", *argv]) == 0
     assert len(emulator.admin.api_calls()) == asked
     assert json.loads((out / "a.json").read_text(encoding="utf-8"))["enrichment"]["machines"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from integration import schemas
-from integration.cli.playbook import playbook_command
+from integration.cli import main as cli_main
 from integration.playbook import PlaybookError, load_playbook
 from integration.playbook.steps import BUILTINS
 
@@ -121,19 +121,19 @@ def test_validate_exits_2_and_names_file_and_step(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, GOOD.replace("action: get_machines_for_domain",
                                         "action: get_machines_for_ip"))
-    assert playbook_command(["validate", str(path), "--format", "table"]) == 2
+    assert cli_main(["playbook", "validate", str(path), "--format", "table"]) == 2
     assert f"{path}: steps[1] (domains): unknown action" in capsys.readouterr().err
 
 
 def test_run_refuses_a_malformed_playbook_before_reading_anything_else(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, GOOD.replace("on_error: continue", "on_error: maybe"))
-    status = playbook_command(["run", str(path), "--alert", str(tmp_path / "missing.json")])
+    status = cli_main(["playbook", "run", str(path), "--alert", str(tmp_path / "missing.json")])
     assert status == 2
     assert f"{path}: steps[1] (domains): on_error" in capsys.readouterr().err
 
 
 def test_validate_accepts_the_shipped_playbooks(capsys: pytest.CaptureFixture[str]) -> None:
     paths = [str(path) for path in sorted(PLAYBOOKS.glob("*.yaml"))]
-    assert playbook_command(["validate", *paths, "--format", "table"]) == 0
+    assert cli_main(["playbook", "validate", *paths, "--format", "table"]) == 0
     assert capsys.readouterr().out.count(": ok (") == len(paths)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from integration.cli.playbook import playbook_command
+from integration.cli import main as cli_main
+from integration.compose import new_enricher
 from integration.config import load_settings
 from integration.emulator.seed import (
     EMPTY_DOMAIN,
@@ -18,7 +19,6 @@ from integration.emulator.seed import (
     KNOWN_FILE,
     PHISH_DOMAIN,
 )
-from integration.lookup.service import Enricher
 from integration.playbook import LookupService, PlaybookRunner, StepFailed, load_playbook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ LOOKED_UP: dict[str, tuple[set[str], set[str]]] = {
 
 def runner_for(config: dict[str, Any], playbook: Path = ENRICH_ALERT,
                **inputs: Any) -> PlaybookRunner:
-    enricher = Enricher(load_settings(config))
+    enricher = new_enricher(load_settings(config))
     return PlaybookRunner(load_playbook(playbook), LookupService(lambda: enricher),
                           inputs=inputs)
 
@@ -57,7 +57,7 @@ def machine_paths(emulator: Any) -> list[str]:
 
 def expected_uids(config: dict[str, Any], domains: set[str], files: set[str]) -> set[str]:
     """The machines each indicator has on its own, asked through the plain Enricher."""
-    enricher = Enricher(load_settings({**config, "cache_ttl_s": 0}))
+    enricher = new_enricher(load_settings({**config, "cache_ttl_s": 0}))
     envelopes = enricher.lookup_many("domain", sorted(domains)) + \
         enricher.lookup_many("file", sorted(files))
     assert all(e["status"] in ("success", "not_found") for e in envelopes)
@@ -164,7 +164,7 @@ def test_a_malformed_alert_exits_2_naming_the_file(config_file: Path, tmp_path: 
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     odd = tmp_path / "odd.json"
     odd.write_text('{"hello": "world"}', encoding="utf-8")
-    status = playbook_command(["run", str(ENRICH_ALERT), "--alert", str(odd),
+    status = cli_main(["playbook", "run", str(ENRICH_ALERT), "--alert", str(odd),
                                "--config", str(config_file)])
     assert status == 2
     assert f"{odd}: not in any known alert format" in capsys.readouterr().err
@@ -174,7 +174,7 @@ def test_an_alert_that_is_not_json_exits_2_naming_the_file(
         config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text('{"indicators": [', encoding="utf-8")
-    status = playbook_command(["run", str(ENRICH_ALERT), "--alert", str(broken),
+    status = cli_main(["playbook", "run", str(ENRICH_ALERT), "--alert", str(broken),
                                "--config", str(config_file)])
     assert status == 2
     assert f"{broken}: not valid JSON" in capsys.readouterr().err
@@ -183,7 +183,7 @@ def test_an_alert_that_is_not_json_exits_2_naming_the_file(
 def test_run_prints_the_enriched_alert_as_json(config_file: Path, emulator: Any,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     fixture = FIXTURES / "sentinel_incident.json"
-    status = playbook_command(["run", str(ENRICH_ALERT), "--alert", str(fixture),
+    status = cli_main(["playbook", "run", str(ENRICH_ALERT), "--alert", str(fixture),
                                "--config", str(config_file), "--format", "json"])
     document = json.loads(capsys.readouterr().out)
     assert status == 0
@@ -192,7 +192,7 @@ def test_run_prints_the_enriched_alert_as_json(config_file: Path, emulator: Any,
 
 def test_analyst_lookup_renders_markdown_naming_the_indicator(
         config_file: Path, emulator: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    status = playbook_command(["run", str(ANALYST_LOOKUP), "--indicator",
+    status = cli_main(["playbook", "run", str(ANALYST_LOOKUP), "--indicator",
                                "hxxps://evil[.]example/login", "--type", "domain",
                                "--config", str(config_file), "--format", "markdown"])
     note = capsys.readouterr().out
@@ -204,7 +204,7 @@ def test_analyst_lookup_renders_markdown_naming_the_indicator(
 
 def test_analyst_lookup_takes_a_file_hash_through_input_options(
         config_file: Path, emulator: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    status = playbook_command(["run", str(ANALYST_LOOKUP), "--input",
+    status = cli_main(["playbook", "run", str(ANALYST_LOOKUP), "--input",
                                f"indicator={KNOWN_FILE['md5']}", "--input", "type=file",
                                "--config", str(config_file), "--format", "json"])
     document = json.loads(capsys.readouterr().out)

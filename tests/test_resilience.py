@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from integration import actions
+from integration.compose import new_enricher
 from integration.config import load_settings
 from integration.defender.retry import parse_retry_after
 from integration.emulator import Emulator, seed
-from integration.lookup.service import Enricher
 
 DOMAIN_PATH = f"/api/domains/{seed.EVIL_DOMAIN}/machines"
 
@@ -159,7 +159,7 @@ def test_retry_after_beyond_the_limit_gives_up_at_once(emulator: Emulator,
 def test_a_429_makes_every_process_sharing_the_state_wait(config: dict,
                                                           emulator: Emulator) -> None:
     emulator.admin.add_fault(DOMAIN_PATH, {"status": 429, "headers": {"Retry-After": "2"}})
-    throttled, bystander = Enricher(load_settings(config)), Enricher(load_settings(config))
+    throttled, bystander = new_enricher(load_settings(config)), new_enricher(load_settings(config))
     worker = threading.Thread(target=throttled.lookup, args=("domain", seed.EVIL_DOMAIN))
     worker.start()
     deadline = time.monotonic() + 10

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from integration import actions
+from integration.compose import new_enricher
 from integration.config import load_settings
 from integration.lookup.service import Enricher
 from integration.render import render, text_table
@@ -31,7 +32,7 @@ def run_demo(fmt: str = "table") -> int:
         roles = ", ".join(connectivity.get("connectivity", {}).get("roles", [])) or "none"
         print(f"test_connectivity: {connectivity['status']} (token roles: {roles})\n")
 
-        enricher = Enricher(load_settings(config))
+        enricher = new_enricher(load_settings(config))
         domains = ["hxxps://Evil[.]example/payload?id=7", seed.IDN_DOMAIN_UNICODE,
                    seed.EMPTY_DOMAIN, "10.1.2.3"]
         print("$ mde-enrich domain " + " ".join(repr(value) for value in domains))

@@ -18,44 +18,43 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from integration.cli.main import _common_options, _output_format, _parse
+from integration.cli.options import command, output_format
 from integration.errors import EXIT_INPUT, EXIT_OK, InvalidInput, PluginError
 
 PROG = "mde-enrich playbook"
 
 
-def playbook_command(rest: list[str]) -> int:
-    subcommands = {"run": _run_command, "validate": _validate_command}
-    position = next((i for i, arg in enumerate(rest) if arg in subcommands), None)
-    if position is None or "--" in rest[:position]:
-        print(f"usage: {PROG} {{run,validate}} ...\n\n"
-              "  run FILE --alert FILE|-                       enrich one alert\n"
-              "  run FILE --alerts DIR|FILE.ndjson --out DIR   enrich a batch, resumably\n"
-              "  run FILE --indicator VALUE --type domain|file a manual playbook\n"
-              "  validate FILE...                              check playbooks, run nothing\n\n"
-              f"Run `{PROG} run --help` for the options.", file=sys.stderr)
-        return EXIT_OK if {"-h", "--help"} & set(rest) else EXIT_INPUT
-    return subcommands[rest[position]](rest[:position] + rest[position + 1:])
+def add_command(commands: Any) -> None:
+    sub = command(commands, "playbook", _usage, help="run or validate a playbook",
+                  description="Run playbooks on alerts, or check them.")
+    steps = sub.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+    run = command(steps, "run", _run_command, help="run a playbook",
+                  description="Run a playbook on an alert (or a page, array or NDJSON of "
+                              "alerts), a batch of alerts, or an analyst's inputs. FILE is a "
+                              "path or the name of a playbook the plugin ships "
+                              "(enrich-alert, analyst-lookup, scheduled-enrichment).")
+    run.set_defaults(ocsf_allowed=True)
+    run.add_argument("playbook", metavar="FILE", help="the playbook (YAML)")
+    run.add_argument("--alert", metavar="FILE", help="alerts as JSON or NDJSON; - reads stdin")
+    run.add_argument("--alerts", metavar="DIR|FILE",
+                     help="a directory of *.json alerts or an NDJSON file: a durable batch")
+    run.add_argument("--out", metavar="DIR", help="where a batch writes its enriched alerts")
+    run.add_argument("--indicator", metavar="VALUE", help="a manual playbook's indicator")
+    run.add_argument("--type", choices=("domain", "file"), help="what --indicator is")
+    run.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
+                     help="a playbook input (repeatable); JSON for numbers, lists, objects")
+    validate = command(steps, "validate", _validate_command, help="check playbooks",
+                       description="Load playbooks and report what is wrong with them; "
+                                   "nothing is run.")
+    validate.add_argument("playbooks", nargs="+", metavar="FILE")
 
 
-# --- run -----------------------------------------------------------------------------------
+def _usage(args: argparse.Namespace) -> int:
+    args.subparser.print_help(sys.stderr)
+    return EXIT_INPUT
 
 
-def _run_command(rest: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} run", description="Run a playbook on an alert, a batch of alerts, or "
-                                        "an analyst's inputs.")
-    parser.add_argument("playbook", metavar="FILE", help="the playbook (YAML)")
-    parser.add_argument("--alert", metavar="FILE", help="one alert as JSON; - reads stdin")
-    parser.add_argument("--alerts", metavar="DIR|FILE",
-                        help="a directory of *.json alerts or an NDJSON file: a durable batch")
-    parser.add_argument("--out", metavar="DIR", help="where a batch writes its enriched alerts")
-    parser.add_argument("--indicator", metavar="VALUE", help="a manual playbook's indicator")
-    parser.add_argument("--type", choices=("domain", "file"), help="what --indicator is")
-    parser.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
-                        help="a playbook input (repeatable); JSON for numbers, lists, objects")
-    _common_options(parser)
-    args = _parse(parser, rest)
+def _run_command(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except PluginError as error:
@@ -79,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         alert, label = _read_alert(args.alert)
         result = runner.run(alert, source=label)
-    print(_render(result, _output_format(args), playbook.name))
+    print(_render(result, output_format(args), playbook.name))
     return result.exit_status
 
 
@@ -130,7 +129,7 @@ def _config(path: str | None) -> dict[str, Any] | None:
 
 
 def _lookups(config: dict[str, Any] | None, memo: Any = None, enricher: Any = None) -> Any:
-    from integration.actions import enricher_for
+    from integration.compose import enricher_for
     from integration.playbook import LookupService
 
     # Built on first need: a malformed alert is refused before the configuration matters.
@@ -155,7 +154,7 @@ def _read_alert(path: str | None) -> tuple[Any, str]:
 
 def _run_batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | None,
                args: argparse.Namespace) -> int:
-    from integration.actions import enricher_for
+    from integration.compose import enricher_for
     from integration.playbook import Batch, PlaybookRunner
 
     enricher = enricher_for(config)  # the batch keeps its progress in the state store
@@ -167,7 +166,7 @@ def _run_batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | N
         runner = PlaybookRunner(playbook, _lookups(config, batch.memo, enricher), inputs=inputs)
         summary = batch.run(runner, progress=sys.stderr,
                             report=lambda message: print(f"{PROG}: {message}", file=sys.stderr))
-    if _output_format(args) == "json":
+    if output_format(args) == "json":
         print(json.dumps(summary.to_dict(), indent=2))
     else:
         print(summary.describe())
@@ -208,13 +207,7 @@ def _render(result: Any, fmt: str, name: str) -> str:
 # --- validate ------------------------------------------------------------------------------
 
 
-def _validate_command(rest: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} validate", description="Load playbooks and report what is wrong with "
-                                             "them; nothing is run.")
-    parser.add_argument("playbooks", nargs="+", metavar="FILE")
-    _common_options(parser)
-    args = _parse(parser, rest)
+def _validate_command(args: argparse.Namespace) -> int:
     from integration.playbook import PlaybookError, load_playbook
 
     status, report = EXIT_OK, []
@@ -224,18 +217,15 @@ def _validate_command(rest: list[str]) -> int:
         except PlaybookError as error:
             status = max(status, error.exit_status)
             report.append({"file": path, "valid": False, "error": error.message})
-            if _output_format(args) != "json":
+            if output_format(args) != "json":
                 print(f"{PROG}: {error.code}: {error.message}", file=sys.stderr)
             continue
         report.append({"file": path, "valid": True, "name": playbook.name,
                        "trigger": playbook.trigger, "steps": len(playbook.steps)})
-        if _output_format(args) != "json":
+        if output_format(args) != "json":
             print(f"{path}: ok ({playbook.trigger} playbook {playbook.name!r}, "
                   f"{len(playbook.steps)} steps)")
-    if _output_format(args) == "json":
+    if output_format(args) == "json":
         print(json.dumps(report, indent=2))
     return status
 
-
-if __name__ == "__main__":
-    sys.exit(playbook_command(sys.argv[1:]))

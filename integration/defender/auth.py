@@ -9,6 +9,7 @@ to SOAR platforms that start a fresh process per action run.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -16,13 +17,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from integration.defender.retry import Retryable, RetryPolicy
-from integration.errors import AuthFailed, ConfigError, NetworkError, Timeout, UpstreamError
+from integration.errors import AuthFailed, ConfigError, PluginError, UpstreamError
 
 if TYPE_CHECKING:
-    import requests
-
     from integration.config import Settings
+    from integration.defender.retry import RetryPolicy
+    from integration.defender.transport import Transport
     from integration.state import StateStore
 
 log = logging.getLogger("mde_enrich")
@@ -35,18 +35,25 @@ TOKEN_CACHE_TTL_S = 24 * 3600
 TOKEN_LEASE_S = 15.0
 # Entra's answers that a second try may cure; everything else is a configuration problem.
 TRANSIENT_SIGN_IN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+# A sign-in refused for good (wrong secret, unknown client...) is remembered this long, so a
+# batch does not send the same doomed token request once per lookup.
+REFUSAL_MEMORY_S = 60.0
 
 
 class TokenProvider:
-    def __init__(self, settings: Settings, session: requests.Session, store: StateStore,
+    def __init__(self, settings: Settings, transport: Transport, store: StateStore,
                  policy: RetryPolicy) -> None:
         self._settings = settings
-        self._session = session
+        self._transport = transport
         self._store = store
         self._policy = policy
-        self._cache_key = f"{settings.authority}|{settings.client_id}"
+        # Tokens are shared under a one-way fingerprint of the credential too: a rotated or
+        # wrong secret must not be served the token that the old one earned.
+        self._cache_key = f"{settings.authority}|{settings.client_id}|" \
+                          f"{credential_fingerprint(settings)}"
         self._token: str | None = None
         self._expires_on = 0.0
+        self._refused: tuple[PluginError, float] | None = None
         self._lock = threading.Lock()
         self.tokens_fetched = 0  # from the sign-in service, by this process
 
@@ -54,7 +61,13 @@ class TokenProvider:
         with self._lock:
             if self._token and self._expires_on - time.time() > REFRESH_MARGIN_S:
                 return self._token
-            found = self._from_shared_cache() or self._fetch()
+            if self._refused and time.monotonic() < self._refused[1]:
+                raise self._refused[0]
+            try:
+                found = self._from_shared_cache() or self._fetch()
+            except AuthFailed as refusal:
+                self._refused = (refusal, time.monotonic() + REFUSAL_MEMORY_S)
+                raise
             self._token, self._expires_on = found
             return self._token
 
@@ -100,7 +113,6 @@ class TokenProvider:
 
     def _request_token(self, attempt: int) -> tuple[str, float]:
         import msal
-        import requests
 
         settings = self._settings
         cache = msal.SerializableTokenCache()
@@ -115,23 +127,16 @@ class TokenProvider:
                 client_credential=self._credential(),
                 authority=settings.authority,
                 token_cache=cache,
-                http_client=SignInHttpClient(self._session, settings.timeout_s),
+                http_client=self._transport,
                 instance_discovery=None if settings.endpoints.is_microsoft_authority else False,
             )
             result = app.acquire_token_for_client(scopes=[settings.endpoints.scope])
-        except requests.Timeout:
-            raise Retryable(Timeout(f"the sign-in service at {settings.endpoints.authority_host} "
-                                    f"did not answer within {settings.timeout_s:g} s")) from None
-        except requests.RequestException as exc:
-            raise Retryable(NetworkError(f"cannot reach the sign-in service at "
-                                         f"{settings.endpoints.authority_host}: "
-                                         f"{type(exc).__name__}")) from None
         except msal.exceptions.MsalServiceError as exc:  # msal's form of a 5xx answer
-            raise Retryable(UpstreamError(f"the sign-in service failed: {_first_line(exc)}")
-                            ) from None
+            raise UpstreamError(f"the sign-in service failed: {_first_line(exc)}",
+                                retryable=True) from None
         except json.JSONDecodeError:
-            raise Retryable(UpstreamError("the sign-in service answered with a body that is "
-                                          "not JSON")) from None
+            raise UpstreamError("the sign-in service answered with a body that is not JSON",
+                                retryable=True) from None
         except ValueError as exc:
             # msal's answer to an authority it cannot use (unknown tenant, not a sign-in host).
             raise AuthFailed(f"the sign-in service rejected the authority "
@@ -141,7 +146,7 @@ class TokenProvider:
             description = _first_line(result.get("error_description", ""))
             failure = AuthFailed(f"sign-in failed: {error}: {description}")
             if error in TRANSIENT_SIGN_IN_ERRORS:
-                raise Retryable(UpstreamError(failure.message)) from None
+                raise UpstreamError(failure.message, retryable=True) from None
             raise failure
         if result.get("token_source") != "cache":
             self.tokens_fetched += 1
@@ -158,6 +163,22 @@ class TokenProvider:
             return settings.client_secret
         return certificate_credential(settings.certificate_path or "",
                                       settings.certificate_password)
+
+
+def credential_fingerprint(settings: Settings) -> str:
+    """A one-way fingerprint of the credential: the secret, or the certificate file's bytes
+    and its password. Never the credential itself."""
+    digest = hashlib.sha256()
+    if settings.client_secret:
+        digest.update(b"secret\0" + settings.client_secret.encode())
+    elif settings.certificate_path:
+        try:
+            with open(settings.certificate_path, "rb") as file:
+                digest.update(b"certificate\0" + file.read())
+        except OSError:
+            digest.update(b"certificate\0" + settings.certificate_path.encode())
+        digest.update(b"\0" + (settings.certificate_password or "").encode())
+    return digest.hexdigest()[:16]
 
 
 def certificate_credential(path: str, password: str | None) -> dict[str, str]:
@@ -224,35 +245,3 @@ def token_claims(token: str) -> dict[str, Any]:
 def _first_line(value: object) -> str:
     text = str(value).strip()
     return text.splitlines()[0] if text else ""
-
-
-class SignInHttpClient:
-    """The two-method HTTP client msal accepts, on our session, with our timeout."""
-
-    def __init__(self, session: requests.Session, timeout_s: float) -> None:
-        self._session = session
-        self._timeout_s = timeout_s
-
-    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None,
-             **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout_s)
-        response = self._session.post(url, params=params, data=data, headers=headers, **kwargs)
-        _log_sign_in(response)
-        return response
-
-    def get(self, url: str, params: Any = None, headers: Any = None,
-            **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout_s)
-        response = self._session.get(url, params=params, headers=headers, **kwargs)
-        _log_sign_in(response)
-        return response
-
-    def close(self) -> None:
-        """The session belongs to the client that lent it; msal must not close it."""
-
-
-def _log_sign_in(response: requests.Response) -> None:
-    request = response.request
-    path = (request.path_url or "").split("?")[0]
-    log.debug("%s %s -> %d", request.method, path, response.status_code)
-

@@ -1,26 +1,21 @@
-"""DefenderClient: one requests.Session, timeouts, the retry policy, the rate budget, paging,
-and the mapping of every failure to an error code.
+"""DefenderClient: the Defender API calls, paging, and the mapping of each final answer to
+a result or an error code. Sending goes through the transport, retrying through the policy,
+and every call is taken from the shared rate budget first.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from integration.defender import urls
-from integration.defender.retry import RETRY_STATUSES, Retryable, RetryPolicy, parse_retry_after
 from integration.errors import (
     AuthFailed,
     InvalidInput,
-    NetworkError,
     PermissionDenied,
     PluginError,
     RateLimited,
-    Timeout,
     UpstreamError,
 )
 from integration.lookup.indicators import Indicator, parse_file_hash
@@ -28,9 +23,10 @@ from integration.lookup.indicators import Indicator, parse_file_hash
 if TYPE_CHECKING:
     import requests
 
-    from integration.config import Settings
     from integration.defender.auth import TokenProvider
-    from integration.state import StateStore
+    from integration.defender.budget import RateBudget
+    from integration.defender.retry import Outcome, RetryPolicy
+    from integration.defender.transport import Transport
 
 log = logging.getLogger("mde_enrich")
 
@@ -59,21 +55,14 @@ class _Calls:
 
 
 class DefenderClient:
-    def __init__(self, settings: Settings, *, session: requests.Session, tokens: TokenProvider,
-                 store: StateStore, policy: RetryPolicy,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self._settings = settings
-        self._session = session
+    def __init__(self, api_base: str, *, transport: Transport, tokens: TokenProvider,
+                 budget: RateBudget, policy: RetryPolicy) -> None:
+        self._transport = transport
         self._tokens = tokens
-        self._store = store
+        self._budget = budget
         self._policy = policy
-        self._sleep = sleep
-        self._api_base = settings.endpoints.api_base
-        self._origin = urlsplit(self._api_base)[:2]
-        # Defender's limits are per application and tenant; every process using this state
-        # draws from the same budget.
-        self._budget_bucket = f"{settings.tenant_id}|{settings.client_id}"
-        self._limits = ((60.0, settings.per_minute), (3600.0, settings.per_hour))
+        self._api_base = api_base
+        self._origin = urlsplit(api_base)[:2]
 
     # -- the lookups -------------------------------------------------------------------------
 
@@ -130,86 +119,34 @@ class DefenderClient:
 
     def _get(self, path: str, calls: _Calls, *, params: dict[str, str] | None = None,
              absolute: bool = False) -> dict[str, Any] | None:
+        """The JSON object at `path`; None for a 404. Errors carry the calls they cost."""
         url = path if absolute else self._api_base + path
-        state = {"refreshed_token": False}
         try:
-            return self._policy.run(
-                lambda attempt: self._attempt(url, params, calls, attempt, state),
-                what=f"GET {urlsplit(url).path}")
-        except PluginError as error:
-            error.api_calls = calls.count  # the envelope reports what the failure cost
-            raise
-
-    def _attempt(self, url: str, params: dict[str, str] | None, calls: _Calls, attempt: int,
-                 state: dict[str, bool]) -> dict[str, Any] | None:
-        import requests
-
-        self._take_budget()
-        token = self._tokens.access_token()
-        calls.count += 1
-        path = urlsplit(url).path
-        started = time.monotonic()
-        try:
-            response = self._session.get(url, params=params, timeout=self._settings.timeout_s,
-                                         verify=self._session.verify,
-                                         headers={"Authorization": f"Bearer {token}"})
-            # Read now: a broken body must fail inside this attempt. Bytes, not `.text`: with
-            # no charset in the answer, requests would guess one over the whole body.
-            body = response.content
-        except requests.Timeout:
-            log.info("GET %s -> timeout (attempt %d)", path, attempt)
-            raise Retryable(Timeout(f"Defender did not answer within "
-                                    f"{self._settings.timeout_s:g} s ({path})")) from None
-        except requests.RequestException as exc:
-            log.info("GET %s -> %s (attempt %d)", path, type(exc).__name__, attempt)
-            raise Retryable(NetworkError(f"connection to Defender failed ({path}): "
-                                         f"{type(exc).__name__}")) from None
-        status = response.status_code
-        log.info("GET %s -> %d (attempt %d, %.0f ms)", path, status, attempt,
-                 (time.monotonic() - started) * 1000)
-        if status == 200:
-            return _json_object(body, path)
-        if status == 404:
-            return None
-        message = _defender_message(body)
-        if status == 401:
-            if not state["refreshed_token"]:
+            outcome = self._send(url, params, calls)
+            if outcome.status == 401:
                 # A token the API no longer accepts: drop it everywhere, fetch one, try once more.
-                state["refreshed_token"] = True
-                self._tokens.invalidate(token)
-                raise Retryable(AuthFailed(f"Defender refused the token: {message}", status=401),
-                                immediate=True)
-            raise AuthFailed(f"Defender refused a fresh token: {message}", status=401)
-        if status == 403:
-            raise PermissionDenied(f"Defender denied the call: {message}", status=403)
-        if status == 400:
-            raise InvalidInput(f"Defender rejected the request: {message}", status=400)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if status == 429:
-            if retry_after is not None:
-                # Every process sharing this state holds off until Defender's window reopens.
-                self._store.pause(self._budget_bucket,
-                                  min(retry_after, self._policy.max_retry_after_s))
-            raise Retryable(RateLimited(f"Defender throttled the call: {message}", status=429),
-                            retry_after_s=retry_after)
-        error = UpstreamError(f"Defender answered {status}: {message}", status=status)
-        if status in RETRY_STATUSES:
-            raise Retryable(error, retry_after_s=retry_after)
-        raise error
+                self._tokens.invalidate(_bearer(outcome.response))
+                outcome = self._send(url, params, calls)
+                if outcome.status == 401:
+                    raise AuthFailed("Defender refused a fresh token: "
+                                     f"{_defender_message(outcome.body)}", status=401)
+            return _result(outcome, urlsplit(url).path)
+        except PluginError as error:
+            raise error.replace(api_calls=calls.count) from None
 
-    def _take_budget(self) -> None:
-        """Wait for a call from the shared budget, or give up without sending anything."""
-        waited = 0.0
-        while (wait := self._store.take_slot(self._budget_bucket, self._limits)) > 0:
-            limit = self._settings.max_rate_wait_s
-            if waited + wait > limit:
-                raise RateLimited(
-                    f"the rate budget ({self._settings.per_minute} calls a minute, "
-                    f"{self._settings.per_hour} an hour) has no free call within "
-                    f"max_rate_wait_s ({limit:g} s); nothing was sent", retryable=True)
-            log.info("rate budget: waiting %.2f s for a free call", wait)
-            self._sleep(wait)
-            waited += wait
+    def _send(self, url: str, params: dict[str, str] | None, calls: _Calls) -> Outcome:
+        def attempt(number: int) -> requests.Response:
+            self._budget.take()
+            token = self._tokens.access_token()
+            calls.count += 1
+            response = self._transport.get(url, params=params,
+                                           headers={"Authorization": f"Bearer {token}"})
+            log.info("GET %s -> %d (attempt %d)", urlsplit(url).path, response.status_code,
+                     number)
+            return response
+
+        return self._policy.send(attempt, what=f"GET {urlsplit(url).path}",
+                                 on_throttled=self._budget.pause)
 
     def _resolved_sha1(self, info: dict[str, Any], asked: Indicator) -> Indicator:
         value = info.get("sha1")
@@ -220,16 +157,36 @@ class DefenderClient:
                                 ) from None
 
 
-def _json_object(text: bytes, path: str) -> dict[str, Any]:
-    try:
-        body = json.loads(text)
-    except ValueError:
-        raise Retryable(UpstreamError(f"Defender answered 200 with a body that is not JSON "
-                                      f"({path})", status=200)) from None
-    if not isinstance(body, dict):
-        raise UpstreamError(f"Defender answered with a JSON {type(body).__name__}, "
-                            f"not an object ({path})", status=200)
-    return body
+def _result(outcome: Outcome, path: str) -> dict[str, Any] | None:
+    """The final answer as data, or the error it means."""
+    status, body = outcome.status, outcome.body
+    if status == 200:
+        if not isinstance(body, dict):
+            kind = "not JSON" if body is None else f"a JSON {type(body).__name__}"
+            raise UpstreamError(f"Defender answered 200 with a body that is {kind} ({path})"
+                                + (f" ({outcome.gave_up})" if outcome.gave_up else ""),
+                                status=200, retryable=body is None)
+        return body
+    if status == 404:
+        return None
+    message = _defender_message(body)
+    if status == 401:
+        raise AuthFailed(f"Defender refused the token: {message}", status=401)
+    if status == 403:
+        raise PermissionDenied(f"Defender denied the call: {message}", status=403)
+    if status == 400:
+        raise InvalidInput(f"Defender rejected the request: {message}", status=400)
+    note = f" ({outcome.gave_up})" if outcome.gave_up else ""
+    if status == 429:
+        raise RateLimited(f"Defender throttled the call: {message}{note}", status=429)
+    from integration.defender.retry import RETRY_STATUSES
+
+    raise UpstreamError(f"Defender answered {status}: {message}{note}", status=status,
+                        retryable=status in RETRY_STATUSES)
+
+
+def _bearer(response: requests.Response) -> str:
+    return str(response.request.headers.get("Authorization", "")).removeprefix("Bearer ")
 
 
 def _values(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -239,11 +196,12 @@ def _values(body: dict[str, Any]) -> list[dict[str, Any]]:
     return values
 
 
-def _defender_message(text: bytes) -> str:
+def _defender_message(body: Any) -> str:
     """Defender's own words from an error body; a short note when the body is not its JSON."""
-    try:
-        error = json.loads(text).get("error", {})
-        code, message = error.get("code"), error.get("message")
-    except (ValueError, AttributeError):
-        return "the body is not Defender's JSON" if text.strip() else "empty body"
+    if body is None:
+        return "the body is not Defender's JSON"
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return "no details"
+    code, message = error.get("code"), error.get("message")
     return ": ".join(str(part) for part in (code, message) if part) or "no details"

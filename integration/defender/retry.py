@@ -1,21 +1,26 @@
 """The one retry policy, used by every request the plugin makes (sign-in and API).
 
-Shaped after azure-core's: retry 408/429/500/502/503/504, connection errors and read
-timeouts; always honour Retry-After; exponential backoff with jitter and a cap; at most
-`max_attempts` within a total deadline. An operation reports a failure worth retrying by
-raising `Retryable`; anything else ends the loop at once.
+Shaped after azure-core's RetryPolicy, and like it the policy classifies what came back
+itself: it retries 408/429/500/502/503/504, a 200 whose body is not JSON (a proxy's HTML
+page, a cut-off answer), timeouts and connection failures; it always honours Retry-After;
+it backs off exponentially with jitter and a cap; it makes at most `max_attempts` within a
+total deadline. What it does not retry is returned (an answer) or raised (an error) at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from integration.errors import PluginError, RateLimited
+from integration.errors import NetworkError, PluginError, Timeout, UpstreamError
+
+if TYPE_CHECKING:
+    import requests
 
 T = TypeVar("T")
 log = logging.getLogger("mde_enrich")
@@ -23,15 +28,32 @@ log = logging.getLogger("mde_enrich")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
-class Retryable(Exception):
-    """An attempt failed in a way that may pass if tried again."""
+class Outcome(NamedTuple):
+    """The answer a request ended with, after any retries."""
 
-    def __init__(self, error: PluginError, retry_after_s: float | None = None,
-                 immediate: bool = False) -> None:
-        super().__init__(error.message)
-        self.error = error
+    response: requests.Response
+    body: Any  # the parsed JSON body; None when the body is not JSON
+    attempts: int
+    gave_up: str = ""  # why a retryable answer was not tried again ("" when it was final)
+
+    @property
+    def status(self) -> int:
+        return self.response.status_code
+
+
+class _TransientAnswer(Exception):
+    """Inside the loop only: an answer worth asking again for."""
+
+    def __init__(self, outcome: Outcome, retry_after_s: float | None) -> None:
+        super().__init__(outcome.status)
+        self.outcome = outcome
         self.retry_after_s = retry_after_s
-        self.immediate = immediate  # e.g. a 401 answered by fetching a new token
+
+
+def is_transient(error: PluginError) -> bool:
+    """Failures that a second attempt may cure: the wire, or a service saying 'try again'."""
+    return isinstance(error, (Timeout, NetworkError)) or \
+        (isinstance(error, UpstreamError) and error.retryable)
 
 
 class RetryPolicy(NamedTuple):
@@ -48,45 +70,87 @@ class RetryPolicy(NamedTuple):
         step = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
         return step / 2 + random.uniform(0, step / 2)
 
+    def send(self, request: Callable[[int], requests.Response], *, what: str,
+             on_throttled: Callable[[float], None] | None = None) -> Outcome:
+        """request(attempt) until its answer is final; `on_throttled` hears each 429's
+        Retry-After (the rate budget shares the pause with every process)."""
+
+        def attempt(number: int) -> Outcome:
+            response = request(number)
+            outcome = Outcome(response, _json_or_none(response.content), number)
+            status = response.status_code
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if status == 429 and retry_after is not None and on_throttled is not None:
+                on_throttled(min(retry_after, self.max_retry_after_s))
+            if status in RETRY_STATUSES or (status == 200 and outcome.body is None):
+                raise _TransientAnswer(outcome, retry_after)
+            return outcome
+
+        return self.run(attempt, what=what)
+
     def run(self, operation: Callable[[int], T], *, what: str = "request") -> T:
-        """Call operation(attempt) until it returns, raises a non-retryable error, or we give up."""
+        """operation(attempt) until it returns, fails for good, or we give up."""
         started = self.clock()
-        attempt = 1
+        number = 1
         while True:
             try:
-                return operation(attempt)
-            except Retryable as failure:
-                error = failure.error
-                if attempt >= self.max_attempts:
-                    raise _final(error, f"after {attempt} attempts") from None
-                if failure.retry_after_s is not None and \
-                        failure.retry_after_s > self.max_retry_after_s:
-                    raise RateLimited(
-                        f"{error.message}; Defender asked to wait {failure.retry_after_s:.0f} s, "
-                        f"more than max_retry_after_s ({self.max_retry_after_s:.0f} s)",
-                        status=error.status) from None
-                if failure.immediate:
-                    wait = 0.0
-                elif failure.retry_after_s is not None:
-                    wait = failure.retry_after_s
-                else:
-                    wait = self.backoff(attempt)
-                elapsed = self.clock() - started
-                if elapsed + wait > self.deadline_s:
-                    raise _final(error, f"after {attempt} attempts; waiting {wait:.1f} s "
-                                        f"more would pass the {self.deadline_s:.0f} s deadline"
-                                 ) from None
-                log.info("%s: attempt %d failed (%s); retrying in %.2f s",
-                         what, attempt, error.message, wait)
-                if wait:
-                    self.sleep(wait)
-                attempt += 1
+                return operation(number)
+            except _TransientAnswer as answer:
+                retry_after, failure = answer.retry_after_s, f"answered {answer.outcome.status}"
+                if retry_after is not None and retry_after > self.max_retry_after_s:
+                    return answer.outcome._replace(  # type: ignore[return-value]
+                        gave_up=f"asked to wait {retry_after:.0f} s, more than "
+                                f"max_retry_after_s ({self.max_retry_after_s:.0f} s)")
+                stop = self._stop(number, started, self._wait(number, retry_after))
+                if stop:
+                    return answer.outcome._replace(gave_up=stop)  # type: ignore[return-value]
+            except PluginError as error:
+                if not is_transient(error):
+                    raise
+                retry_after, failure = None, error.message
+                stop = self._stop(number, started, self._wait(number, None))
+                if stop:
+                    raise error.replace(message=f"{error.message} ({stop})",
+                                        retryable=True) from None
+            wait = self._wait(number, retry_after)
+            log.info("%s: attempt %d failed (%s); retrying in %.2f s", what, number, failure,
+                     wait)
+            if wait:
+                self.sleep(wait)
+            number += 1
+
+    def _wait(self, number: int, retry_after: float | None) -> float:
+        return retry_after if retry_after is not None else self._backoff_for(number)
+
+    def _backoff_for(self, number: int) -> float:
+        # Drawn once per attempt so that the deadline check and the sleep agree.
+        cached = _BACKOFFS.get((id(self), number))
+        if cached is None:
+            cached = _BACKOFFS[(id(self), number)] = self.backoff(number)
+        return cached
+
+    def _stop(self, number: int, started: float, wait: float) -> str:
+        """Why not to try again ("" to go on)."""
+        if number >= self.max_attempts:
+            return f"after {number} attempts"
+        if self.clock() - started + wait > self.deadline_s:
+            return (f"after {number} attempts; waiting {wait:.1f} s more would pass the "
+                    f"{self.deadline_s:.0f} s deadline")
+        return ""
 
 
-def _final(error: PluginError, how: str) -> PluginError:
-    error.message = f"{error.message} ({how})"
-    error.retryable = True  # it was worth retrying; a later run may well succeed
-    return error
+_BACKOFFS: dict[tuple[int, int], float] = {}
+
+
+def _json_or_none(content: bytes) -> Any:
+    # Bytes, not `.text`: with no charset in the answer, requests would guess one over the
+    # whole body.
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -1,4 +1,11 @@
-"""The one requests.Session shared by msal and the Defender client.
+"""The one transport: a two-method HTTP client (`get`, `post`) over one requests.Session,
+shared by msal (its `http_client`) and the Defender client, like msal's own seam.
+
+It turns requests' exceptions into ours at the one place they can happen, so neither the
+sign-in nor the API code handles `requests` directly:
+- a timeout is `Timeout`, any other connection failure `NetworkError` (both retryable);
+- a TLS certificate that does not verify is a `ConfigError` naming `ca_bundle`: retrying
+  cannot cure it, and the words "certificate verify failed" are what an operator looks for.
 
 `trust_env` is off so that REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE cannot replace a configured
 `ca_bundle` (requests lets them override a session's `verify`); the proxy therefore comes
@@ -7,17 +14,73 @@ from configuration only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from integration import USER_AGENT
+from integration.errors import ConfigError, NetworkError, Timeout
 
 if TYPE_CHECKING:
     import requests
 
     from integration.config import Settings
 
+log = logging.getLogger("mde_enrich")
 
-def build_session(settings: Settings) -> requests.Session:
+
+class Transport:
+    """`get` and `post` with our timeout, TLS settings and error mapping."""
+
+    def __init__(self, session: requests.Session, timeout_s: float, ca_bundle: str | None) -> None:
+        self.session = session
+        self._timeout_s = timeout_s
+        self._ca_bundle = ca_bundle
+
+    def get(self, url: str, params: Any = None, headers: Any = None,
+            **kwargs: Any) -> requests.Response:
+        return self._send("GET", url, params=params, headers=headers, **kwargs)
+
+    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None,
+             **kwargs: Any) -> requests.Response:
+        return self._send("POST", url, params=params, data=data, headers=headers, **kwargs)
+
+    def close(self) -> None:
+        """The session outlives any one user of it (msal calls this): nothing to do."""
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        import requests
+
+        kwargs.setdefault("timeout", self._timeout_s)
+        kwargs.setdefault("verify", self.session.verify)
+        host = urlsplit(url).netloc
+        path = urlsplit(url).path
+        try:
+            response = self.session.request(method, url, **kwargs)
+            # Read now: a broken body must fail inside this attempt.
+            _ = response.content
+        except requests.Timeout:
+            log.info("%s %s -> timeout", method, path)
+            raise Timeout(f"{host} did not answer within {self._timeout_s:g} s ({path})"
+                          ) from None
+        except requests.exceptions.SSLError as exc:
+            if "certificate verify failed" in str(exc).lower():
+                trusted = f"ca_bundle ({self._ca_bundle})" if self._ca_bundle else \
+                    "the system's CAs (set ca_bundle to the CA that signed it)"
+                raise ConfigError(f"TLS certificate verify failed for {host}: it is not signed "
+                                  f"by {trusted}; check the config key 'ca_bundle'") from None
+            log.info("%s %s -> %s", method, path, type(exc).__name__)
+            raise NetworkError(f"TLS connection to {host} failed ({path}): "
+                               f"{type(exc).__name__}") from None
+        except requests.RequestException as exc:
+            log.info("%s %s -> %s", method, path, type(exc).__name__)
+            raise NetworkError(f"connection to {host} failed ({path}): "
+                               f"{type(exc).__name__}") from None
+        log.debug("%s %s -> %d", method, path, response.status_code)
+        return response
+
+
+def build_transport(settings: Settings) -> Transport:
     import requests
     from requests.adapters import HTTPAdapter
 
@@ -32,4 +95,4 @@ def build_session(settings: Settings) -> requests.Session:
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, settings.max_concurrency))
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    return session
+    return Transport(session, settings.timeout_s, settings.ca_bundle)

@@ -1,43 +1,108 @@
-"""Result envelopes: one per indicator, valid against envelope.schema.json whatever happened."""
+"""Result envelopes as typed values: one per indicator, valid against envelope.schema.json
+whatever happened. Code builds and reads `Envelope`; platforms get `to_dict()`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from integration.errors import PluginError
 from integration.lookup.indicators import Indicator
 
 ACTION_BY_KIND = {"domain": "get_machines_for_domain", "file": "get_machines_for_file_hash"}
+KIND_BY_ACTION = {action: kind for kind, action in ACTION_BY_KIND.items()}
+# What an envelope echoes of a value it was given: a pasted 100 KB blob is not sent back whole.
+ECHO_LIMIT = 512
+
+
+class Summary(NamedTuple):
+    total_machines: int = 0
+    truncated: bool = False
+    api_calls: int = 0
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+class Envelope(NamedTuple):
+    action: str
+    status: str  # success | not_found | error
+    indicator: dict[str, Any] | None = None
+    machines: list[dict[str, Any]] = []  # never mutated, so one shared default is safe
+    summary: Summary = Summary()
+    error: dict[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        envelope: dict[str, Any] = {"action": self.action, "status": self.status}
+        if self.indicator is not None:
+            envelope["indicator"] = self.indicator
+        envelope["machines"] = self.machines
+        envelope["summary"] = self.summary.to_dict()
+        if self.error is not None:
+            envelope["error"] = self.error
+        if self.warnings:
+            envelope["warnings"] = list(self.warnings)
+        return envelope
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Envelope:
+        return cls(action=data["action"], status=data["status"], indicator=data.get("indicator"),
+                   machines=data.get("machines", []),
+                   summary=Summary(**data.get("summary", {})), error=data.get("error"),
+                   warnings=tuple(data.get("warnings", ())))
+
+    def as_asked(self, value: Any) -> Envelope:
+        """A shared answer, told in the words this caller used."""
+        if not self.indicator or self.indicator.get("original") == value:
+            return self
+        return self._replace(indicator={**self.indicator, "original": echo(value)})
+
+    def from_cache(self) -> Envelope:
+        """The same answer, as served again: it cost no call."""
+        return self._replace(summary=self.summary._replace(api_calls=0, cached=True))
 
 
 def lookup_envelope(action: str, indicator: Indicator, machines: list[dict[str, Any]], *,
                     api_calls: int, truncated: bool = False, cached: bool = False,
-                    sha1: str | None = None) -> dict[str, Any]:
-    described = indicator.to_dict()
+                    sha1: str | None = None, warnings: tuple[str, ...] = ()) -> Envelope:
+    described = describe(indicator)
     if sha1:
         described["sha1"] = sha1
-    return {
-        "action": action,
-        "status": "success" if machines else "not_found",
-        "indicator": described,
-        "machines": machines,
-        "summary": {"total_machines": len(machines), "truncated": truncated,
-                    "api_calls": api_calls, "cached": cached},
-    }
+    return Envelope(action=action, status="success" if machines else "not_found",
+                    indicator=described, machines=machines,
+                    summary=Summary(len(machines), truncated, api_calls, cached),
+                    warnings=warnings)
 
 
 def error_envelope(action: str, error: PluginError, *, indicator: Indicator | None = None,
-                   original: Any = None, api_calls: int = 0) -> dict[str, Any]:
-    envelope: dict[str, Any] = {
-        "action": action,
-        "status": "error",
-        "machines": [],
-        "summary": {"total_machines": 0, "truncated": False, "api_calls": api_calls,
-                    "cached": False},
-        "error": error.to_dict(),
-    }
-    if indicator is not None:
-        envelope["indicator"] = indicator.to_dict()
-    elif original is not None:
-        envelope["indicator"] = {"original": original}
-    return envelope
+                   original: Any = None, api_calls: int | None = None) -> Envelope:
+    described = describe(indicator) if indicator is not None else \
+        ({"original": echo(original)} if original is not None else None)
+    calls = error.api_calls if api_calls is None else api_calls
+    return Envelope(action=action, status="error", indicator=described,
+                    summary=Summary(api_calls=calls), error=error.to_dict())
+
+
+def describe(indicator: Indicator) -> dict[str, Any]:
+    return {"type": indicator.type, "value": indicator.value,
+            "original": echo(indicator.original)}
+
+
+def echo(value: Any) -> Any:
+    """What an envelope may say back of a value it was given: JSON, and bounded in size.
+    Bytes, sets, dates and other objects are shown by their repr."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if not isinstance(value, str):
+        try:
+            text = json.dumps(value)
+            value = value if len(text) <= ECHO_LIMIT else text
+        except (TypeError, ValueError):
+            value = repr(value)
+        if not isinstance(value, str):
+            return value
+    return value if len(value) <= ECHO_LIMIT else value[:ECHO_LIMIT - 1] + "…"

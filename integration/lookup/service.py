@@ -1,89 +1,78 @@
-"""Enricher: indicator in, envelope out. Result cache, client and token wiring live here,
-so that actions, the CLI and playbooks all run the same code.
+"""Enricher: indicator in, envelope out. It parses the indicator, asks the cache or Defender,
+normalizes the machines and builds the envelope; the parts it uses (state, client, tokens)
+come from the composition root (`integration.compose`).
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
-from integration.defender.client import Lookup
 from integration.errors import PluginError
-from integration.lookup.envelope import ACTION_BY_KIND, error_envelope, lookup_envelope
+from integration.lookup.cache import LookupCache
+from integration.lookup.envelope import ACTION_BY_KIND, Envelope, error_envelope, lookup_envelope
 from integration.lookup.indicators import Indicator, parse, parse_file_hash
 
 if TYPE_CHECKING:
+    from integration.compose import Parts
     from integration.config import Settings
+    from integration.defender.auth import TokenProvider
     from integration.defender.client import DefenderClient
     from integration.state import StateStore
 
 Kind = Literal["domain", "file"]
-T = TypeVar("T")
-RESULT_NAMESPACE = "results"
-SHA1_NAMESPACE = "file-sha1"
+
+
+class Answer:
+    """Defender's machines for one domain or SHA-1, normalized (each keeps its raw record in
+    mde.raw until served), as cached."""
+
+    __slots__ = ("api_calls", "machines", "truncated", "warnings")
+
+    def __init__(self, machines: list[dict[str, Any]], *, api_calls: int = 0,
+                 truncated: bool = False, warnings: tuple[str, ...] = ()) -> None:
+        self.machines, self.api_calls = machines, api_calls
+        self.truncated, self.warnings = truncated, warnings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"machines": self.machines, "truncated": self.truncated,
+                "warnings": list(self.warnings)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Answer | None:
+        machines = data.get("machines")
+        if not isinstance(machines, list):
+            return None  # written by another version: ask again
+        return cls(machines, truncated=bool(data.get("truncated")),
+                   warnings=tuple(data.get("warnings", ())))
 
 
 class Enricher:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, parts: Parts) -> None:
         self.settings = settings
-        self._parts_lock = threading.Lock()
-        self._client: DefenderClient | None = None
-        self._store: StateStore | None = None
-        self._tokens: Any = None
-        # Identical fetches in flight at once are made once: later askers share the answer.
-        self._single_flight = SingleFlight()
-
-    # -- wiring, built on first use so that invalid input costs nothing ----------------------
+        self.parts = parts
+        use_ttl = settings.cache_ttl_s
+        self.cache = LookupCache(lambda: parts.store,
+                                 f"{settings.endpoints.api_base}|{settings.tenant_id}", use_ttl)
 
     @property
     def store(self) -> StateStore:
-        with self._parts_lock:
-            if self._store is None:
-                from integration.state import open_store
-
-                self._store = open_store(self.settings.state)
-            return self._store
+        return self.parts.store
 
     @property
     def client(self) -> DefenderClient:
-        store = self.store
-        with self._parts_lock:
-            if self._client is None:
-                from integration.defender.auth import TokenProvider
-                from integration.defender.client import DefenderClient
-                from integration.defender.retry import RetryPolicy
-                from integration.defender.transport import build_session
-
-                settings = self.settings
-                session = build_session(settings)
-                policy = RetryPolicy(max_attempts=settings.max_attempts,
-                                     deadline_s=settings.deadline_s,
-                                     backoff_base_s=settings.backoff_base_s,
-                                     backoff_cap_s=settings.backoff_cap_s,
-                                     max_retry_after_s=settings.max_retry_after_s)
-                self._tokens = TokenProvider(settings, session, store, policy)
-                self._client = DefenderClient(settings, session=session, tokens=self._tokens,
-                                              store=store, policy=policy)
-            return self._client
+        return self.parts.client
 
     @property
-    def tokens(self) -> Any:
-        _ = self.client
-        return self._tokens
+    def tokens(self) -> TokenProvider:
+        return self.parts.tokens
 
     # -- lookups -------------------------------------------------------------------------------
 
     def lookup(self, kind: Kind, value: Any, *, use_cache: bool = True,
                include_raw: bool = False) -> dict[str, Any]:
-        """One indicator, one envelope; expected failures become error envelopes."""
-        action = ACTION_BY_KIND[kind]
-        try:
-            indicator = parse(kind, value)
-        except PluginError as error:
-            return error_envelope(action, error, original=value)
-        return self._lookup(action, indicator, use_cache=use_cache, include_raw=include_raw)
+        """One indicator, one envelope (as a dict); expected failures become error envelopes."""
+        return self.lookup_envelope(kind, value, use_cache=use_cache,
+                                    include_raw=include_raw).to_dict()
 
     def lookup_many(self, kind: Kind, values: list[Any], *, use_cache: bool = True,
                     include_raw: bool = False) -> list[dict[str, Any]]:
@@ -99,118 +88,101 @@ class Enricher:
                 lambda value: self.lookup(kind, value, use_cache=use_cache,
                                           include_raw=include_raw), values))
 
+    def lookup_envelope(self, kind: Kind, value: Any, *, use_cache: bool = True,
+                        include_raw: bool = False) -> Envelope:
+        action = ACTION_BY_KIND[kind]
+        try:
+            indicator = parse(kind, value)
+        except PluginError as error:
+            return error_envelope(action, error, original=value)
+        return self._lookup(action, indicator, use_cache=use_cache, include_raw=include_raw)
+
     def _lookup(self, action: str, indicator: Indicator, *, use_cache: bool,
-                include_raw: bool) -> dict[str, Any]:
-        use_cache = use_cache and self.settings.cache_ttl_s > 0
+                include_raw: bool) -> Envelope:
+        use_cache = use_cache and self.cache.ttl_s > 0
         resolve_calls = 0
         try:
             target: Indicator | None = indicator
             if indicator.type in ("sha256", "md5"):
                 target, resolve_calls = self._resolve_sha1(indicator, use_cache)
             if target is None:
-                result, cached = Lookup(found=False), resolve_calls == 0
+                answer, cached = Answer([]), resolve_calls == 0
             else:
-                result, cached = self._machines(target, use_cache)
+                answer, cached = self._machines(target, use_cache)
         except PluginError as error:
             return error_envelope(action, error, indicator=indicator,
                                   api_calls=resolve_calls + error.api_calls)
-        from integration.lookup.normalize import normalize_machines
-
-        machines = normalize_machines(result.machines, include_raw=include_raw,
-                                      portal_base=self.settings.endpoints.portal_base)
+        machines = answer.machines if include_raw else [_without_raw(m) for m in answer.machines]
         return lookup_envelope(
             action, indicator, machines,
-            api_calls=resolve_calls + (0 if cached else result.api_calls),
-            truncated=result.truncated, cached=cached and resolve_calls == 0,
-            sha1=target.value if target is not None and target is not indicator else None)
+            api_calls=resolve_calls + (0 if cached else answer.api_calls),
+            truncated=answer.truncated, cached=cached and resolve_calls == 0,
+            sha1=target.value if target is not None and target is not indicator else None,
+            warnings=answer.warnings)
 
-    def _machines(self, indicator: Indicator, use_cache: bool) -> tuple[Lookup, bool]:
-        """Defender's machines for a domain or a SHA-1, from the result cache when allowed."""
-        key = self._cache_key(indicator)
-        (result, cached), shared = self._single_flight.run(
+    def _machines(self, indicator: Indicator, use_cache: bool) -> tuple[Answer, bool]:
+        """Defender's machines for a domain or a SHA-1, from the cache when allowed."""
+        key = self.cache.key(indicator.type, indicator.value)
+        (answer, cached), shared = self.cache.single_flight.run(
             ("machines", key, use_cache), lambda: self._machines_once(indicator, key, use_cache))
         # A fetch shared with another caller cost this one nothing, like a cache hit.
-        return result, cached or shared
+        return answer, cached or shared
 
     def _machines_once(self, indicator: Indicator, key: str,
-                       use_cache: bool) -> tuple[Lookup, bool]:
+                       use_cache: bool) -> tuple[Answer, bool]:
         if use_cache:
-            text = self.store.get(RESULT_NAMESPACE, key)
-            if text is not None:
-                try:
-                    return Lookup(**json.loads(text)), True
-                except (TypeError, ValueError):
-                    pass  # written by another version: ask again
+            kept = self.cache.answer(key)
+            answer = Answer.from_dict(kept) if kept is not None else None
+            if answer is not None:
+                return answer, True
         client = self.client
         result = (client.machines_for_domain(indicator) if indicator.type == "domain"
                   else client.machines_for_file(indicator))
+        answer = self._normalized(result.machines, result.api_calls, result.truncated)
         if use_cache:  # `use_cache: false` bypasses the cache both ways: no read, no write
-            compact = json.dumps(result._asdict(), separators=(",", ":"))
-            self.store.put(RESULT_NAMESPACE, key, compact, ttl_s=self.settings.cache_ttl_s)
-        return result, False
+            self.cache.keep_answer(key, answer.to_dict())
+        return answer, False
+
+    def _normalized(self, raws: list[dict[str, Any]], api_calls: int,
+                    truncated: bool) -> Answer:
+        """Normalized before anything is cached; a record that cannot be read is left out
+        with a warning rather than failing, or poisoning the cache for, the whole answer."""
+        from integration.lookup.normalize import normalize_machine
+
+        machines, dropped = [], []
+        for position, raw in enumerate(raws):
+            try:
+                machines.append(normalize_machine(
+                    raw, include_raw=True, portal_base=self.settings.endpoints.portal_base))
+            except PluginError as error:
+                dropped.append(f"record {position + 1}: {error.message}")
+        warnings = () if not dropped else (
+            f"left out {len(dropped)} machine record(s) Defender sent that cannot be read: "
+            + "; ".join(dropped[:3]) + ("; ..." if len(dropped) > 3 else ""),)
+        return Answer(machines, api_calls=api_calls, truncated=truncated, warnings=warnings)
 
     def _resolve_sha1(self, file_hash: Indicator, use_cache: bool) -> tuple[Indicator | None, int]:
         """A SHA-256 or MD5 turned into its file's SHA-1; the answer is cached like a result,
         so a SHA-256 and its SHA-1 share one machines lookup."""
-        key = self._cache_key(file_hash)
-        (sha1, calls), shared = self._single_flight.run(
+        key = self.cache.key(file_hash.type, file_hash.value)
+        (sha1, calls), shared = self.cache.single_flight.run(
             ("sha1", key, use_cache), lambda: self._resolve_sha1_once(file_hash, key, use_cache))
         return sha1, 0 if shared else calls
 
     def _resolve_sha1_once(self, file_hash: Indicator, key: str,
                            use_cache: bool) -> tuple[Indicator | None, int]:
         if use_cache:
-            known = self.store.get(SHA1_NAMESPACE, key)
+            known = self.cache.sha1(key)
             if known is not None:
                 return (parse_file_hash(known) if known else None), 0
         sha1, calls = self.client.resolve_sha1(file_hash)
         if use_cache:
-            self.store.put(SHA1_NAMESPACE, key, sha1.value if sha1 else "",
-                           ttl_s=self.settings.cache_ttl_s)
+            self.cache.keep_sha1(key, sha1.value if sha1 else "")
         return sha1, calls
 
-    def _cache_key(self, indicator: Indicator) -> str:
-        return f"{self.settings.endpoints.api_base}|{self.settings.tenant_id}|" \
-               f"{indicator.type}:{indicator.value}"
 
-
-class SingleFlight:
-    """Runs a function once per key among the threads asking for it at the same moment."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._calls: dict[Hashable, _Call] = {}
-
-    def run(self, key: Hashable, function: Callable[[], T]) -> tuple[T, bool]:
-        """The function's result, and whether it was another caller's run."""
-        with self._lock:
-            call = self._calls.get(key)
-            leader = call is None
-            if call is None:
-                call = self._calls[key] = _Call()
-        if not leader:
-            call.done.wait()
-            if call.error is not None:
-                raise call.error
-            return call.result, True
-        try:
-            call.result = function()
-            return call.result, False
-        except BaseException as exc:
-            call.error = exc
-            raise
-        finally:
-            with self._lock:
-                del self._calls[key]
-            call.done.set()
-
-
-class _Call:
-    """One run in flight (not concurrent.futures.Future: its import costs start-up time)."""
-
-    __slots__ = ("done", "error", "result")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
+def _without_raw(machine: dict[str, Any]) -> dict[str, Any]:
+    mde = machine.get("mde")
+    if not isinstance(mde, dict) or "raw" not in mde:
+        return machine
+    return {**machine, "mde": {key: value for key, value in mde.items() if key != "raw"}}

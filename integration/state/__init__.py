@@ -36,6 +36,9 @@ class StateStore(Protocol):
     def pause(self, bucket: str, seconds: float) -> None:
         """Hold every caller of `bucket` for `seconds` (a 429's Retry-After)."""
 
+    def pause_remaining(self, bucket: str) -> float:
+        """Seconds until a pause set by `pause` ends; 0.0 when there is none."""
+
     def try_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         """Take or renew a lease that expires by itself, so a dead holder frees it."""
 
@@ -47,18 +50,40 @@ class StateStore(Protocol):
 def default_state_url() -> str:
     from platformdirs import user_cache_dir
 
-    return f"sqlite:///{Path(user_cache_dir('mde-enrich')) / 'state.sqlite3'}"
+    return f"sqlite://{Path(user_cache_dir('mde-enrich')) / 'state.sqlite3'}"
+
+
+def sqlite_path(url: str) -> Path:
+    """The file a SQLite state URL names, the way users write it:
+
+    sqlite:///var/lib/mde/state.db and sqlite:////var/lib/mde/state.db   absolute
+    sqlite:state.db, sqlite:./state.db, sqlite:///./state.db               relative to the
+                                                                           working directory
+    sqlite:///~/mde/state.db                                               under the home folder
+    """
+    rest = url.removeprefix("sqlite:")
+    if rest.startswith("//"):
+        rest = rest[2:]  # the empty authority of sqlite:///path
+    if rest.startswith("/./") or rest.startswith("/~"):
+        rest = rest[1:]
+    if rest.startswith("/"):
+        rest = "/" + rest.lstrip("/")
+    if not rest or rest.endswith("/"):
+        raise ConfigError(f"config key 'state': {url!r} names no file; use "
+                          "sqlite:///absolute/path.db or sqlite:relative/path.db")
+    return Path(rest).expanduser()
 
 
 def open_store(url: str | None) -> StateStore:
     url = url or default_state_url()
-    if url.startswith("sqlite:///"):
+    if url.startswith("sqlite:"):
         from integration.state.sqlite import SQLiteStore
 
-        return SQLiteStore(Path(url.removeprefix("sqlite:///")))
+        return SQLiteStore(sqlite_path(url))
     if url.startswith(("redis://", "rediss://")):
         from integration.state.redis import RedisStore
 
         return RedisStore(url)
     raise ConfigError(f"config key 'state': unsupported state URL {url!r}; "
-                      "use sqlite:///path or redis://host:port/db")
+                      "use sqlite:///absolute/path.db, sqlite:relative/path.db or "
+                      "redis://host:port/db")

@@ -250,6 +250,14 @@ class RedisStore:
         with self._talking("rate budget"):
             self._pause(keys=[self._bucket_keys(bucket)[1]], args=[_us(seconds)])
 
+    def pause_remaining(self, bucket: str) -> float:
+        with self._talking("rate budget"):
+            until, now = self._redis.get(self._bucket_keys(bucket)[1]), self._redis.time()
+        if not until:
+            return 0.0
+        # The pause is kept in the server's microseconds, like every time the budget uses.
+        return max(0.0, (int(until) - (now[0] * 1_000_000 + now[1])) / 1_000_000)
+
     def try_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         with self._talking("lease"):
             return bool(self._try_lease(keys=[f"{PREFIX}lease:{name}"],

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from integration.errors import ConfigError
+from integration.errors import ConfigError, UpstreamError
 from integration.state import Limits
 
 SWEEP_INTERVAL_S = 60.0
+# How long a write waits for another process's lock before the lookup fails (retryable).
+BUSY_TIMEOUT_S = 10.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires REAL,
@@ -30,10 +34,10 @@ class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_owner_only(path)
             # isolation_level=None: we open transactions ourselves, IMMEDIATE where we write
             # after reading, so two processes never both see a free slot and take it.
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None,
+            self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -46,7 +50,7 @@ class SQLiteStore:
         self._rate_swept_at = 0.0
 
     def get(self, namespace: str, key: str) -> str | None:
-        with self._lock:
+        with self._guarded():
             row = self._db.execute(
                 "SELECT value FROM kv WHERE namespace=? AND key=? "
                 "AND (expires IS NULL OR expires>?)",
@@ -56,7 +60,7 @@ class SQLiteStore:
     def put(self, namespace: str, key: str, value: str, ttl_s: float | None = None) -> None:
         now = time.time()
         expires = None if ttl_s is None else now + ttl_s
-        with self._lock:
+        with self._guarded():
             self._db.execute("INSERT OR REPLACE INTO kv VALUES (?,?,?,?)",
                              (namespace, key, value, expires))
             # Expired rows are invisible to readers already; sweeping them now and then is
@@ -66,11 +70,11 @@ class SQLiteStore:
                 self._swept_at = now
 
     def delete(self, namespace: str, key: str) -> None:
-        with self._lock:
+        with self._guarded():
             self._db.execute("DELETE FROM kv WHERE namespace=? AND key=?", (namespace, key))
 
     def keys(self, namespace: str) -> list[str]:
-        with self._lock:
+        with self._guarded():
             rows = self._db.execute(
                 "SELECT key FROM kv WHERE namespace=? AND (expires IS NULL OR expires>?)",
                 (namespace, time.time())).fetchall()
@@ -82,7 +86,7 @@ class SQLiteStore:
         # not a scan of up to an hour's calls (the warm path pays this on every request).
         longest = max(window for window, _ in limits)
         db = self._db
-        with self._lock, self._transaction():
+        with self._guarded(), self._transaction():
             last = db.execute("SELECT seq, at FROM rate_calls WHERE bucket=? "
                               "ORDER BY seq DESC LIMIT 1", (bucket,)).fetchone()
             now = max(time.time(), last[1] if last else 0.0)
@@ -110,13 +114,19 @@ class SQLiteStore:
 
     def pause(self, bucket: str, seconds: float) -> None:
         until = time.time() + seconds
-        with self._lock, self._transaction():
+        with self._guarded(), self._transaction():
             self._db.execute(
                 "INSERT INTO rate_pauses VALUES (?,?) ON CONFLICT(bucket) "
                 "DO UPDATE SET until=max(until, excluded.until)", (bucket, until))
 
+    def pause_remaining(self, bucket: str) -> float:
+        with self._guarded():
+            row = self._db.execute("SELECT until FROM rate_pauses WHERE bucket=?",
+                                   (bucket,)).fetchone()
+        return max(0.0, row[0] - time.time()) if row else 0.0
+
     def try_lease(self, name: str, owner: str, ttl_s: float) -> bool:
-        with self._lock, self._transaction():
+        with self._guarded(), self._transaction():
             now = time.time()
             row = self._db.execute("SELECT owner, expires FROM leases WHERE name=?",
                                    (name,)).fetchone()
@@ -127,15 +137,46 @@ class SQLiteStore:
             return True
 
     def release_lease(self, name: str, owner: str) -> None:
-        with self._lock:
+        with self._guarded():
             self._db.execute("DELETE FROM leases WHERE name=? AND owner=?", (name, owner))
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """This process's threads one at a time; SQLite's failures as the plugin's errors
+        (like the Redis store), never a raw sqlite3 exception out of an entry point."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise UpstreamError(
+                        f"the SQLite state at {str(self.path)!r} is locked by another writer "
+                        f"(waited {BUSY_TIMEOUT_S:g} s); try again", retryable=True) from None
+                raise ConfigError(f"config key 'state': the SQLite state at "
+                                  f"{str(self.path)!r} failed: {exc}") from None
+            except sqlite3.Error as exc:
+                raise ConfigError(f"config key 'state': the SQLite state at "
+                                  f"{str(self.path)!r} failed: {exc}") from None
+
     def _transaction(self) -> _Immediate:
         return _Immediate(self._db)
+
+
+def _create_owner_only(path: Path) -> None:
+    """The state holds access tokens: its folder and file are the owner's alone (0700/0600).
+    SQLite gives its -wal and -shm files the database file's permissions."""
+    import os
+
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(descriptor)
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o600)  # made before this version, or under a loose umask
 
 
 class _Immediate:

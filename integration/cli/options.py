@@ -1,0 +1,38 @@
+"""What every subcommand shares: how one is declared, the common options, the output format."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+FORMATS = ("json", "table", "markdown")
+
+
+def command(commands: Any, name: str, handler: Callable[[argparse.Namespace], int],
+            **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand that knows its handler and the common options."""
+    sub: argparse.ArgumentParser = commands.add_parser(name, **kwargs)
+    sub.set_defaults(handler=handler, subparser=sub)
+    common_options(sub, top=False)
+    return sub
+
+
+def common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # Given before the command they land on the top parser; after it, on the subcommand's,
+    # which must then not reset them to None: hence SUPPRESS below the top.
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--config", default=default,
+                        help="YAML/JSON config file (default: $MDE_CONFIG)")
+    parser.add_argument("--format", default=default, choices=(*FORMATS, "ocsf"),
+                        help="output format (default: table on a terminal, else json)")
+    parser.add_argument("--verbose", "-v", action="store_true", default=default or False,
+                        help="log each request (method, path, status, attempt, wait) to stderr")
+
+
+def output_format(args: argparse.Namespace, default: str | None = None) -> str:
+    fmt = args.format or default or ("table" if sys.stdout.isatty() else "json")
+    if fmt == "ocsf" and not getattr(args, "ocsf_allowed", False):
+        args.subparser.error("--format ocsf is for `playbook run`")
+    return str(fmt)

@@ -1,0 +1,120 @@
+"""The composition root: the one place that builds the lookup service from configuration.
+
+Actions, the CLI, the demo, playbooks and benchmarks all get their Enricher here. Parts are
+built on first use, so a call refused for bad input costs no state file, session or token;
+and one Enricher serves each distinct configuration per process, so its token, connections
+and single-flight are shared by every call made with that configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from integration.lookup.service import Enricher
+
+if TYPE_CHECKING:
+    import os
+
+    from integration.config import Settings
+    from integration.defender.auth import TokenProvider
+    from integration.defender.client import DefenderClient
+    from integration.state import StateStore
+
+_enrichers: dict[str, Enricher] = {}
+_last_config: dict[int, tuple[Any, Enricher]] = {}  # id -> (a copy to compare, its Enricher)
+_lock = threading.Lock()
+
+
+def enricher_for(config: Mapping[str, Any] | None = None, *,
+                 path: str | os.PathLike[str] | None = None) -> Enricher:
+    """The Enricher for a platform's config dict, or for a config file (`path`, else
+    $MDE_CONFIG), with MDE_<KEY> variables over either. ConfigError when it is unusable."""
+    # A platform usually passes the same dict each time: recognize it without serializing.
+    seen = _last_config.get(id(config)) if config is not None else None
+    if seen is not None and seen[0] == config:
+        return seen[1]
+    from integration.config import load_settings
+
+    settings = load_settings(config, path=path)
+    fingerprint = hashlib.sha256(repr(settings).encode()
+                                 + _secret_fingerprint(settings).encode()).hexdigest()
+    with _lock:
+        enricher = _enrichers.get(fingerprint)
+        if enricher is None:
+            enricher = _enrichers[fingerprint] = new_enricher(settings)
+        if config is not None:
+            _last_config.clear()
+            _last_config[id(config)] = (copy.deepcopy(config), enricher)
+        return enricher
+
+
+def new_enricher(settings: Settings) -> Enricher:
+    """An Enricher of its own (tests and benchmarks that want separate state)."""
+    return Enricher(settings, Parts(settings))
+
+
+def _secret_fingerprint(settings: Settings) -> str:
+    # repr(Settings) masks secrets; two configs differing only in the secret are different.
+    secret = json.dumps([settings.client_secret, settings.certificate_password])
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Parts:
+    """The wiring of one Enricher: state, transport, retry policy, budget, tokens, client."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._store: StateStore | None = None
+        self._client: DefenderClient | None = None
+        self._tokens: TokenProvider | None = None
+
+    @property
+    def store(self) -> StateStore:
+        with self._lock:
+            if self._store is None:
+                from integration.state import open_store
+
+                self._store = open_store(self.settings.state)
+            return self._store
+
+    @property
+    def tokens(self) -> TokenProvider:
+        self._build_client()
+        assert self._tokens is not None
+        return self._tokens
+
+    @property
+    def client(self) -> DefenderClient:
+        return self._build_client()
+
+    def _build_client(self) -> DefenderClient:
+        store = self.store
+        with self._lock:
+            if self._client is None:
+                from integration.defender.auth import TokenProvider
+                from integration.defender.budget import RateBudget
+                from integration.defender.client import DefenderClient
+                from integration.defender.retry import RetryPolicy
+                from integration.defender.transport import build_transport
+
+                settings = self.settings
+                transport = build_transport(settings)
+                policy = RetryPolicy(max_attempts=settings.max_attempts,
+                                     deadline_s=settings.deadline_s,
+                                     backoff_base_s=settings.backoff_base_s,
+                                     backoff_cap_s=settings.backoff_cap_s,
+                                     max_retry_after_s=settings.max_retry_after_s)
+                # Defender's limits are per application and tenant.
+                budget = RateBudget(store, f"{settings.tenant_id}|{settings.client_id}",
+                                    per_minute=settings.per_minute, per_hour=settings.per_hour,
+                                    max_wait_s=settings.max_rate_wait_s)
+                self._tokens = TokenProvider(settings, transport, store, policy)
+                self._client = DefenderClient(settings.endpoints.api_base, transport=transport,
+                                              tokens=self._tokens, budget=budget, policy=policy)
+            return self._client
