@@ -18,12 +18,14 @@ def render(envelopes: list[dict[str, Any]], fmt: str) -> str:
 
 
 def headline(envelope: dict[str, Any]) -> str:
+    if envelope.get("action") == "test_connectivity":
+        return _connectivity_line(envelope)
     indicator = envelope.get("indicator", {})
     shown = indicator.get("value") or repr(indicator.get("original"))
     kind = indicator.get("type", "indicator")
     if indicator.get("sha1"):
         shown += f" (SHA-1 {indicator['sha1']})"
-    summary = envelope["summary"]
+    summary = envelope.get("summary", {})
     status = envelope["status"]
     if status == "error":
         error = envelope["error"]
@@ -31,11 +33,11 @@ def headline(envelope: dict[str, Any]) -> str:
     if status == "not_found":
         result = "no machines"
     else:
-        count = summary["total_machines"]
+        count = summary.get("total_machines", len(envelope.get("machines", [])))
         result = f"{count} machine{'s' if count != 1 else ''}"
-        if summary["truncated"]:
+        if summary.get("truncated"):
             result += " (Defender's 500-machine cap reached: there may be more)"
-    source = "from cache" if summary["cached"] else f"{summary['api_calls']} API call(s)"
+    source = "from cache" if summary.get("cached") else f"{summary.get('api_calls', 0)} API call(s)"
     return f"{kind} {shown}: {result} [{source}]"
 
 
@@ -55,8 +57,8 @@ def machine_row(machine: dict[str, Any]) -> dict[str, str]:
 
 
 def table_block(envelope: dict[str, Any]) -> str:
-    lines = [headline(envelope)]
-    rows = [machine_row(machine) for machine in envelope["machines"]]
+    lines = [headline(envelope), *_warning_lines(envelope)]
+    rows = [machine_row(machine) for machine in envelope.get("machines", [])]
     if rows:
         lines.append(text_table([title for _, title in TABLE_COLUMNS],
                                 [[row[key] for key, _ in TABLE_COLUMNS] for row in rows]))
@@ -81,8 +83,9 @@ def markdown_block(envelope: dict[str, Any]) -> str:
     value = indicator.get("value") or str(indicator.get("original"))
     shown = defang(value) if indicator.get("type") == "domain" else value
     title = f"#### Defender machines for {indicator.get('type', 'indicator')} `{shown}`"
-    lines = [title, "", headline(envelope).replace(value, shown, 1).replace("|", "\\|")]
-    rows = [machine_row(machine) for machine in envelope["machines"]]
+    lines = [title, "", headline(envelope).replace(value, shown, 1).replace("|", "\\|"),
+             *(f"> {line}" for line in _warning_lines(envelope))]
+    rows = [machine_row(machine) for machine in envelope.get("machines", [])]
     if rows:
         lines += ["", "| " + " | ".join(title for _, title in TABLE_COLUMNS) + " |",
                   "|" + "---|" * len(TABLE_COLUMNS)]
@@ -98,3 +101,20 @@ def markdown_block(envelope: dict[str, Any]) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _warning_lines(envelope: dict[str, Any]) -> list[str]:
+    warnings = list(envelope.get("warnings", []))
+    warnings += envelope.get("connectivity", {}).get("warnings", [])
+    return [f"warning: {warning}" for warning in warnings]
+
+
+def _connectivity_line(envelope: dict[str, Any]) -> str:
+    """test_connectivity's result: it has no indicator and no machines."""
+    details = envelope.get("connectivity", {})
+    where = f" to {details['api_base']}" if details.get("api_base") else ""
+    if envelope["status"] == "error":
+        error = envelope["error"]
+        return f"connectivity{where}: error {error['code']}: {error['message']}"
+    roles = ", ".join(details.get("roles", [])) or "none"
+    return f"connectivity{where}: ok (token roles: {roles})"

@@ -60,7 +60,12 @@ def errors(name: str, instance: Any) -> list[str]:
     from jsonschema.exceptions import relevance
 
     found = sorted(validator(name).iter_errors(instance), key=relevance)
-    return [f"at {error.json_path}: {error.message}" for error in found]
+    return [f"at {error.json_path}: {_bounded(error.message)}" for error in found]
+
+
+def _bounded(message: str, limit: int = 300) -> str:
+    """jsonschema quotes the instance in its message: a pasted 100 KB value is cut short."""
+    return message if len(message) <= limit else f"{message[:limit - 1]}…"
 
 
 def check(name: str, instance: Any) -> list[str]:
@@ -192,9 +197,15 @@ _TYPED_KEYWORDS = frozenset({"required", "properties", "additionalProperties", "
 
 
 def _same(a: Any, b: Any) -> bool:
-    """JSON equality: 1 == 1.0, but True is not 1."""
+    """JSON equality, at every depth: 1 == 1.0, but True is not 1 (nor [True] [1])."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
+    if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
+        return False
     return a == b
 
 

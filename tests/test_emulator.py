@@ -700,7 +700,8 @@ def test_python_m_runs_the_emulator_until_sigterm(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         base_url = process.stdout.readline().split()[-1]
-        config = yaml.safe_load((tmp_path / "emulator-config.yaml").read_text())
+        port = base_url.rsplit(":", 1)[-1]
+        config = yaml.safe_load((tmp_path / f"emulator-config-{port}.yaml").read_text())
         assert config["api_base_url"] == base_url
         with requests.Session() as session:
             session.trust_env = False

@@ -89,7 +89,9 @@ _DEFANGED = re.compile(r"[\[({](\.|dot|:(?://?)?|/|@|at)[\])}]", re.IGNORECASE)
 _DEFANGED_SCHEME = re.compile(r"^h(?:xx|\*\*)p(s?)(?=:)", re.IGNORECASE)
 _SCHEME = re.compile(r"^(?:[a-z][a-z0-9+.\-]*:)?//+", re.IGNORECASE)
 _UNICODE_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
-_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+# Underscores are not in the host-name rules, but real internal names have them (and
+# Defender records them as seen), so they are accepted; they are safe in a request path.
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def _refang(text: str) -> str:
@@ -246,6 +248,11 @@ def _check_domain(text: str, host: str, labels: list[str]) -> None:
             "domain", text, f"has an all-numeric top-level label {_echo(labels[-1])}"
         )
     if len(labels) < 2:
+        if len(host) in HASH_TYPES_BY_LENGTH and set(host) <= _HEX:
+            kind = HASH_TYPES_BY_LENGTH[len(host)].upper()
+            raise _invalid("domain", text, f"looks like a {kind} file hash, not a domain: "
+                                           "look it up as a file (`mde-enrich file`, or "
+                                           "--type file)")
         raise _invalid(
             "domain", text,
             f"is a single label {_echo(host)}; a domain has at least two, like 'example.com'",
@@ -255,6 +262,7 @@ def _check_domain(text: str, host: str, labels: list[str]) -> None:
 # --- file hashes --------------------------------------------------------------------------
 
 _HEX = frozenset("0123456789abcdefABCDEF")
+_PREFIXES = frozenset(HASH_TYPES_BY_LENGTH.values())
 
 
 def parse_file_hash(text: str) -> Indicator:
@@ -262,6 +270,12 @@ def parse_file_hash(text: str) -> Indicator:
     if not isinstance(text, str):
         raise InvalidInput(f"file hash must be a string, got {type(text).__name__}")
     trimmed = text.strip()
+    declared, colon, rest = trimmed.partition(":")
+    declared = declared.strip().lower().replace("-", "")
+    if colon and declared in _PREFIXES:  # sha1:…, SHA-256:…, md5:… as tools print them
+        trimmed = rest.strip()
+    else:
+        declared = ""
     if not trimmed:
         raise _invalid("file hash", text, "is empty")
     if trimmed[:2] in ("0x", "0X"):
@@ -278,4 +292,7 @@ def parse_file_hash(text: str) -> Indicator:
             "file hash", text,
             f"has {len(trimmed)} hex characters; {_EXPECTED_HASH_LENGTHS}",
         )
+    if declared and declared != kind:
+        raise _invalid("file hash", text, f"is marked {declared} but has {len(trimmed)} hex "
+                                          f"characters, the length of {kind.upper()}")
     return Indicator(kind, trimmed.lower(), text)
