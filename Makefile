@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy integration
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest

@@ -145,11 +145,9 @@ def _validate(config: dict[str, Any]) -> None:
     if not (has_secret or has_certificate):
         raise ConfigError("config key 'client_secret' or 'client_certificate' is required")
     if schemas.quick_verdict(schemas.schema(CONFIG_SCHEMA), config, CONFIG_SCHEMA) is not True:
-        from jsonschema.exceptions import relevance
-
-        failures = sorted(schemas.validator(CONFIG_SCHEMA).iter_errors(config), key=relevance)
-        if failures:
-            raise ConfigError(_describe(failures[0]))
+        failure = schemas.best_error(CONFIG_SCHEMA, config)
+        if failure is not None:
+            raise ConfigError(_describe(failure))
     for key in ("ca_bundle",):
         if key in config and not Path(config[key]).is_file():
             raise ConfigError(f"config key '{key}': no such file {config[key]!r}")

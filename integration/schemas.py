@@ -68,6 +68,13 @@ def _bounded(message: str, limit: int = 300) -> str:
     return message if len(message) <= limit else f"{message[:limit - 1]}…"
 
 
+def best_error(name: str, instance: Any) -> Any:
+    """jsonschema's most relevant error (a ValidationError with its path), or None."""
+    from jsonschema.exceptions import best_match
+
+    return best_match(validator(name).iter_errors(instance))
+
+
 def check(name: str, instance: Any) -> list[str]:
     """Like `errors`, but a valid instance of a simple schema costs no jsonschema import."""
     if _flat_and_valid(name, instance):

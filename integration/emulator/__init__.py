@@ -189,8 +189,8 @@ def serve_forever(host: str = "127.0.0.1", port: int = 0,
         config = emulator.config()
         # One file per running emulator (named by its port): two emulators sharing a state
         # folder (and its CA) must not overwrite each other's config.
-        port = emulator.base_url.rsplit(":", 1)[-1]
-        config_path = emulator.state_dir / f"emulator-config-{port}.yaml"
+        config_path = emulator.state_dir / \
+            f"emulator-config-{emulator.base_url.rsplit(':', 1)[-1]}.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         # A local test double: printing its own fake secret is the point.
         print(f"Defender emulator listening on {emulator.base_url}")

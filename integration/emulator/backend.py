@@ -472,7 +472,8 @@ def _verify_assertion(app: App, assertion: str, token_endpoints: set[str]) -> No
     if header.get("alg") not in ("RS256", "PS256"):
         raise fail(f"The algorithm '{header.get('alg')}' is not supported.")
     try:
-        claims = jwt.decode(assertion, cert.public_key(), algorithms=[header["alg"]],
+        claims = jwt.decode(assertion, cert.public_key(),  # type: ignore[arg-type]  # RSA only
+                            algorithms=[header["alg"]],
                             audience=sorted(token_endpoints), leeway=300,
                             options={"require": ["aud", "iss", "sub", "exp"]})
     except jwt.ExpiredSignatureError:

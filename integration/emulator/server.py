@@ -100,7 +100,8 @@ class EmulatorServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, Handler)
-        self.base_url = f"https://{self.server_address[0]}:{self.server_address[1]}"
+        host, port = self.server_address[:2]
+        self.base_url = f"https://{host!s}:{port}"
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind asks DNS for the host's FQDN, which can stall for seconds.
@@ -121,7 +122,7 @@ class EmulatorServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.add(conn)
         try:
-            self.RequestHandlerClass(conn, client_address, self)
+            self.RequestHandlerClass(conn, client_address, self)  # type: ignore[arg-type]
         except (OSError, ssl.SSLError):
             pass  # the client went away mid-request
         finally:

@@ -83,7 +83,7 @@ def batch_items(source: Path) -> list[BatchItem]:
             raise InvalidInput(f"{source}: cannot be read: {exc.strerror}") from None
         width = max(6, len(str(len(lines))))
         return [BatchItem(f"{source.stem}-{number:0{width}d}.json", f"{source} line {number}",
-                          lambda line=line: line)
+                          _constant(line))
                 for number, line in enumerate(lines, 1) if line.strip()]
     raise InvalidInput(f"{source}: no such directory or NDJSON file")
 
@@ -302,3 +302,8 @@ def _isatty(stream: IO[str]) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _constant(line: bytes) -> Callable[[], bytes]:
+    """A reader for a line already read (each NDJSON item's bytes)."""
+    return lambda: line

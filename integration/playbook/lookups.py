@@ -125,7 +125,7 @@ class LookupService:
                 validate_params(schema, params)  # the entry points' own check
             except InvalidInput as error:
                 original = params.get(PARAM_BY_KIND[kind]) if isinstance(params, dict) else None
-                results[position] = error_envelope(action, error, original=original)
+                results[position] = error_envelope(action, error, original=original).to_dict()
                 continue
             options = (params.get("use_cache", True), params.get("include_raw", False))
             wanted.setdefault(options, []).append(position)

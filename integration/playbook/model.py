@@ -161,9 +161,7 @@ def parse_playbook(data: Any, source: str = "<playbook>") -> Playbook:
 
 
 def _check_schema(data: Any, source: str) -> None:
-    from jsonschema.exceptions import best_match
-
-    error = best_match(schemas.validator(SCHEMA).iter_errors(data))
+    error = schemas.best_error(SCHEMA, data)
     if error is None:
         return
     path = list(error.absolute_path)

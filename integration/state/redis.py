@@ -211,8 +211,8 @@ class RedisStore:
 
     def get(self, namespace: str, key: str) -> str | None:
         with self._talking("read"):
-            value: str | None = self._redis.get(self._data_key(namespace, key))
-        return value
+            value = self._redis.get(self._data_key(namespace, key))
+        return value if value is None or isinstance(value, str) else value.decode()
 
     def put(self, namespace: str, key: str, value: str, ttl_s: float | None = None) -> None:
         if ttl_s is not None and ttl_s <= 0:  # already expired: as if never written
