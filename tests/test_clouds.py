@@ -23,18 +23,33 @@ def test_a_commercial_region_picks_its_api_host(region: str, host: str) -> None:
     assert resolve_endpoints({"region": region}).api_base == f"https://{host}"
 
 
-@pytest.mark.parametrize(("cloud", "login", "api"), [
+@pytest.mark.parametrize(("cloud", "login", "api", "scope", "portal"), [
+    ("commercial", "https://login.microsoftonline.com", "https://api.security.microsoft.com",
+     "https://api.securitycenter.microsoft.com/.default", "https://security.microsoft.com"),
     ("us-gcc", "https://login.microsoftonline.com",
-     "https://api-gcc.securitycenter.microsoft.us"),
+     "https://api-gcc.securitycenter.microsoft.us",
+     "https://securitycenter.onmicrosoft.com/windowsatpservice/.default",
+     "https://security.microsoft.com"),
     ("us-gcc-high", "https://login.microsoftonline.us",
-     "https://api-gov.securitycenter.microsoft.us"),
-    ("us-dod", "https://login.microsoftonline.us", "https://api-gov.securitycenter.microsoft.us"),
+     "https://api-gov.securitycenter.microsoft.us",
+     "https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
+     "https://security.microsoft.us"),
+    ("us-dod", "https://login.microsoftonline.us", "https://api-gov.securitycenter.microsoft.us",
+     "https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
+     "https://security.apps.mil"),
 ])
-def test_government_clouds_use_their_hosts_and_the_gov_scope(cloud: str, login: str,
-                                                             api: str) -> None:
+def test_each_cloud_has_its_sign_in_host_api_base_scope_and_portal(
+        cloud: str, login: str, api: str, scope: str, portal: str) -> None:
     endpoints = resolve_endpoints({"cloud": cloud})
-    assert (endpoints.authority_host, endpoints.api_base) == (login, api)
-    assert endpoints.scope == "https://securitycenter.onmicrosoft.us/windowsatpservice/.default"
+    assert (endpoints.authority_host, endpoints.api_base, endpoints.scope,
+            endpoints.portal_base) == (login, api, scope, portal)
+    assert endpoints.is_microsoft_authority
+
+
+def test_gcc_asks_for_the_commercial_resource_because_it_signs_in_commercially() -> None:
+    gcc, commercial = resolve_endpoints({"cloud": "us-gcc"}), resolve_endpoints({})
+    assert gcc.authority_host == commercial.authority_host
+    assert gcc.scope.startswith("https://securitycenter.onmicrosoft.com/")
 
 
 def test_each_endpoint_can_be_overridden() -> None:

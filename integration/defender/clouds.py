@@ -25,14 +25,17 @@ CLOUDS: dict[str, Cloud] = {
         scope="https://api.securitycenter.microsoft.com/.default",
         portal_base="https://security.microsoft.com",
     ),
-    # Microsoft documents no scope for the US government clouds; this is the one that a
-    # widely used integration asks for there (reference page). `scope` overrides it.
+    # GCC signs in on the commercial Entra, so its token is for the commercial resource
+    # (the most widely deployed Defender integration moved to this after GCC customers'
+    # sign-ins failed with the .us resource). `scope` overrides it.
     "us-gcc": Cloud(
         login_host="https://login.microsoftonline.com",
         api_base="https://api-gcc.securitycenter.microsoft.us",
-        scope="https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
+        scope="https://securitycenter.onmicrosoft.com/windowsatpservice/.default",
         portal_base="https://security.microsoft.com",
     ),
+    # Microsoft documents no scope for GCC High and DoD, which sign in on the US government
+    # Entra; this is the one a widely used integration asks for there (reference page).
     "us-gcc-high": Cloud(
         login_host="https://login.microsoftonline.us",
         api_base="https://api-gov.securitycenter.microsoft.us",
