@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator
 
 from integration.errors import UpstreamError
@@ -73,12 +74,8 @@ def test_doc_example_becomes_the_full_artifact() -> None:
         "groups": [{"uid": "140", "name": "The-A-Team"}],
         "uid_alt": "80fe8ff8-2624-418e-9591-41f0491218f9",
         "network_interfaces": [
-            {"ip": "10.166.113.47", "mac": "8c:ec:4b:89:7e:73", "operational_status": "Up"},
-            {
-                "ip": "2a01:110:68:4:59e4:3916:3b3e:4f96",
-                "mac": "8c:ec:4b:89:7e:73",
-                "operational_status": "Up",
-            },
+            {"ip": "10.166.113.47", "mac": "8c:ec:4b:89:7e:73"},
+            {"ip": "2a01:110:68:4:59e4:3916:3b3e:4f96", "mac": "8c:ec:4b:89:7e:73"},
         ],
         "vendor_name": "Microsoft",
         "mde": {
@@ -91,6 +88,7 @@ def test_doc_example_becomes_the_full_artifact() -> None:
             "rbac_group_id": 140,
             "is_aad_joined": True,
             "os_processor": "x64",
+            "network_interfaces": [{"operational_status": "Up"}, {"operational_status": "Up"}],
             "portal_url": f"https://security.microsoft.com/machines/{DOC_ID}/overview",
         },
     }
@@ -212,8 +210,9 @@ def test_os_build_becomes_a_string() -> None:
     assert normalize_machine(machine(osBuild=19045))["os"]["build"] == "19045"
 
 
-def test_os_without_platform_is_of_unknown_type() -> None:
+def test_os_without_platform_is_named_unknown_as_ocsf_requires_a_name() -> None:
     assert normalize_machine(machine(version="1709"))["os"] == {
+        "name": "Unknown",
         "type_id": 0,
         "type": "Unknown",
         "version": "1709",
@@ -320,14 +319,98 @@ def test_malformed_mac_is_left_out(mac: Any) -> None:
 
 
 def test_every_address_becomes_an_interface_in_order() -> None:
-    interfaces = normalize_machine(fixture("extra_fields"))["network_interfaces"]
-    assert interfaces == [
-        {"ip": "192.0.2.44", "mac": "00:15:5d:01:02:0a", "type": "Ethernet",
-         "operational_status": "Up"},
-        {"ip": "fe80::215:5dff:fe01:20a", "mac": "00:15:5d:01:02:0a", "type": "Ethernet",
-         "operational_status": "Up"},
-        {"ip": "172.17.0.1", "type": "Other", "operational_status": "Down"},
+    artifact = normalize_machine(fixture("extra_fields"))
+    assert artifact["network_interfaces"] == [
+        {"ip": "192.0.2.44", "mac": "00:15:5d:01:02:0a", "type_id": 1, "type": "Wired"},
+        {"ip": "fe80::215:5dff:fe01:20a", "mac": "00:15:5d:01:02:0a", "type_id": 1,
+         "type": "Wired"},
+        {"ip": "172.17.0.1", "type_id": 99, "type": "Other"},
     ]
+    # Item for item, what OCSF has no attribute for.
+    assert artifact["mde"]["network_interfaces"] == [
+        {"type": "Ethernet", "operational_status": "Up"},
+        {"type": "Ethernet", "operational_status": "Up"},
+        {"type": "Other", "operational_status": "Down"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "type_id", "caption"),
+    [
+        ("Ethernet", 1, "Wired"),
+        ("GigabitEthernet", 1, "Wired"),
+        ("Wireless80211", 2, "Wireless"),
+        ("Wwanpp", 3, "Mobile"),
+        ("Tunnel", 4, "Tunnel"),
+        ("tunnel", 4, "Tunnel"),
+        ("Ppp", 99, "Ppp"),
+        ("Other", 99, "Other"),
+    ],
+)
+def test_interface_type_maps_to_ocsf_type_id_keeping_defenders_word_in_mde(
+    kind: str, type_id: int, caption: str
+) -> None:
+    raw = machine(ipAddresses=[{"ipAddress": "10.0.0.1", "type": kind}])
+    artifact = normalize_machine(raw)
+    assert artifact["network_interfaces"] == [{"ip": "10.0.0.1", "type_id": type_id,
+                                               "type": caption}]
+    assert artifact["mde"]["network_interfaces"] == [{"type": kind}]
+
+
+def test_interface_without_type_or_status_has_no_type_and_no_mde_details() -> None:
+    artifact = normalize_machine(machine(ipAddresses=[{"ipAddress": "10.0.0.1"}]))
+    assert artifact["network_interfaces"] == [{"ip": "10.0.0.1"}]
+    assert "network_interfaces" not in artifact["mde"]
+
+
+def test_mde_interface_details_stay_aligned_when_one_interface_has_none() -> None:
+    raw = machine(ipAddresses=[{"ipAddress": "10.0.0.1"},
+                               {"ipAddress": "10.0.0.2", "operationalStatus": "Down"}])
+    assert normalize_machine(raw)["mde"]["network_interfaces"] == [
+        {}, {"operational_status": "Down"}]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        {"ipAddress": "127.0.0.1", "macAddress": "000000000000", "type": "Other"},
+        {"ipAddress": "127.10.20.30", "macAddress": "001122334455", "type": "Ethernet"},
+        {"ipAddress": "::1", "macAddress": None, "type": "SoftwareLoopback"},
+        {"ipAddress": "0:0:0:0:0:0:0:1"},
+        {"ipAddress": None, "macAddress": None, "type": "SoftwareLoopback"},
+        {"ipAddress": "10.0.0.9", "type": "Loopback"},
+        {"ipAddress": "", "macAddress": "000000000000"},
+        {"ipAddress": "not an ip", "macAddress": None},
+        {"ipAddress": None, "macAddress": None, "type": "Ethernet", "operationalStatus": "Up"},
+    ],
+)
+def test_loopbacks_and_entries_naming_no_address_are_left_out(address: dict) -> None:
+    raw = machine(ipAddresses=[address, {"ipAddress": "10.0.0.1", "operationalStatus": "Up"}])
+    artifact = normalize_machine(raw)
+    assert artifact["network_interfaces"] == [{"ip": "10.0.0.1"}]
+    assert artifact["mde"]["network_interfaces"] == [{"operational_status": "Up"}]
+
+
+@pytest.mark.parametrize("mac", ["000000000000", "00-00-00-00-00-00", "00:00:00:00:00:00"])
+def test_all_zero_mac_is_left_out_but_its_address_kept(mac: str) -> None:
+    raw = machine(ipAddresses=[{"ipAddress": "10.0.0.1", "macAddress": mac}])
+    assert normalize_machine(raw)["network_interfaces"] == [{"ip": "10.0.0.1"}]
+
+
+def test_interface_with_a_mac_and_no_usable_address_keeps_the_mac() -> None:
+    raw = machine(ipAddresses=[{"ipAddress": "", "macAddress": "00005E005301"}])
+    assert normalize_machine(raw)["network_interfaces"] == [{"mac": "00:00:5e:00:53:01"}]
+
+
+@pytest.mark.parametrize("ip", ["", "not-an-ip", "10.0.0.256", "10.0.0.1/24", " 10.0.0.1", "?"])
+def test_last_ip_address_that_is_no_ip_is_left_out(ip: str) -> None:
+    assert "ip" not in normalize_machine(machine(lastIpAddress=ip))
+
+
+def test_long_ipv6_with_a_zone_is_shortened_to_fit_ocsf() -> None:
+    long_form = "fe80:0000:0000:0000:0215:5dff:fe01:020a%12"
+    artifact = normalize_machine(machine(lastIpAddress=long_form))
+    assert artifact["ip"] == "fe80::215:5dff:fe01:20a%12"
 
 
 def test_ip_is_left_out_when_last_ip_address_is_missing() -> None:
@@ -350,6 +433,22 @@ def test_group_uid_is_always_a_string(group_id: int | str) -> None:
 def test_group_id_zero_is_kept() -> None:
     artifact = normalize_machine(machine(rbacGroupId=0, rbacGroupName=None))
     assert artifact["groups"] == [{"uid": "0"}]
+
+
+@pytest.mark.parametrize(
+    ("dns_name", "hostname", "name"),
+    [("chat_Desk ", "chat_Desk", "chat_Desk"), ("  web-01.contoso.com\t", "web-01.contoso.com",
+                                                   "web-01")],
+)
+def test_host_names_are_trimmed(dns_name: str, hostname: str, name: str) -> None:
+    artifact = normalize_machine(machine(computerDnsName=dns_name))
+    assert (artifact["hostname"], artifact["name"]) == (hostname, name)
+
+
+def test_blank_host_name_is_left_out() -> None:
+    artifact = normalize_machine(machine(computerDnsName="   "))
+    assert "hostname" not in artifact
+    assert "name" not in artifact
 
 
 def test_name_is_the_first_label_of_the_dns_name() -> None:
@@ -411,10 +510,34 @@ def test_no_artifact_holds_a_null(name: str) -> None:
 
 def test_unknown_extra_fields_are_ignored() -> None:
     raw = fixture("extra_fields")
-    known = {k: v for k, v in raw.items()
-             if k not in ("@odata.context", "managedBy", "defenderAvStatus",
-                          "isPotentialDuplication", "futureField")}
+    known = {k: v for k, v in raw.items() if k not in ("@odata.context", "futureField")}
     assert normalize_machine(raw) == normalize_machine(known)
+
+
+def test_defender_inventory_fields_are_kept_under_mde() -> None:
+    raw = machine(defenderAvStatus="NotUpdated", managedBy="Intune", isExcluded=True,
+                  exclusionReason="InactiveDevice", isPotentialDuplication=True,
+                  mergedIntoMachineId="0e23b8b23abcdefabcdef6f877b45d19c04a522d")
+    mde = normalize_machine(raw)["mde"]
+    assert {key: mde[key] for key in (
+        "defender_av_status", "managed_by", "is_excluded", "exclusion_reason",
+        "is_potential_duplicate", "merged_into_machine_id")} == {
+        "defender_av_status": "NotUpdated",
+        "managed_by": "Intune",
+        "is_excluded": True,
+        "exclusion_reason": "InactiveDevice",
+        "is_potential_duplicate": True,
+        "merged_into_machine_id": "0e23b8b23abcdefabcdef6f877b45d19c04a522d",
+    }
+
+
+def test_false_flags_are_kept_and_null_reasons_left_out() -> None:
+    raw = machine(isExcluded=False, exclusionReason=None, isPotentialDuplication=False,
+                  mergedIntoMachineId=None)
+    mde = normalize_machine(raw)["mde"]
+    assert (mde["is_excluded"], mde["is_potential_duplicate"]) == (False, False)
+    assert "exclusion_reason" not in mde
+    assert "merged_into_machine_id" not in mde
 
 
 def test_vm_metadata_is_kept_without_nulls() -> None:
@@ -483,7 +606,8 @@ DEFENDER_KEYS = [
     "onboardingstatus", "version", "osVersion", "agentVersion", "osProcessor", "osArchitecture",
     "osBuild", "lastIpAddress", "lastExternalIpAddress", "healthStatus", "rbacGroupId",
     "rbacGroupName", "riskScore", "exposureLevel", "deviceValue", "isAadJoined", "aadDeviceId",
-    "machineTags", "ipAddresses", "vmMetadata",
+    "machineTags", "ipAddresses", "vmMetadata", "defenderAvStatus", "managedBy", "isExcluded",
+    "exclusionReason", "isPotentialDuplication", "mergedIntoMachineId",
 ]
 
 
@@ -498,3 +622,86 @@ def test_oddly_typed_fields_neither_raise_nor_break_the_schema(
     assert [error.message for error in validator.iter_errors(artifact)] == []
     del artifact["mde"]["raw"]
     assert nulls(artifact) == []
+
+
+# --- real records (tests/corpus/machines) -----------------------------------------------
+
+CORPUS = ROOT / "tests" / "corpus" / "machines"
+
+
+def corpus_records(name: str) -> list[dict[str, Any]]:
+    """A corpus file's records: the file is one record or a `{"value": [...]}` page."""
+    data = json.loads((CORPUS / name).read_text(encoding="utf-8"))
+    return data.get("value", [data])
+
+
+def corpus_artifact(name: str) -> dict[str, Any]:
+    (record,) = corpus_records(name)
+    return normalize_machine(record)
+
+
+def expected_machines() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "tests" / "corpus" / "expected_machines.yaml").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in CORPUS.glob("*.json")))
+def test_corpus_records_normalize_to_their_ids_and_match_the_schema(
+    validator: Draft202012Validator, name: str
+) -> None:
+    artifacts = normalize_machines(corpus_records(name))
+    assert [a["uid"] for a in artifacts] == expected_machines()[name]["ids"]
+    for artifact in artifacts:
+        assert [error.message for error in validator.iter_errors(artifact)] == []
+        assert nulls(artifact) == []
+
+
+def test_corpus_zero_macs_and_loopbacks_are_left_out() -> None:
+    artifact = corpus_artifact("machine_elastic_ubuntu_zero_mac_loopback.json")
+    assert artifact["network_interfaces"] == [
+        {"ip": "192.168.90.40", "mac": "00:00:5e:00:53:ff", "type_id": 99, "type": "Other"},
+        {"ip": "2a02:cf40::", "mac": "00:00:5e:00:53:00", "type_id": 99, "type": "Other"},
+    ]
+    assert artifact["mde"]["network_interfaces"] == [
+        {"type": "Other", "operational_status": "Up"}] * 2
+
+
+def test_corpus_software_loopbacks_are_left_out() -> None:
+    artifact = corpus_artifact("machine_elastic_win2k19_softwareloopback_null_mac.json")
+    assert [nic["ip"] for nic in artifact["network_interfaces"]] == [
+        "10.50.11.140", "1.128.0.0", "2a02:cf40::"]
+    assert {nic["type"] for nic in artifact["network_interfaces"]} == {"Wired"}
+
+
+def test_corpus_interfaces_down_keep_their_status_under_mde() -> None:
+    artifact = corpus_artifact("machine_elastic_win11_interfaces_down.json")
+    assert artifact["ip"] == "192.168.92.66"  # lastIpAddress, though no interface has it
+    assert [nic["ip"] for nic in artifact["network_interfaces"]] == ["81.2.69.142", "2a02:cf40::"]
+    assert [d["operational_status"] for d in artifact["mde"]["network_interfaces"]] == [
+        "Down", "Down"]
+
+
+def test_corpus_empty_ip_address_keeps_the_interface_by_its_mac() -> None:
+    artifact = corpus_artifact("machine_elastic_win11_empty_ip_address.json")
+    assert artifact["network_interfaces"][0] == {
+        "mac": "00:00:5e:00:53:01", "type_id": 1, "type": "Wired"}
+
+
+def test_corpus_multicast_mac_is_kept_as_sent() -> None:
+    artifact = corpus_artifact("machine_elastic_rhel_multicast_mac.json")
+    assert artifact["network_interfaces"][0]["mac"] == "01:00:5e:90:10:00"
+    assert artifact["hostname"] == "C-Lab-31"
+    assert artifact["os"]["type_id"] == 200
+
+
+def test_corpus_inventory_fields_are_kept_under_mde() -> None:
+    mde = corpus_artifact("machine_elastic_win10_intune.json")["mde"]
+    assert mde["managed_by"] == "Intune"
+    assert (mde["is_excluded"], mde["is_potential_duplicate"]) == (False, False)
+    assert "exclusion_reason" not in mde  # null in the record
+    assert "merged_into_machine_id" not in mde
+
+
+def test_corpus_docs_record_without_inventory_fields_has_none_of_them() -> None:
+    mde = corpus_artifact("machine_docs_get_by_id.json")["mde"]
+    assert not {"managed_by", "defender_av_status", "is_excluded", "is_potential_duplicate",
+                "network_interfaces"} & mde.keys()

@@ -1,9 +1,12 @@
 """Defender machine entity -> machine artifact (OCSF 1.8.0 Device attributes + an `mde` block).
 
-The artifact's shape is schemas/machine.schema.json. Two rules shape every line here:
+The artifact's shape is schemas/machine.schema.json. Three rules shape every line here:
 
 - Missing or null input is omitted, never invented: no key in the artifact holds None.
-  The one exception is OCSF's required `type_id`, where 0 "Unknown" is the honest answer.
+  The exceptions are what OCSF requires: a device's `type_id`, and an `os`'s `name` and
+  `type_id`, where "Unknown" (0) is the honest answer when Defender sends no platform.
+- The artifact minus `mde` is a valid OCSF 1.8.0 Device (with the `datetime` profile, for
+  the `*_dt` twins); whatever OCSF has no attribute for lives in `mde`.
 - Defender's answers vary by age and tenant (reference/defender-api.md): unknown extra
   fields, a misspelled key, numbers sent as strings. None of that may raise.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from ipaddress import ip_address
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +44,25 @@ _DEVICE_SERVER = (1, "Server")
 _DEVICE_TABLET = (4, "Tablet")
 _DEVICE_MOBILE = (5, "Mobile")
 _OS_UNKNOWN = (0, "Unknown")
+# OCSF requires os.name; with no osPlatform there is no better name than the type's caption.
+_OS_NAME_UNKNOWN = "Unknown"
+
+# OCSF network_interface type_id for Defender's interface types (the .NET
+# NetworkInterfaceType names, compared lowercased). Any other word is 99 "Other" with
+# Defender's word as the caption, as OCSF asks for 99.
+_INTERFACE_TYPES: dict[str, tuple[int, str]] = {
+    **dict.fromkeys(
+        ("ethernet", "gigabitethernet", "fastethernett", "fastethernetfx", "ethernet3megabit"),
+        (1, "Wired"),
+    ),
+    "wireless80211": (2, "Wireless"),
+    "wwanpp": (3, "Mobile"),  # mobile broadband (GSM, CDMA)
+    "wwanpp2": (3, "Mobile"),
+    "tunnel": (4, "Tunnel"),
+}
+_LOOPBACK_TYPES = frozenset(("loopback", "softwareloopback"))
+_LOOPBACK = (0, "")  # _interface_type's answer for a loopback type: compared by identity
+_OCSF_IP_MAX = 40  # OCSF ip_t maxLength
 
 # Linux distributions Defender may name instead of "Linux"; names holding "linux"
 # (OracleLinux, AmazonLinux, RedHatEnterpriseLinux...) are caught by a substring test.
@@ -66,6 +89,7 @@ _MAC = re.compile(
     r"([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})",
     re.ASCII,
 )
+_ZERO_MAC = "00:00:00:00:00:00"
 
 
 def normalize_machines(
@@ -105,14 +129,19 @@ def normalize_machine(
 
     hostname = get("computerDnsName")
     if hostname and isinstance(hostname, str):
-        artifact["hostname"] = hostname
-        name = hostname.partition(".")[0]
-        if name:
-            artifact["name"] = name
+        # Defender keeps the spaces a user typed into a computer name ("chat_Desk ").
+        hostname = hostname.strip()
+        if hostname:
+            artifact["hostname"] = hostname
+            name = hostname.partition(".")[0]
+            if name:
+                artifact["name"] = name
 
     ip = get("lastIpAddress")
     if ip and isinstance(ip, str):
-        artifact["ip"] = ip
+        address = _address(ip)
+        if address:
+            artifact["ip"] = address[0]
 
     platform = get("osPlatform")
     if platform and isinstance(platform, str):
@@ -154,38 +183,37 @@ def normalize_machine(
     if aad_device_id and isinstance(aad_device_id, str):
         artifact["uid_alt"] = aad_device_id
 
-    addresses = get("ipAddresses")
-    if addresses and isinstance(addresses, list):
-        interfaces = [nic for nic in map(_interface, addresses) if nic]
-        if interfaces:
-            artifact["network_interfaces"] = interfaces
+    interfaces, details = _interfaces(get("ipAddresses"))
+    if interfaces:
+        artifact["network_interfaces"] = interfaces
 
     artifact["vendor_name"] = VENDOR_NAME
-    artifact["mde"] = _mde(raw, machine_id, portal_base, include_raw)
+    artifact["mde"] = _mde(raw, machine_id, portal_base, include_raw, details)
     return artifact
 
 
 def _os(raw: dict[str, Any], platform: str | None, os_type: tuple[int, str]) -> dict[str, Any]:
+    """OCSF os, or {} when Defender said nothing about the system."""
     get = raw.get
-    os: dict[str, Any] = {}
-    if platform:
-        os["name"] = platform
+    details: dict[str, Any] = {}
     for key in ("version", "osVersion"):  # osVersion: old responses only
         version = get(key)
         if version and isinstance(version, str):
-            os["version"] = version
+            details["version"] = version
             break
     build = get("osBuild")
     if isinstance(build, int) and not isinstance(build, bool):
-        os["build"] = str(build)
+        details["build"] = str(build)
     elif build and isinstance(build, str):
-        os["build"] = build
+        details["build"] = build
     cpu_bits = _cpu_bits(get("osArchitecture"), get("osProcessor"))
     if cpu_bits:
-        os["cpu_bits"] = cpu_bits
-    if os:
-        os["type_id"], os["type"] = os_type
-    return os
+        details["cpu_bits"] = cpu_bits
+    if not (platform or details):
+        return details
+    type_id, type_name = os_type
+    return {"name": platform or _OS_NAME_UNKNOWN, "type_id": type_id, "type": type_name,
+            **details}
 
 
 def _cpu_bits(architecture: Any, processor: Any) -> int | None:
@@ -282,28 +310,80 @@ def _mac(value: str) -> str | None:
     return ":".join((groups[0], *groups[2:])).lower()
 
 
-def _interface(address: Any) -> dict[str, str] | None:
-    """One ipAddresses entry as an OCSF network interface; Defender's operational status
-    (`Up`, `Down`...) rides along as `operational_status`, which OCSF has no field for."""
-    if not isinstance(address, dict):
+@lru_cache(maxsize=4096)
+def _address(value: str) -> tuple[str, bool] | None:
+    """(the address for OCSF's ip_t, whether it is a loopback) or None for no IP address;
+    cached, as addresses repeat across an answer's machines."""
+    try:
+        parsed = ip_address(value)
+    except ValueError:
         return None
+    if len(value) > _OCSF_IP_MAX:  # an uncompressed IPv6 with a zone: the short form fits
+        value = str(parsed)
+        if len(value) > _OCSF_IP_MAX:
+            return None
+    return value, parsed.is_loopback
+
+
+def _interfaces(addresses: Any) -> tuple[list[dict[str, Any]], list[dict[str, str]] | None]:
+    """Defender's ipAddresses as OCSF network interfaces, and what OCSF has no attribute for
+    (None when that is nothing): item i of the second list describes item i of the first."""
+    interfaces: list[dict[str, Any]] = []
+    details: list[dict[str, str]] = []
+    if not (addresses and isinstance(addresses, list)):
+        return interfaces, None
+    for address in addresses:
+        if isinstance(address, dict):
+            pair = _interface(address)
+            if pair:
+                interfaces.append(pair[0])
+                details.append(pair[1])
+    return interfaces, details if any(details) else None
+
+
+def _interface(address: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """(OCSF network interface, Defender-only details) of one ipAddresses entry; None for a
+    loopback (never the address anyone outside saw) or an entry naming no address (OCSF
+    needs an ip or a mac to point at)."""
     get = address.get
-    nic: dict[str, str] = {}
+    given = get("type")
+    kind = given if given and isinstance(given, str) else None
+    ocsf_type = _interface_type(kind) if kind else None
+    if ocsf_type is _LOOPBACK:
+        return None
+    nic: dict[str, Any] = {}
     ip = get("ipAddress")
     if ip and isinstance(ip, str):
-        nic["ip"] = ip
+        parsed = _address(ip)
+        if parsed:
+            if parsed[1]:
+                return None
+            nic["ip"] = parsed[0]
     mac = get("macAddress")
     if mac and isinstance(mac, str):
         mac = _mac(mac)
-        if mac:
+        if mac and mac != _ZERO_MAC:  # Defender's placeholder for "no hardware address"
             nic["mac"] = mac
-    kind = get("type")
-    if kind and isinstance(kind, str):
-        nic["type"] = kind
+    if not nic:
+        return None
+    extra: dict[str, str] = {}
+    if kind and ocsf_type:
+        nic["type_id"], nic["type"] = ocsf_type
+        extra["type"] = kind
     status = get("operationalStatus")
     if status and isinstance(status, str):
-        nic["operational_status"] = status
-    return nic or None
+        extra["operational_status"] = status
+    return nic, extra
+
+
+@lru_cache(maxsize=256)
+def _interface_type(kind: str) -> tuple[int, str]:
+    """(OCSF type_id, caption) of a Defender interface type, or _LOOPBACK."""
+    key = kind.lower()
+    if key in _LOOPBACK_TYPES:
+        return _LOOPBACK
+    # 99 "Other" carries Defender's own word, as OCSF asks.
+    return _INTERFACE_TYPES.get(key) or (99, kind)
 
 
 # Defender string fields copied as given into `mde`: (Defender key, artifact key).
@@ -315,11 +395,26 @@ _MDE_STRINGS = (
     ("osArchitecture", "os_architecture"),
     ("osProcessor", "os_processor"),
     ("agentVersion", "agent_version"),
+    ("defenderAvStatus", "defender_av_status"),
+    ("managedBy", "managed_by"),
+    ("exclusionReason", "exclusion_reason"),
+    ("mergedIntoMachineId", "merged_into_machine_id"),
+)
+
+# Defender booleans copied into `mde`: (Defender key, artifact key).
+_MDE_BOOLEANS = (
+    ("isAadJoined", "is_aad_joined"),
+    ("isExcluded", "is_excluded"),
+    ("isPotentialDuplication", "is_potential_duplicate"),
 )
 
 
 def _mde(
-    raw: dict[str, Any], machine_id: str, portal_base: str, include_raw: bool
+    raw: dict[str, Any],
+    machine_id: str,
+    portal_base: str,
+    include_raw: bool,
+    interfaces: list[dict[str, str]] | None,
 ) -> dict[str, Any]:
     get = raw.get
     mde: dict[str, Any] = {}
@@ -339,12 +434,15 @@ def _mde(
     group_id = get("rbacGroupId")
     if isinstance(group_id, (int, str)) and not isinstance(group_id, bool) and group_id != "":
         mde["rbac_group_id"] = group_id
-    aad_joined = get("isAadJoined")
-    if isinstance(aad_joined, bool):
-        mde["is_aad_joined"] = aad_joined
+    for source, target in _MDE_BOOLEANS:
+        flag = get(source)
+        if isinstance(flag, bool):
+            mde[target] = flag
     vm_metadata = _without_nulls(get("vmMetadata"))
     if vm_metadata and isinstance(vm_metadata, dict):
         mde["vm_metadata"] = vm_metadata
+    if interfaces:
+        mde["network_interfaces"] = interfaces
     # Defender ids are 40 hex characters; quote() only for anything else.
     segment = machine_id
     if not (machine_id.isascii() and machine_id.isalnum()):
