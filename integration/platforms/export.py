@@ -1,0 +1,30 @@
+"""`mde-enrich export {xsoar,splunk,cortex} OUTDIR`: write one platform's files.
+
+Each platform's writer is imported only when asked for: the CLI stays quick, and one
+platform's module cannot break another's export.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from integration.errors import InvalidInput
+
+# platform -> (module, function(outdir: Path) -> list[Path])
+WRITERS = {
+    "xsoar": ("integration.platforms.xsoar", "write_xsoar_integration"),
+    "splunk": ("integration.platforms.splunk_soar", "write_splunk_app"),
+    "cortex": ("integration.platforms.cortex", "write_cortex_analyzer"),
+}
+
+
+def export(platform: str, outdir: str | Path) -> list[Path]:
+    """Write `platform`'s files into `outdir` (created if missing); the paths written."""
+    if platform not in WRITERS:
+        raise InvalidInput(f"unknown platform {platform!r}; choose one of {', '.join(WRITERS)}")
+    module_name, function_name = WRITERS[platform]
+    writer = getattr(importlib.import_module(module_name), function_name)
+    folder = Path(outdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return list(writer(folder))

@@ -1,0 +1,619 @@
+"""Cortex XSOAR integration, generated from plugin.yaml and schemas/.
+
+`write_xsoar_integration(outdir)` writes:
+- `MDEEnrich/`: the integration in demisto-sdk's split layout (MDEEnrich.yml with
+  `script: '-'`, MDEEnrich.py, MDEEnrich_description.md, README.md), for a content repository
+  and `demisto-sdk validate` / `upload`;
+- `integration-MDEEnrich.yml`: the same YAML with the code and description inlined (what
+  demisto-sdk's `unify` makes), for Settings > Integrations > Upload in XSOAR directly;
+- `Dockerfile`: the image the integration runs in (XSOAR's images do not hold mde-enrich).
+
+The integration's code is text we write: it imports XSOAR's `demistomock` and
+`CommonServerPython` only when XSOAR runs it, never here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from integration import __version__, schemas
+from integration.manifest import manifest
+from integration.platforms import ConfigField, config_fields
+
+INTEGRATION_ID = "MDEEnrich"
+CONTEXT_PREFIX = "MDEEnrich"
+COMMAND_PREFIX = "mde-"
+SECTION = "Connect"
+# XSOAR's own images do not hold mde-enrich and its dependencies: the Dockerfile we write
+# (or `/docker_image_create ... dependencies=mde-enrich`) builds this name from this base.
+BASE_IMAGE = "demisto/python3:3.12.8.1983910"
+DEFAULT_DOCKER_IMAGE = f"mde-enrich/xsoar:{__version__}"
+FROM_VERSION = "6.10.0"
+
+# Configuration type codes (demisto-sdk constants.ParameterType).
+TEXT, BOOLEAN, CREDENTIALS, LONG_TEXT, SINGLE_SELECT = 0, 8, 9, 12, 15
+TYPE_CODES = frozenset({0, 1, 4, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23})
+OUTPUT_TYPES = frozenset({"String", "Number", "Boolean", "Date", "Unknown"})
+
+# Labels for the instance form; every other setting is labelled from its name.
+DISPLAY = {
+    "tenant_id": "Tenant ID", "client_id": "Client (application) ID",
+    "client_secret": "Client secret",
+    "client_certificate_path": "Client certificate (PEM with its private key, or a path)",
+    "client_certificate_password": "Client certificate password",
+    "cloud": "Cloud", "region": "API region (geography)",
+    "api_base_url": "API base URL (overrides cloud and region)",
+    "authority_host": "Sign-in authority host (overrides cloud)",
+    "scope": "Token scope (overrides cloud)",
+    "ca_bundle": "Trusted CA certificates (PEM, or a path)",
+    "proxy": "Use system proxy settings",
+    "state": "Cache and budget state (sqlite:///path or redis://host:port/db)",
+}
+# XSOAR names where the plugin's flat name would break a convention: a secret-only
+# credentials field is `credentials` (as in XSOAR's own Defender integration) and the
+# system-proxy checkbox is `proxy`.
+XSOAR_NAME = {"client_secret": "credentials", "client_certificate_path": "client_certificate",
+              "client_certificate_password": "certificate_password"}
+# Shown on the first page of the instance form; the rest is under "advanced".
+BASIC = frozenset({"tenant_id", "client_id", "client_secret", "cloud"})
+# Plugin settings that hold a file path: XSOAR gives the file's text (PEM), which the
+# integration writes to a file; a path still works on an engine with the file mounted.
+FILE_SETTINGS = frozenset({"client_certificate_path", "ca_bundle"})
+SECRET_FILES = frozenset({"client_certificate_path"})
+
+# Output descriptions the schemas leave out.
+OUTPUT_DESCRIPTIONS = {
+    "Lookup.indicator.value": "The indicator as sent to Defender: a punycode domain or a "
+                              "lowercase hash.",
+    "Lookup.summary.total_machines": "Number of machines in the answer.",
+    "Lookup.summary.api_calls": "Defender API calls the lookup made.",
+    "Lookup.summary.cached": "Whether the answer came from the cache.",
+    "Lookup.machine_uids": "Defender ids of the machines in the answer (MDEEnrich.Machines.uid).",
+}
+
+
+# -- the instance configuration --------------------------------------------------------------
+
+
+def configuration() -> list[dict[str, Any]]:
+    """The instance parameters: one per flat plugin setting, in the config schema's order."""
+    return [_parameter(field) for field in config_fields()]
+
+
+def _parameter(field: ConfigField) -> dict[str, Any]:
+    name = XSOAR_NAME.get(field.name, field.name)
+    label = _label(field.name)
+    parameter: dict[str, Any] = {"name": name, "display": label}
+    if field.sensitive:
+        # Type 9 (credentials) with the user name hidden, like XSOAR's Defender integration:
+        # the secret can come from XSOAR's credentials store or an external vault, not only
+        # typed in; a type 4 field can only be typed in.
+        parameter = {"name": name, "displaypassword": label, "type": CREDENTIALS,
+                     "hiddenusername": True}
+    elif field.name == "proxy":
+        # The plugin wants a proxy URL; XSOAR convention is a checkbox that says "use the
+        # proxy the server gives the container" (HTTPS_PROXY), which the code reads.
+        parameter["type"] = BOOLEAN
+    elif field.choices:
+        parameter.update(type=SINGLE_SELECT, options=list(field.choices))
+    elif field.name in SECRET_FILES:
+        # A client certificate's PEM holds its private key: a secret, though the plugin's
+        # setting is only the (non-secret) path of the file.
+        parameter = {"name": name, "displaypassword": label, "type": CREDENTIALS,
+                     "hiddenusername": True}
+    elif field.name in FILE_SETTINGS:
+        parameter["type"] = LONG_TEXT
+    elif field.kind == "boolean":
+        parameter["type"] = BOOLEAN
+    else:
+        # Numbers too: type 0 is what XSOAR's own integrations use for them; the code
+        # converts and the plugin's config schema checks the range.
+        parameter["type"] = TEXT
+    if field.default is not None:
+        parameter["defaultvalue"] = str(field.default).lower() if isinstance(field.default, bool) \
+            else str(field.default)
+    parameter["required"] = field.required
+    parameter["section"] = SECTION
+    if field.name not in BASIC:
+        parameter["advanced"] = True
+    info = _additional_info(field)
+    if info:
+        parameter["additionalinfo"] = info
+    return parameter
+
+
+def _label(name: str) -> str:
+    if name in DISPLAY:
+        return DISPLAY[name]
+    words = f"{name[:-2]} (seconds)" if name.endswith("_s") else name
+    return words.replace("_", " ").capitalize()
+
+
+def _additional_info(field: ConfigField) -> str:
+    if field.name == "client_secret":
+        return "Give either the client secret or a client certificate."
+    if field.name == "proxy":
+        return "Sends the Defender and sign-in calls through the proxy XSOAR is configured with."
+    if field.name in FILE_SETTINGS:
+        return "Paste the PEM text; it is written to a file readable only by the integration."
+    return "" if field.description == field.name.replace("_", " ").capitalize() \
+        else _sentence(field.description)
+
+
+def parameter_map() -> list[tuple[str, tuple[str, ...], str]]:
+    """(XSOAR parameter, where its value goes in the plugin configuration, how to read it):
+    the table the integration's code uses to build the plugin configuration."""
+    table = []
+    for field in config_fields():
+        if field.name == "proxy":
+            kind = "system_proxy"
+        elif field.name in FILE_SETTINGS:
+            kind = "secret_file" if field.name in SECRET_FILES else "file"
+        elif field.kind in ("integer", "number", "boolean"):
+            kind = field.kind
+        else:
+            kind = "text"
+        table.append((XSOAR_NAME.get(field.name, field.name), field.path, kind))
+    return table
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def command_name(action_id: str) -> str:
+    # XSOAR runs `test-module` for the instance's Test button; it is not listed as a command.
+    return "test-module" if action_id == "test_connectivity" \
+        else COMMAND_PREFIX + action_id.replace("_", "-")
+
+
+def commands() -> list[dict[str, Any]]:
+    listed = []
+    for entry in manifest().data["actions"]:
+        if command_name(entry["id"]) == "test-module":
+            continue
+        listed.append({
+            "name": command_name(entry["id"]),
+            "description": _sentence(" ".join(entry["description"].split())),
+            "arguments": arguments(Path(entry["input"]["$ref"]).name),
+            "outputs": list(outputs()),
+        })
+    return listed
+
+
+def arguments(input_schema: str) -> list[dict[str, Any]]:
+    """Arguments from an input schema; the first required one is the default (unnamed) one."""
+    schema = schemas.schema(input_schema)
+    properties = _properties(schema, input_schema)
+    required = list(schema.get("required", ()))
+    listed = []
+    for name, node in properties.items():
+        argument: dict[str, Any] = {"name": name, "description": _sentence(
+            node.get("description") or name.replace("_", " "))}
+        if name in required:
+            argument["required"] = True
+            argument["default"] = name == required[0]
+        # XSOAR sends every argument as text; a closed set of values is offered as a list.
+        if node.get("type") == "boolean":
+            argument.update(auto="PREDEFINED", predefined=["true", "false"],
+                            defaultValue=str(node.get("default", False)).lower())
+        elif node.get("enum") and all(isinstance(value, str) for value in node["enum"]):
+            argument.update(auto="PREDEFINED", predefined=list(node["enum"]))
+            if "default" in node:
+                argument["defaultValue"] = node["default"]
+        listed.append(argument)
+    return listed
+
+
+def action_arguments() -> dict[str, dict[str, Any]]:
+    """XSOAR command -> what the code needs to call the action: its entry point, the
+    arguments it takes and which of them are booleans (XSOAR sends every argument as text)."""
+    table = {}
+    for entry in manifest().data["actions"]:
+        input_schema = Path(entry["input"]["$ref"]).name
+        properties = _properties(schemas.schema(input_schema), input_schema)
+        table[command_name(entry["id"])] = {
+            "entry_point": entry["entry_point"],
+            "arguments": list(properties),
+            "booleans": [name for name, node in properties.items()
+                         if node.get("type") == "boolean"],
+        }
+    return table
+
+
+def outputs() -> Iterator[dict[str, str]]:
+    """Context paths: MDEEnrich.Machines.* from machine.schema.json and MDEEnrich.Lookup.*
+    from the rest of envelope.schema.json (an error becomes an error entry, not context)."""
+    envelope = schemas.schema("envelope.schema.json")
+    yield from _outputs(schemas.schema("machine.schema.json"), "Machines",
+                        "machine.schema.json")
+    for name, node in envelope["properties"].items():
+        if name not in ("machines", "error"):
+            yield from _outputs(node, f"Lookup.{name}", "envelope.schema.json")
+    yield _output("Lookup.machine_uids", {"type": "array", "items": {"type": "string"}})
+
+
+def _outputs(node: Any, path: str, base: str) -> Iterator[dict[str, str]]:
+    node, base = _deref(node, base)
+    if node.get("type") == "array" and isinstance(node.get("items"), dict):
+        items, item_base = _deref(node["items"], base)
+        if items.get("properties"):  # a list of objects: XSOAR paths go through the list
+            yield from _outputs(items, path, item_base)
+            return
+    properties = node.get("properties")
+    if properties:
+        for name, child in properties.items():
+            yield from _outputs(child, f"{path}.{name}", base)
+        return
+    yield _output(path, node)
+
+
+def _output(path: str, node: Mapping[str, Any]) -> dict[str, str]:
+    description = OUTPUT_DESCRIPTIONS.get(path) or node.get("description") or node.get("title")
+    values = node.get("enum") or ([node["const"]] if "const" in node else None)
+    if values and not description:
+        description = f"{path.split('.', 1)[1].replace('.', ' ').replace('_', ' ')}: one of " \
+                      f"{', '.join(str(value) for value in values)}"
+    return {"contextPath": f"{CONTEXT_PREFIX}.{path}",
+            "description": _sentence(description or path.rsplit(".", 1)[-1].replace("_", " ")),
+            "type": output_type(node)}
+
+
+def output_type(node: Mapping[str, Any]) -> str:
+    """XSOAR's output types: String, Number, Boolean, Date, Unknown (a list takes the type of
+    its items, as XSOAR's own integrations do)."""
+    if node.get("format") == "date-time":
+        return "Date"
+    kind = node.get("type")
+    if kind == "array":
+        return output_type(node.get("items") or {})
+    values = node.get("enum") or ([node["const"]] if "const" in node else [])
+    if values:
+        kinds = {type(value) for value in values}
+        kind = {frozenset({str}): "string", frozenset({int}): "integer",
+                frozenset({bool}): "boolean"}.get(frozenset(kinds))
+    return {"string": "String", "integer": "Number", "number": "Number",
+            "boolean": "Boolean"}.get(kind if isinstance(kind, str) else "", "Unknown")
+
+
+def _properties(schema: Mapping[str, Any], base: str) -> dict[str, Any]:
+    """A schema's properties; `name: true` takes its definition from the schema's $ref."""
+    inherited = _deref({"$ref": schema["$ref"]}, base)[0].get("properties", {}) \
+        if "$ref" in schema else {}
+    return {name: inherited.get(name, {}) if node is True else node
+            for name, node in schema.get("properties", {}).items()}
+
+
+def _deref(node: Any, base: str) -> tuple[dict[str, Any], str]:
+    """Follow a $ref to one of our schema files (`common.schema.json#/$defs/indicator`)."""
+    while isinstance(node, dict) and "$ref" in node:
+        file_name, _, pointer = node["$ref"].partition("#")
+        base = Path(file_name).name if file_name else base
+        target: Any = schemas.schema(base)
+        for part in filter(None, pointer.split("/")):
+            target = target[part]
+        node = {**target, **{key: value for key, value in node.items() if key != "$ref"}}
+    return (node if isinstance(node, dict) else {}), base
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(str(text).split())
+    first_word = text.split(" ", 1)[0]
+    if not any(mark in first_word for mark in ":_`/"):  # leave identifiers and URLs as they are
+        text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+# -- the YAML and the files ------------------------------------------------------------------
+
+
+def integration_yaml(docker_image: str = DEFAULT_DOCKER_IMAGE) -> dict[str, Any]:
+    data = manifest().data
+    return {
+        "commonfields": {"id": INTEGRATION_ID, "version": -1},
+        "name": INTEGRATION_ID,
+        "display": "Microsoft Defender for Endpoint Machine Enrichment (mde-enrich)",
+        "category": "Endpoint",
+        "description": _sentence(" ".join(data["description"].split())),
+        "sectionOrder": [SECTION],
+        "configuration": configuration(),
+        "script": {
+            "script": "-",
+            "type": "python",
+            "subtype": "python3",
+            "dockerimage": docker_image,
+            "commands": commands(),
+            "runonce": False,
+            "isfetch": False,
+        },
+        "fromversion": FROM_VERSION,
+        "tests": ["No tests"],
+    }
+
+
+def integration_script() -> str:
+    """The integration's Python, with the tables it needs written in as literals."""
+    return (_SCRIPT
+            .replace("__VERSION__", str(manifest().data["version"]))
+            .replace("__CONTEXT__", CONTEXT_PREFIX)
+            .replace("__PARAMETERS__", python_literal(parameter_map()))
+            .replace("__COMMANDS__", python_literal(action_arguments())))
+
+
+def python_literal(value: Any, indent: str = "") -> str:
+    """A Python literal with one entry a line (short ones whole), so the generated code
+    stays readable and a diff of two exports shows what changed."""
+    inner = indent + "    "
+    if isinstance(value, dict):
+        lines = [f"{inner}{key!r}: {python_literal(item, inner)}," for key, item in value.items()]
+        return "{\n" + "\n".join(lines) + f"\n{indent}}}"
+    if isinstance(value, list) and len(indent + repr(value)) > 80:
+        lines = [f"{inner}{python_literal(item, inner)}," for item in value]
+        return "[\n" + "\n".join(lines) + f"\n{indent}]"
+    return repr(value)
+
+
+def description_markdown(docker_image: str = DEFAULT_DOCKER_IMAGE) -> str:
+    return f"""## Microsoft Defender for Endpoint machine enrichment (mde-enrich)
+
+Which of our machines touched this domain or this file? Generated from mde-enrich
+{manifest().data['version']}'s plugin.yaml.
+
+1. Register an app in Microsoft Entra ID and give it the WindowsDefenderATP application
+   permission **Machine.Read.All** (admin consent). Use its tenant ID, client ID and a client
+   secret (or a PEM client certificate).
+2. The integration runs in the docker image `{docker_image}`, which holds the mde-enrich
+   package: build it from the Dockerfile written next to this integration, or in the War
+   Room: `/docker_image_create name={docker_image} dependencies=mde-enrich`.
+3. **Test** calls Defender once (GET /api/machines?$top=1) and reports missing roles.
+"""
+
+
+def readme_markdown() -> str:
+    lines = ["# MDEEnrich", "", _sentence(" ".join(manifest().data["description"].split())), "",
+             "## Commands", ""]
+    for command in commands():
+        lines += [f"### {command['name']}", "", command["description"], "",
+                  "| Argument | Description | Required |", "| --- | --- | --- |"]
+        lines += [f"| {argument['name']} | {argument['description']} | "
+                  f"{'yes' if argument.get('required') else 'no'} |"
+                  for argument in command["arguments"]]
+        lines += ["", f"Outputs: {len(command['outputs'])} context paths under "
+                      f"{CONTEXT_PREFIX}.Machines and {CONTEXT_PREFIX}.Lookup (see MDEEnrich.yml).",
+                  ""]
+    return "\n".join(lines)
+
+
+def dockerfile() -> str:
+    return (f"# The image MDEEnrich runs in: XSOAR's python3 image plus the mde-enrich package.\n"
+            f"# docker build -t {DEFAULT_DOCKER_IMAGE} .\n"
+            f"FROM {BASE_IMAGE}\n"
+            f"RUN pip install --no-cache-dir mde-enrich=={manifest().data['version']}\n")
+
+
+def write_xsoar_integration(outdir: Path,
+                            docker_image: str = DEFAULT_DOCKER_IMAGE) -> list[Path]:
+    """Write the integration (split layout, unified YAML, Dockerfile); return the paths."""
+    folder = Path(outdir) / INTEGRATION_ID
+    folder.mkdir(parents=True, exist_ok=True)
+    split = integration_yaml(docker_image)
+    code, description = integration_script(), description_markdown(docker_image)
+    # The unified YAML holds the code and the long description itself.
+    unified = {**split, "detaileddescription": description,
+               "script": {**split["script"], "script": code}}
+    files = {
+        folder / f"{INTEGRATION_ID}.yml": dump_yaml(split),
+        folder / f"{INTEGRATION_ID}.py": code,
+        folder / f"{INTEGRATION_ID}_description.md": description,
+        folder / "README.md": readme_markdown(),
+        Path(outdir) / f"integration-{INTEGRATION_ID}.yml": dump_yaml(unified),
+        Path(outdir) / "Dockerfile": dockerfile(),
+    }
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")
+    return list(files)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (the code, the description) as YAML literal blocks, readable."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value and not re.search(r"[ \t]\n", value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    return yaml.dump(dict(data), Dumper=_BlockDumper, sort_keys=False, allow_unicode=True,
+                     width=100)
+
+
+# -- the integration's code ------------------------------------------------------------------
+
+_SCRIPT = '''"""MDE Enrich for Cortex XSOAR: which of our machines touched this domain or this file?
+
+Generated by `mde-enrich export xsoar` from mde-enrich __VERSION__'s plugin.yaml: regenerate it
+rather than edit it. It runs in a docker image that holds the mde-enrich package; each command
+turns the instance parameters into a plugin configuration and calls the plugin's entry point.
+"""
+
+# ruff: noqa: F405 (CommandResults, return_results, ... come from CommonServerPython)
+import contextlib
+import hashlib
+import importlib
+import os
+import tempfile
+
+import demistomock as demisto
+from CommonServerPython import *  # noqa: F403 (XSOAR's convention)
+
+CONTEXT = "__CONTEXT__"
+# (XSOAR parameter, where its value goes in the plugin configuration, how to read it)
+PARAMETERS = __PARAMETERS__
+# XSOAR command -> the plugin's entry point, the arguments it takes, which are booleans
+COMMANDS = __COMMANDS__
+# XSOAR puts the server's proxy into the container's environment.
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+TABLE_HEADERS = ["Hostname", "IP", "OS", "Risk", "Health", "Last seen", "Portal"]
+
+
+class ParameterError(Exception):
+    pass
+
+
+def plugin_config(params, secret_files):
+    """The plugin configuration for the instance parameters. A PEM with a private key is
+    written to a file for the plugin to read; its path goes into `secret_files`."""
+    config = {}
+    for name, path, kind in PARAMETERS:
+        try:
+            value = read_parameter(params.get(name), kind, secret_files)
+        except ValueError:
+            raise ParameterError(f"the parameter {name!r} must be a {kind}") from None
+        if value is None:
+            continue
+        target = config
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    # The plugin's default state lives in the user's cache folder; a container's home may
+    # be read-only, its temporary folder is not.
+    config.setdefault("state", "sqlite:///" + os.path.join(tempfile.gettempdir(),
+                                                           "mde-enrich-state.sqlite3"))
+    return config
+
+
+def read_parameter(raw, kind, secret_files):
+    if kind == "system_proxy":
+        if not to_boolean(raw):
+            return None
+        return next((os.environ[name] for name in PROXY_VARIABLES if os.environ.get(name)), None)
+    if isinstance(raw, dict):  # a credentials parameter: the secret is its password
+        raw = raw.get("password")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None  # left empty: the plugin's default applies
+    if kind == "integer":
+        return int(str(raw).strip())
+    if kind == "number":
+        return float(str(raw).strip())
+    if kind == "boolean":
+        return to_boolean(raw)
+    text = str(raw).strip()
+    if kind in ("file", "secret_file") and text.startswith("-----BEGIN"):
+        return pem_file(text, secret_files if kind == "secret_file" else None)
+    return text
+
+
+def pem_file(text, secret_files):
+    """Write PEM text to a file only this user can read. The name follows the content, so a
+    reused container finds the same configuration (and the plugin's cached token) again."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"mde-enrich-{digest}.pem")
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text + "\\n")
+    if secret_files is not None:
+        secret_files.append(path)
+    return path
+
+
+def to_boolean(value):
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("true", "yes", "1")
+
+
+def entry_point(command):
+    module_name, _, function_name = COMMANDS[command]["entry_point"].partition(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def action_params(command, args):
+    spec = COMMANDS[command]
+    params = {}
+    for name in spec["arguments"]:
+        value = args.get(name)
+        if value is None or value == "":
+            continue
+        params[name] = to_boolean(value) if name in spec["booleans"] else value
+    return params
+
+
+def failed(envelope):
+    error = envelope["error"]
+    return Exception(f"{error['code']}: {error['message']}")
+
+
+def test_module(config):
+    result = entry_point("test-module")({}, config)
+    if result["status"] == "error":
+        raise failed(result)
+    warnings = result.get("connectivity", {}).get("warnings", [])
+    return "; ".join(warnings) if warnings else "ok"
+
+
+def lookup_command(command, args, config):
+    envelope = entry_point(command)(action_params(command, args), config)
+    if envelope["status"] == "error":
+        raise failed(envelope)
+    machines = envelope["machines"]
+    lookup = {key: value for key, value in envelope.items() if key != "machines"}
+    lookup["machine_uids"] = [machine["uid"] for machine in machines]
+    # Two context keys, each merged on its own key (a machine by uid, a lookup by indicator),
+    # so these are written as XSOAR's DT keys; outputs_prefix holds only one of them.
+    outputs = {
+        f"{CONTEXT}.Machines(val.uid && val.uid == obj.uid)": machines,
+        f"{CONTEXT}.Lookup(val.indicator && val.indicator.value == obj.indicator.value)": lookup,
+    }
+    return CommandResults(outputs=outputs, readable_output=readable(envelope),
+                          raw_response=envelope)
+
+
+def readable(envelope):
+    indicator = envelope["indicator"]["value"]
+    if not envelope["machines"]:
+        text = f"No machine in Microsoft Defender for Endpoint has seen {indicator}."
+    else:
+        rows = [{"Hostname": machine.get("hostname") or machine.get("name"),
+                 "IP": machine.get("ip"),
+                 "OS": machine.get("os", {}).get("name"),
+                 "Risk": machine.get("risk_level"),
+                 "Health": machine["mde"].get("health_status"),
+                 "Last seen": machine.get("last_seen_time_dt"),
+                 "Portal": machine["mde"].get("portal_url")} for machine in envelope["machines"]]
+        text = tableToMarkdown(f"Machines that touched {indicator}", rows,
+                               headers=TABLE_HEADERS, removeNull=False)
+    for warning in envelope.get("warnings", []):
+        text += f"\\n\\n**Note:** {warning}"
+    return text
+
+
+def main():
+    command = demisto.command()
+    secret_files = []
+    try:
+        config = plugin_config(demisto.params(), secret_files)
+        if command == "test-module":
+            return_results(test_module(config))
+        elif command in COMMANDS:
+            return_results(lookup_command(command, demisto.args(), config))
+        else:
+            raise NotImplementedError(f"{command} is not a command of this integration")
+    except Exception as error:
+        return_error(f"Failed to run {command}: {error}")
+    finally:
+        for path in secret_files:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
+if __name__ in ("__main__", "__builtin__", "builtins"):
+    main()
+'''
