@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from integration.emulator.seed import (
     EMPTY_DOMAIN,
@@ -18,6 +19,7 @@ from integration.emulator.seed import (
 from integration.playbook import AlertError, alert_formats
 
 FIXTURES = Path(__file__).resolve().parent.parent / "playbooks" / "samples"
+CORPUS_EXPECTED = Path(__file__).resolve().parent / "corpus" / "expected.yaml"
 ROTTEN_SHA1 = "ff836cfb1af40252bd2a2ea843032e99a5b262ed"  # rundll32 from Microsoft's docs
 EDGE_SHA1 = "a8ad1ca2fb3304890971d4b58c8af496ee60a5ee"
 
@@ -27,32 +29,33 @@ EXPECTED: dict[str, tuple[str, set[tuple[str, str]], dict[str, int]]] = {
     "defender_alert.json": (
         "defender_alert",
         {("domain", EVIL_DOMAIN), ("sha1", KNOWN_FILE["sha1"]), ("sha1", ROTTEN_SHA1)},
-        {"ip_address": 1, "user_account": 1, "process_without_hash": 1}),
+        {"ip_address": 1, "user_account": 1, "no_hash": 1, "reporting_device": 1,
+         "device_id": 1}),
     "graph_security_alert_v2.json": (
         "graph_security_alert_v2",
         {("domain", PHISH_DOMAIN), ("sha1", KNOWN_FILE["sha1"]), ("sha1", EDGE_SHA1)},
-        {"ip_address": 1, "user_account": 1, "device": 1, "process_without_hash": 1,
-         "unsupported_type": 1}),
+        {"ip_address": 3, "user_account": 2, "reporting_device": 1, "no_hash": 1,
+         "device_id": 1}),
     "ocsf_detection_finding.json": (
         "ocsf_detection_finding",
         {("domain", IDN_DOMAIN), ("domain", EVIL_DOMAIN), ("sha1", KNOWN_FILE["sha1"]),
          ("sha256", KNOWN_FILE["sha256"])},
-        {"ip_address": 1, "user_account": 1, "file_without_hash": 1, "unsupported_hash": 1}),
+        {"ip_address": 2, "user_account": 1, "reporting_device": 1}),
     "splunk_soar_container.json": (
         "splunk_soar_container",
         {("domain", PHISH_DOMAIN), ("domain", EMPTY_DOMAIN), ("domain", "fin-lt-0142.contoso.com"),
          ("sha256", KNOWN_FILE["sha256"]), ("md5", KNOWN_FILE["md5"])},
-        {"ip_address": 3, "user_account": 1}),
+        {"ip_address": 2, "user_account": 1}),
     "sentinel_incident.json": (
         "sentinel_incident",
-        {("domain", EVIL_DOMAIN), ("domain", EMPTY_DOMAIN), ("sha1", KNOWN_FILE["sha1"]),
-         ("sha256", KNOWN_FILE["sha256"])},
-        {"ip_address": 1, "user_account": 1, "device": 1, "unsupported_type": 1}),
+        {("domain", EVIL_DOMAIN), ("domain", EMPTY_DOMAIN), ("sha1", KNOWN_FILE["sha1"])},
+        {"ip_address": 1, "user_account": 1, "reporting_device": 1,
+         "unsupported_evidence_type": 1}),
     "plain_indicators.json": (
         "plain_indicators",
         {("domain", PHISH_DOMAIN), ("domain", EVIL_DOMAIN), ("sha1", KNOWN_FILE["sha1"]),
          ("sha256", KNOWN_FILE["sha256"])},
-        {"ip_address": 1, "unsupported_type": 1}),
+        {"ip_address": 1, "unsupported_evidence_type": 1}),
 }
 
 
@@ -81,16 +84,26 @@ def test_each_fixture_yields_its_indicators_and_skips_what_cannot_be_looked_up(
     assert reasons(found["skipped"]) == skipped
 
 
-def test_every_format_has_a_fixture() -> None:
-    assert {known.id for known in alert_formats().formats} == \
-        {format_id for format_id, _, _ in EXPECTED.values()}
+def test_every_format_has_a_sample_or_a_corpus_payload() -> None:
+    corpus = yaml.safe_load(CORPUS_EXPECTED.read_text(encoding="utf-8"))
+    covered = {format_id for format_id, _, _ in EXPECTED.values()}
+    for entry in corpus.values():
+        covered |= {entry["format"], *entry.get("item_formats", [])}
+    assert {known.id for known in alert_formats().formats} <= covered
 
 
 def test_every_indicator_names_the_format_and_field_it_came_from() -> None:
     found = alert_formats().extract(load("sentinel_incident.json"), "sentinel_incident.json")
     fields = {i["value"]: i["sources"][0] for i in found["indicators"]}
-    assert fields[KNOWN_FILE["sha256"]] == {
-        "format": "sentinel_incident", "field": "entities[FileHash SHA256].properties.hashValue"}
+    assert fields["quiet.example"] == {
+        "format": "sentinel_incident", "field": "entities[DnsResolution].properties.domainName"}
+
+
+def test_a_sentinel_file_entity_takes_its_filehash_entities_and_its_name_along() -> None:
+    found = alert_formats().extract(load("sentinel_incident.json"), "sentinel_incident.json")
+    [file] = [i for i in found["indicators"] if i["kind"] == "file"]
+    assert file["hashes"] == {"sha1": KNOWN_FILE["sha1"], "sha256": KNOWN_FILE["sha256"]}
+    assert file["context"]["name"] == "updater_x64.exe"
 
 
 def test_a_files_hashes_from_one_record_are_one_indicator_keyed_by_its_sha1() -> None:
@@ -136,3 +149,41 @@ def test_an_alert_in_no_known_format_is_refused_naming_the_file() -> None:
 def test_an_alert_that_is_not_an_object_is_refused_naming_the_file() -> None:
     with pytest.raises(AlertError, match=r"^incoming/list\.json: an alert is a JSON object"):
         alert_formats().detect([{"indicators": []}], "incoming/list.json")
+
+
+def test_a_hash_equal_to_a_device_id_of_the_alert_is_never_a_file() -> None:
+    device = "73e7e2de709dff64ef64b1d0c30e67fab63279db"
+    alert = {"@odata.type": "#microsoft.graph.security.alert", "evidence": [
+        {"@odata.type": "#microsoft.graph.security.deviceEvidence", "mdeDeviceId": device},
+        {"@odata.type": "#microsoft.graph.security.fileHashEvidence", "algorithm": "sha1",
+         "value": device.upper()}]}
+    found = alert_formats().extract(alert, "a.json")
+    assert found["indicators"] == []
+    assert [(s["value"], s["reason"]) for s in found["skipped"]] == [(device, "device_id")]
+
+
+def test_a_mail_domain_counts_only_where_the_evidence_marks_it_involved() -> None:
+    def message(verdict: str) -> dict[str, Any]:
+        return {"@odata.type": "#microsoft.graph.security.alert", "evidence": [
+            {"@odata.type": "#microsoft.graph.security.analyzedMessageEvidence",
+             "verdict": verdict, "p1Sender": {"emailAddress": "billing@phish.example"},
+             "urls": ["https://evil.example/pay"]}]}
+
+    def domains(alert: dict[str, Any]) -> set[str]:
+        return {i["value"] for i in alert_formats().extract(alert, "m.json")["indicators"]}
+
+    assert domains(message("malicious")) == {PHISH_DOMAIN, EVIL_DOMAIN}
+    assert domains(message("unknown")) == {EVIL_DOMAIN}  # the message's URLs always count
+
+
+def test_every_alert_of_a_graph_incident_is_read_into_one_extraction() -> None:
+    def alert(url: str) -> dict[str, Any]:
+        return {"@odata.type": "#microsoft.graph.security.alert", "evidence": [
+            {"@odata.type": "#microsoft.graph.security.urlEvidence", "url": url}]}
+
+    incident = {"@odata.type": "#microsoft.graph.security.incident",
+                "alerts": [alert("https://evil.example/a"), alert("https://phish.example/b")]}
+    found = alert_formats().extract(incident, "i.json")
+    assert found["format"]["id"] == "graph_security_incident"
+    assert [i["value"] for i in found["indicators"]] == [EVIL_DOMAIN, PHISH_DOMAIN]
+    assert found["indicators"][0]["sources"][0]["field"] == "alerts[] > evidence[urlEvidence].url"

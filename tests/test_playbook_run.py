@@ -36,8 +36,8 @@ LOOKED_UP: dict[str, tuple[set[str], set[str]]] = {
     "ocsf_detection_finding.json": ({IDN_DOMAIN, EVIL_DOMAIN}, {KNOWN_FILE["sha1"]}),
     "splunk_soar_container.json": ({PHISH_DOMAIN, EMPTY_DOMAIN, INTERNAL_HOST},
                                    {KNOWN_FILE["sha256"]}),
-    "sentinel_incident.json": ({EVIL_DOMAIN, EMPTY_DOMAIN},
-                               {KNOWN_FILE["sha1"], KNOWN_FILE["sha256"]}),
+    # its File entity ties the SHA-1 and SHA-256 FileHash entities: one file, one lookup
+    "sentinel_incident.json": ({EVIL_DOMAIN, EMPTY_DOMAIN}, {KNOWN_FILE["sha1"]}),
     "plain_indicators.json": ({PHISH_DOMAIN, EVIL_DOMAIN},
                               {KNOWN_FILE["sha1"], KNOWN_FILE["sha256"]}),
 }
@@ -134,7 +134,8 @@ def test_skipped_observables_are_counted_by_reason(config: dict[str, Any],
                                                    emulator: Any) -> None:
     alert = json.loads((FIXTURES / "defender_alert.json").read_text(encoding="utf-8"))
     summary = runner_for(config).run(alert).enrichment["summary"]
-    assert summary["skipped"] == {"ip_address": 1, "user_account": 1, "process_without_hash": 1}
+    assert summary["skipped"] == {"ip_address": 1, "user_account": 1, "no_hash": 1,
+                                  "reporting_device": 1, "device_id": 1}
 
 
 def test_a_failed_lookup_is_reported_and_the_rest_still_enriched(

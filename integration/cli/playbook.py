@@ -72,14 +72,47 @@ def _run(args: argparse.Namespace) -> int:
     config = _config(args.config)
     if args.alerts:
         return _run_batch(playbook, inputs, config, args)
-    runner = PlaybookRunner(playbook, _lookups(config), inputs=inputs)
+    # A manual playbook has an analyst waiting: the interactive lane of the rate budget.
+    lane = "interactive" if playbook.trigger == "manual" else "batch"
+    runner = PlaybookRunner(playbook, _lookups(config, priority=lane), inputs=inputs)
     if playbook.trigger == "manual":
         result = runner.run(source=args.playbook)
     else:
-        alert, label = _read_alert(args.alert)
-        result = runner.run(alert, source=label)
+        batch, label = _read_alert(args.alert)
+        if batch.shape is not None:  # a page, an array or NDJSON: each alert on its own
+            return _run_alert_list(runner, batch.alerts, label, output_format(args),
+                                   playbook.name)
+        result = runner.run(batch.alerts[0], source=label)
     print(_render(result, output_format(args), playbook.name))
     return result.exit_status
+
+
+def _run_alert_list(runner: Any, alerts: list[Any], label: str, fmt: str, name: str) -> int:
+    """Enrich each alert of a list in order; one that cannot be enriched is reported (and
+    kept in its place, with the error as its enrichment) and the others still are."""
+    from integration.playbook import AlertError
+
+    status, documents, texts = EXIT_OK, [], []
+    for number, alert in enumerate(alerts, 1):
+        source = f"{label} item {number}"
+        try:
+            result = runner.run(alert, source=source)
+        except AlertError as error:
+            print(f"{PROG}: {error.code}: {error.message}", file=sys.stderr)
+            status = max(status, error.exit_status)
+            failed = {"error": {"code": error.code, "message": error.message}}
+            documents.append({**alert, "enrichment": failed} if isinstance(alert, dict)
+                             else {"alert": alert, "enrichment": failed})
+            texts.append(f"{source}: {error.message}")
+            continue
+        status = max(status, result.exit_status)
+        documents.append(result.document)
+        texts.append(f"{source}\n{_render(result, fmt, name)}")
+    if fmt == "json":
+        print(json.dumps(documents, indent=2, ensure_ascii=False))
+    else:
+        print("\n\n".join(texts) if texts else f"{label}: no alerts")
+    return status
 
 
 def _check_mode(trigger: str, args: argparse.Namespace) -> None:
@@ -128,16 +161,20 @@ def _config(path: str | None) -> dict[str, Any] | None:
     return read_config_file(path) if path else None
 
 
-def _lookups(config: dict[str, Any] | None, memo: Any = None, enricher: Any = None) -> Any:
+def _lookups(config: dict[str, Any] | None, memo: Any = None, enricher: Any = None,
+             priority: Any = "batch") -> Any:
     from integration.compose import enricher_for
     from integration.playbook import LookupService
 
     # Built on first need: a malformed alert is refused before the configuration matters.
-    return LookupService(lambda: enricher or enricher_for(config), memo=memo, config=config)
+    return LookupService(lambda: enricher or enricher_for(config), memo=memo, config=config,
+                         priority=priority)
 
 
 def _read_alert(path: str | None) -> tuple[Any, str]:
+    """The alerts given (an AlertBatch: one alert, or a page, array or NDJSON of them)."""
     from integration.playbook import AlertError
+    from integration.playbook.alerts import read_alerts
 
     label = "<stdin>" if path in (None, "-") else str(path)
     try:
@@ -146,10 +183,7 @@ def _read_alert(path: str | None) -> tuple[Any, str]:
         raise AlertError(f"{label}: cannot be read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise AlertError(f"{label}: is not UTF-8 text") from None
-    try:
-        return json.loads(text), label
-    except ValueError as exc:
-        raise AlertError(f"{label}: not valid JSON: {exc}") from None
+    return read_alerts(text, label), label
 
 
 def _run_batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | None,
@@ -177,17 +211,29 @@ def _run_batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | N
 
 
 def _render(result: Any, fmt: str, name: str) -> str:
-    from integration.playbook.steps import note_markdown, summary_line
+    from integration.playbook.steps import (
+        file_names,
+        note_markdown,
+        summary_line,
+        warning_texts,
+        with_file_name,
+    )
     from integration.render import table_block
 
     enrichment = result.enrichment
     if fmt == "json":
         return json.dumps(result.document, indent=2, ensure_ascii=False)
+    if fmt == "ocsf":
+        from integration.ocsf import render_run
+
+        return json.dumps(render_run(result, name), indent=2, ensure_ascii=False)
     if fmt == "markdown":
         if isinstance(enrichment.get("note"), str):
             return enrichment["note"]
         return note_markdown(result.envelopes, title=f"Enrichment ({name})",
-                             summary=enrichment.get("summary"))
+                             summary=enrichment.get("summary"),
+                             indicators=enrichment.get("indicators"),
+                             warnings=enrichment.get("warnings"))
     lines = [f"playbook {name}"]
     summary = enrichment.get("summary")
     if isinstance(summary, dict) and "total_machines" in summary:
@@ -200,7 +246,10 @@ def _render(result: Any, fmt: str, name: str) -> str:
     if isinstance(severity, dict):
         lines.append(f"recommended severity: {severity.get('severity')} "
                      f"({severity.get('reason')})")
-    blocks = [table_block(envelope) for envelope in result.envelopes]
+    lines += [f"warning: {text}" for text in warning_texts(enrichment.get("warnings"))]
+    names = file_names(enrichment.get("indicators"))
+    blocks = [with_file_name(table_block(envelope), envelope, names)
+              for envelope in result.envelopes]
     return "\n\n".join(["\n".join(lines), *blocks])
 
 

@@ -2,15 +2,21 @@
 pull its indicators out, each normalized and labelled with the format and field it came from.
 
 Indicators are parsed here with the same code the actions use, so `hxxps://Evil[.]example/x`
-and `evil.example` are one indicator. What cannot be looked up (IPs, users, processes
-without hashes, values that do not parse) is kept as a skipped observable with a reason.
+and `evil.example` are one indicator. What is not looked up (IPs, users, device names and
+ids, files without a hash, trusted binaries, values that do not parse) is kept as a skipped
+observable with a reason: nothing an alert names is dropped silently.
+
+Three things rules cannot say are small code here: splitting a page, array or NDJSON into
+alerts (`read_alerts`), linking Sentinel File entities to their FileHash entities (a
+`prepare` step), and the device ids of an alert (never looked up as file hashes).
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +31,18 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 FORMATS_PATH = ALERT_FORMATS
-RULE_TYPES = frozenset({"domain", "url", "file_hash", "sha1", "sha256", "md5", "file"})
+RULE_TYPES = frozenset({"domain", "url", "email", "file_hash", "sha1", "sha256", "md5", "file"})
 HASH_PREFERENCE = ("sha1", "sha256", "md5")  # Defender's machines call takes a SHA-1
+# What a `file` record may say about its file besides hashes; travels with the indicator.
+FILE_CONTEXT = ("name", "path", "publisher", "signer", "issuer")
+EVIDENCE_CONTEXT = ("verdict", "roles")
+BAD_VERDICTS = frozenset({"suspicious", "malicious"})
+DEFAULT_TRUSTED_PUBLISHERS = ("Microsoft Corporation", "Microsoft Windows",
+                              "Microsoft Windows Publisher")
+# Keys whose values are device ids in every format we read (compared case-insensitively).
+DEVICE_ID_KEYS = frozenset({"machineid", "mdedeviceid", "mdatpdeviceid", "deviceid"})
+NO_OBSERVABLES = "no_observables"
+_NESTING_LIMIT = 3  # an alert inside an alert inside an alert is as deep as real feeds go
 # A URL whose host is an IPv4 or bracketed IPv6 address: an IP, not a domain, to skip.
 _IP_URL = re.compile(r"^(?:[a-z][a-z0-9+.\-]*:)?//(?:[^/@]*@)?"
                      r"(\[[0-9a-f:.]*\]|\d{1,3}(?:\.\d{1,3}){3})(?::\d*)?(?:[/?#]|$)",
@@ -42,27 +58,82 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class WarningRule:
+    code: str
+    when: Expression
+    message: str
+
+
+@dataclass(frozen=True)
 class AlertFormat:
     id: str
     title: str
     detect: Expression
     extract: tuple[Rule, ...]
     skip: tuple[Rule, ...]
+    nested: tuple[Rule, ...] = ()  # alerts inside this one, each read by its own format
+    warnings: tuple[WarningRule, ...] = ()
+    prepare: str | None = None  # a PREPARE function run on the alert before the rules
+
+
+@dataclass(frozen=True)
+class ExtractPolicy:
+    """What is worth a lookup: trusted binaries are not, unless `lookup_trusted`."""
+
+    trusted_publishers: frozenset[str] = frozenset(p.casefold()
+                                                   for p in DEFAULT_TRUSTED_PUBLISHERS)
+    lookup_trusted: bool = False
+
+    @classmethod
+    def from_params(cls, trusted: Any = None, lookup_trusted: Any = None) -> ExtractPolicy:
+        if trusted is None:
+            return cls(lookup_trusted=bool(lookup_trusted))
+        if not isinstance(trusted, list) or not all(isinstance(p, str) for p in trusted):
+            raise ConfigError("trusted_publishers must be a list of names")
+        return cls(frozenset(p.casefold() for p in trusted), bool(lookup_trusted))
+
+    def trusts(self, record: Mapping[str, Any]) -> bool:
+        if self.lookup_trusted or record.get("verdict") in BAD_VERDICTS:
+            return False
+        return any(isinstance(record.get(key), str)
+                   and record[key].strip().casefold() in self.trusted_publishers
+                   for key in ("publisher", "signer"))
+
+
+@dataclass
+class _Found:
+    indicators: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AlertBatch:
+    """What `--alert` was given: one alert (`shape` None) or a batch of them."""
+
+    shape: str | None  # page_of_alerts | array_of_alerts | ndjson | None
+    alerts: list[Any]
 
 
 @dataclass(frozen=True)
 class AlertFormats:
     formats: tuple[AlertFormat, ...]
 
+    def match(self, alert: Any) -> AlertFormat | None:
+        if not isinstance(alert, dict):
+            return None
+        return next((known for known in self.formats if truthy(known.detect.search(alert))),
+                    None)
+
     def detect(self, alert: Any, source: str) -> AlertFormat:
         if not isinstance(alert, dict):
             raise AlertError(f"{source}: an alert is a JSON object, not {_json_type(alert)}")
-        for known in self.formats:
-            if truthy(known.detect.search(alert)):
-                return known
-        names = ", ".join(f.id for f in self.formats)
-        raise AlertError(f"{source}: not in any known alert format (tried {names}); add a rule "
-                         "to integration/alert_formats.yaml for a new source")
+        found = self.match(alert)
+        if found is None:
+            names = ", ".join(f.id for f in self.formats)
+            raise AlertError(f"{source}: not in any known alert format (tried {names}); add a "
+                             "rule to integration/alert_formats.yaml for a new source")
+        return found
 
     def by_id(self, format_id: str) -> AlertFormat:
         for known in self.formats:
@@ -71,23 +142,94 @@ class AlertFormats:
         raise ConfigError(f"unknown alert format {format_id!r}; known: "
                           f"{', '.join(f.id for f in self.formats)}")
 
-    def extract(self, alert: Any, source: str, format_id: str | None = None) -> dict[str, Any]:
-        """{format: {id, title}, indicators: [...], skipped: [...]}, in the alert's order."""
+    def extract(self, alert: Any, source: str, format_id: str | None = None,
+                policy: ExtractPolicy | None = None) -> dict[str, Any]:
+        """{format, indicators, skipped, warnings}, in the alert's order."""
         chosen = self.by_id(format_id) if format_id else self.detect(alert, source)
-        indicators: list[dict[str, Any]] = []
-        skipped: list[dict[str, Any]] = []
-        origin = {"format": chosen.id}
+        found = _Found()
+        self._read(alert, chosen, found, policy or ExtractPolicy(), "", 0)
+        _set_device_ids_aside(found, _device_ids(alert))
+        _drop_names_that_travel_with_a_hash(found)
+        skipped = _unique_skipped(found.skipped)
+        warnings = _unique_by(found.warnings, lambda w: w["code"])
+        if not found.indicators and not skipped and not warnings:
+            warnings = [{"code": NO_OBSERVABLES, "message": "the alert names no domain, URL, "
+                         "file or other observable this format's rules know"}]
+        return {"format": {"id": chosen.id, "title": chosen.title},
+                "indicators": found.indicators, "skipped": skipped, "warnings": warnings}
+
+    def _read(self, alert: Any, chosen: AlertFormat, found: _Found, policy: ExtractPolicy,
+              prefix: str, depth: int) -> None:
+        data = PREPARE[chosen.prepare](alert) if chosen.prepare else alert
         for rule in chosen.extract:
-            for value in _values(rule.expression.search(alert)):
-                found = _indicator(rule.type, value, {**origin, "field": rule.field})
-                if found is not None:
-                    (indicators if "kind" in found else skipped).append(found)
+            where = {"format": chosen.id, "field": prefix + rule.field}
+            for value in _values(rule.expression.search(data)):
+                for item in _indicators(rule.type, value, where, policy):
+                    (found.indicators if "kind" in item else found.skipped).append(item)
         for rule in chosen.skip:
-            for value in _values(rule.expression.search(alert)):
-                skipped.append({"reason": rule.type, "value": _echo(value),
-                                "source": {**origin, "field": rule.field}})
-        return {"format": {"id": chosen.id, "title": chosen.title}, "indicators": indicators,
-                "skipped": skipped}
+            where = {"format": chosen.id, "field": prefix + rule.field}
+            for value in _values(rule.expression.search(data)):
+                found.skipped.append(_skip(rule.type, value, where))
+        for warning in chosen.warnings:  # said of the alert as given, not as prepared
+            if truthy(warning.when.search(alert)):
+                found.warnings.append({"code": warning.code, "message": warning.message})
+        if depth >= _NESTING_LIMIT:
+            return
+        inner: list[tuple[str, Any]] = []
+        for rule in chosen.nested:
+            inner += [(rule.field, value) for value in _values(rule.expression.search(alert))]
+        # A Splunk artifact's `cef` and `data` often hold the same alert: read it once.
+        for label, value in _unique_by(inner, lambda pair: _canonical(pair[1])):
+            inner_format = self.match(value)
+            if inner_format is not None:
+                self._read(value, inner_format, found, policy, f"{prefix}{label} > ", depth + 1)
+
+
+# --- what --alert was given: one alert, or a batch -----------------------------------------
+
+
+def read_alerts(text: str, label: str) -> AlertBatch:
+    """JSON (an alert, a `{"value": [...]}` page, an array) or NDJSON, split into alerts."""
+    try:
+        return split_alerts(json.loads(text))
+    except ValueError as whole:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise AlertError(f"{label}: not valid JSON: {whole}") from None
+        alerts = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                alerts.append(json.loads(line))
+            except ValueError as exc:
+                raise AlertError(f"{label}: line {number}: not valid JSON: {exc}") from None
+        return AlertBatch("ndjson", alerts)
+
+
+def split_alerts(document: Any) -> AlertBatch:
+    """A page or an array is a batch, except a list of Sentinel entities: that is one alert
+    (given as `{"entities": [...]}`, so the enrichment has an object to sit in)."""
+    items: Any = None
+    shape = None
+    if isinstance(document, dict) and isinstance(document.get("value"), list) \
+            and all(key == "value" or key.startswith("@odata.") for key in document):
+        items, shape = document["value"], "page_of_alerts"
+    elif isinstance(document, list):
+        items, shape = document, "array_of_alerts"
+    if items is None:
+        return AlertBatch(None, [document])
+    if items and all(_is_sentinel_entity(item) for item in items):
+        return AlertBatch(None, [{"entities": items}])
+    return AlertBatch(shape, list(items))
+
+
+def _is_sentinel_entity(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("kind"), str) \
+        and isinstance(item.get("properties"), dict)
+
+
+# --- the table ---------------------------------------------------------------------------
 
 
 @cache
@@ -106,27 +248,52 @@ def alert_formats(path: Traversable | Path = FORMATS_PATH) -> AlertFormats:
         if entry["id"] in seen:
             raise ConfigError(f"{at}: duplicate format id")
         seen.add(entry["id"])
-        formats.append(AlertFormat(
-            id=entry["id"], title=str(entry.get("title", entry["id"])),
-            detect=_compile(entry.get("detect"), f"{at}: detect"),
-            extract=tuple(_rules(entry.get("extract") or [], "type", at + ": extract")),
-            skip=tuple(_rules(entry.get("skip") or [], "reason", at + ": skip"))))
+        formats.append(_format(entry, at))
     return AlertFormats(tuple(formats))
 
 
-def _rules(entries: Any, kind_key: str, at: str) -> Iterator[Rule]:
+def _format(entry: dict[str, Any], at: str) -> AlertFormat:
+    prepare = entry.get("prepare")
+    if prepare is not None and prepare not in PREPARE:
+        raise ConfigError(f"{at}: prepare {prepare!r} is not one of {', '.join(PREPARE)}")
+    return AlertFormat(
+        id=entry["id"], title=str(entry.get("title", entry["id"])),
+        detect=_compile(entry.get("detect"), f"{at}: detect"),
+        extract=tuple(_rules(entry.get("extract") or [], "type", at + ": extract")),
+        skip=tuple(_rules(entry.get("skip") or [], "reason", at + ": skip")),
+        nested=tuple(_rules(entry.get("nested") or [], None, at + ": nested")),
+        warnings=tuple(_warning_rules(entry.get("warnings") or [], at + ": warnings")),
+        prepare=prepare)
+
+
+def _rules(entries: Any, kind_key: str | None, at: str) -> Iterator[Rule]:
     if not isinstance(entries, list):
         raise ConfigError(f"{at}: expected a list of rules")
     for index, entry in enumerate(entries):
         here = f"{at}[{index}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get(kind_key), str) \
-                or not isinstance(entry.get("field"), str):
-            raise ConfigError(f"{here}: a rule is a mapping with '{kind_key}', 'field' and "
+        keys = [kind_key] if kind_key else []
+        if not isinstance(entry, dict) or not isinstance(entry.get("field"), str) \
+                or not all(isinstance(entry.get(key), str) for key in keys):
+            named = "".join(f"'{key}', " for key in keys)
+            raise ConfigError(f"{here}: a rule is a mapping with {named}'field' and "
                               "'expression'")
         if kind_key == "type" and entry["type"] not in RULE_TYPES:
             raise ConfigError(f"{here}: type {entry['type']!r} is not one of "
                               f"{', '.join(sorted(RULE_TYPES))}")
-        yield Rule(entry[kind_key], entry["field"], _compile(entry.get("expression"), here))
+        kind = entry[kind_key] if kind_key else "alert"
+        yield Rule(kind, entry["field"], _compile(entry.get("expression"), here))
+
+
+def _warning_rules(entries: Any, at: str) -> Iterator[WarningRule]:
+    if not isinstance(entries, list):
+        raise ConfigError(f"{at}: expected a list of warnings")
+    for index, entry in enumerate(entries):
+        here = f"{at}[{index}]"
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str)
+                                                  for key in ("code", "when", "message")):
+            raise ConfigError(f"{here}: a warning is a mapping with 'code', 'when' and "
+                              "'message'")
+        yield WarningRule(entry["code"], _compile(entry["when"], here), entry["message"])
 
 
 def _compile(source: Any, at: str) -> Expression:
@@ -137,57 +304,80 @@ def _compile(source: Any, at: str) -> Expression:
 
 
 def _values(found: Any) -> Iterator[Any]:
-    """An expression's answer as values: a list is its items, null and '' are nothing."""
+    """An expression's answer as values: a list is its items; null, false, '' are nothing."""
     for value in found if isinstance(found, list) else [found]:
-        if value is not None and value != "" and value != {} and value != []:
+        if value is not None and value is not False and value not in ("", {}, []):
             yield value
 
 
-# --- one value -> an indicator, or a skipped observable -----------------------------------
+# --- one value -> indicators, or skipped observables --------------------------------------
 
 
-def _indicator(rule_type: str, value: Any, where: dict[str, str]) -> dict[str, Any] | None:
+def _indicators(rule_type: str, value: Any, where: dict[str, str], policy: ExtractPolicy
+                ) -> Iterator[dict[str, Any]]:
+    """A rule's value: a string, or an object `{value, verdict, roles}` (value may be a list)
+    for the evidence's context, or for `file` an object of one file's hashes and context."""
     if rule_type == "file":
-        return _file_record(value, where)
+        found = _file_record(value, where, policy)
+        if found is not None:
+            yield found
+        return
+    context: dict[str, Any] = {}
+    if isinstance(value, Mapping):
+        context = _context(value, EVIDENCE_CONTEXT)
+        value = value.get("value")
+    for one in _values(value):
+        found = _indicator(rule_type, one, where)
+        if context and "kind" in found:
+            found["context"] = dict(context)
+        yield found
+
+
+def _indicator(rule_type: str, value: Any, where: dict[str, str]) -> dict[str, Any]:
     if not isinstance(value, str):
         return _skip("invalid_value", value, where, f"expected a string, got {_json_type(value)}")
-    if rule_type in ("domain", "url"):
-        if rule_type == "url" and _IP_URL.match(value.strip()):
-            return _skip("ip_address", value, where)
-        return _parsed("domain", value, where)
-    return _parsed(rule_type, value, where)
+    if rule_type == "url" and _IP_URL.match(value.strip()):
+        return _skip("ip_address", value, where)
+    if rule_type == "email":
+        _, at, domain = value.strip().rpartition("@")
+        if not at:
+            return _skip("invalid_value", value, where, "expected an e-mail address")
+        return _parsed("domain", domain, where, original=value)
+    return _parsed("domain" if rule_type == "url" else rule_type, value, where)
 
 
-def _parsed(rule_type: str, value: str, where: dict[str, str]) -> dict[str, Any]:
+def _parsed(rule_type: str, value: str, where: dict[str, str], original: str | None = None
+            ) -> dict[str, Any]:
     try:
         indicator = parse_domain(value) if rule_type == "domain" else parse_file_hash(value)
     except PluginError as error:
-        return _skip("invalid_value", value, where, error.message)
+        return _skip("invalid_value", original or value, where, error.message)
     if rule_type in HASH_PREFERENCE and indicator.type != rule_type:
         return _skip("invalid_value", value, where,
                      f"expected a {rule_type} hash, got a {indicator.type} (by its length)")
     found: dict[str, Any] = {
         "kind": "domain" if indicator.type == "domain" else "file",
-        "type": indicator.type, "value": indicator.value, "original": value,
+        "type": indicator.type, "value": indicator.value, "original": original or value,
         "sources": [where]}
     if found["kind"] == "file":
         found["hashes"] = {indicator.type: indicator.value}
     return found
 
 
-def _file_record(record: Any, where: dict[str, str]) -> dict[str, Any] | None:
-    """Hashes of one file: one indicator, keyed by the best hash, knowing all of them.
-
-    A record with no hash at all is nothing here: the format's skip rules say what it was.
-    """
+def _file_record(record: Any, where: dict[str, str], policy: ExtractPolicy
+                 ) -> dict[str, Any] | None:
+    """Hashes of one file: one indicator, keyed by the best hash, knowing all of them and
+    what the alert says about the file. No hash: skipped as no_hash, under its name; a
+    trusted binary: skipped as trusted_publisher. A record naming nothing is nothing."""
     if not isinstance(record, Mapping):
         return _skip("invalid_value", record, where, "expected an object of hashes")
+    context = _context(record, FILE_CONTEXT + EVIDENCE_CONTEXT)
     hashes: dict[str, str] = {}
     originals: dict[str, str] = {}
     rejected: dict[str, Any] | None = None
     for kind in HASH_PREFERENCE:
         value = record.get(kind)
-        if value is None or value == "":
+        if value is None or value is False or value == "":
             continue
         parsed = _parsed(kind, value, where) if isinstance(value, str) \
             else _skip("invalid_value", value, where, f"expected a string, got {_json_type(value)}")
@@ -196,18 +386,142 @@ def _file_record(record: Any, where: dict[str, str]) -> dict[str, Any] | None:
         else:
             rejected = rejected or parsed
     if not hashes:
-        return rejected
+        if rejected is not None:
+            return rejected
+        shown = record.get("display") or context.get("name") or context.get("path")
+        return _skip("no_hash", shown, where, context=context) if shown else None
     best = next(kind for kind in HASH_PREFERENCE if kind in hashes)
-    return {"kind": "file", "type": best, "value": hashes[best], "original": originals[best],
-            "sources": [where], "hashes": hashes}
+    if policy.trusts(context):
+        skipped = _skip("trusted_publisher", hashes[best], where, context=context)
+        skipped["hashes"] = hashes
+        return skipped
+    found = {"kind": "file", "type": best, "value": hashes[best], "original": originals[best],
+             "sources": [where], "hashes": hashes}
+    if context:
+        found["context"] = context
+    return found
 
 
-def _skip(reason: str, value: Any, where: dict[str, str], why: str | None = None
-          ) -> dict[str, Any]:
-    skipped = {"reason": reason, "value": _echo(value), "source": where}
+def _context(record: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: record[key] for key in keys if record.get(key) not in (None, "", [], False)}
+
+
+def _skip(reason: str, value: Any, where: dict[str, str], why: str | None = None, *,
+          context: dict[str, Any] | None = None) -> dict[str, Any]:
+    skipped: dict[str, Any] = {"reason": reason, "value": _echo(value), "source": where}
     if why:
         skipped["message"] = why
+    if context:
+        skipped["context"] = context
     return skipped
+
+
+# --- whole-alert rules: device ids, names that travel with a hash, duplicates --------------
+
+
+def _device_ids(alert: Any) -> dict[str, str]:
+    """Every device id in the alert, lowercased, with the key it was under."""
+    found: dict[str, str] = {}
+    stack = [alert]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key.casefold() in DEVICE_ID_KEYS and isinstance(value, str) and value.strip():
+                    found.setdefault(value.strip().casefold(), key)
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+    return found
+
+
+def _set_device_ids_aside(found: _Found, device_ids: dict[str, str]) -> None:
+    """A device id is context, never a file: even a 40-hex one that parses as a SHA-1."""
+    if not device_ids:
+        return
+    found.indicators[:] = [item for item in found.indicators if not any(
+        value.casefold() in device_ids for value in (item.get("hashes") or {}).values())]
+    found.skipped[:] = [item for item in found.skipped if not (
+        isinstance(item["value"], str) and item["value"].strip().casefold() in device_ids)]
+    found.skipped.extend({"reason": "device_id", "value": value,
+                          "source": {"format": "any", "field": key}}
+                         for value, key in device_ids.items())
+
+
+def _drop_names_that_travel_with_a_hash(found: _Found) -> None:
+    """A file-name observable (OCSF, say) of a file looked up by hash is not separate."""
+    names = {item["context"]["name"] for item in found.indicators
+             if "name" in item.get("context", {})}
+    found.skipped[:] = [item for item in found.skipped
+                        if not (item["reason"] == "no_hash" and item["value"] in names)]
+
+
+def _unique_skipped(skipped: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _unique_by(skipped, lambda item: (item["reason"], _canonical(item["value"])))
+
+
+def _unique_by(items: list[Any], key: Callable[[Any], Any]) -> list[Any]:
+    seen: set[Any] = set()
+    kept = []
+    for item in items:
+        identity = key(item)
+        if identity not in seen:
+            seen.add(identity)
+            kept.append(item)
+    return kept
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+# --- prepare: what a rule cannot express -------------------------------------------------
+
+
+def _sentinel_entities(alert: Any) -> dict[str, Any]:
+    """`{"entities": [...]}` from an incident's relatedEntities or an entities answer, each
+    File entity given its FileHash entities inline (by id or `$ref`) so the file's name
+    travels with its hashes; a FileHash entity so claimed is marked `linked`."""
+    entities = _first_list(alert, ("object", "properties", "relatedEntities"),
+                           ("properties", "relatedEntities"), ("entities",))
+    by_id = {entity[key]: index for index, entity in enumerate(entities)
+             if isinstance(entity, dict)
+             for key in ("id", "$id", "name") if isinstance(entity.get(key), str)}
+    out = [dict(entity) if isinstance(entity, dict) else entity for entity in entities]
+    claimed: set[int] = set()
+    for entity in out:
+        if not isinstance(entity, dict) or entity.get("kind") != "File":
+            continue
+        properties = dict(entity.get("properties") or {})
+        refs = [*(properties.get("fileHashEntityIds") or []), *(properties.get("fileHashes") or [])]
+        hashes = []
+        for ref in refs:
+            target = ref if isinstance(ref, dict) and "$ref" not in ref else None
+            key = ref.get("$ref") if isinstance(ref, dict) else ref
+            if target is None and isinstance(key, str) and key in by_id:
+                claimed.add(by_id[key])
+                target = entities[by_id[key]].get("properties")
+            if isinstance(target, dict):
+                hashes.append(target)
+        properties["fileHashes"] = hashes
+        entity["properties"] = properties
+    for index in claimed:
+        out[index]["linked"] = True
+    return {"entities": out}
+
+
+def _first_list(alert: Any, *paths: tuple[str, ...]) -> list[Any]:
+    for path in paths:
+        node = alert
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, list):
+            return node
+    return []
+
+
+PREPARE: dict[str, Callable[[Any], Any]] = {"sentinel_entities": _sentinel_entities}
 
 
 def _echo(value: Any) -> Any:
@@ -220,4 +534,3 @@ def _echo(value: Any) -> Any:
 def _json_type(value: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
             type(None): "null"}.get(type(value), "a number")
-

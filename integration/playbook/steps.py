@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from integration.errors import InvalidInput
-from integration.playbook.alerts import HASH_PREFERENCE, AlertFormats
+from integration.playbook.alerts import BAD_VERDICTS, HASH_PREFERENCE, AlertFormats, ExtractPolicy
 
 OUTPUT_PATH = re.compile(r"^enrichment(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 RISK_UNKNOWN = "Unknown"
@@ -39,7 +39,10 @@ class Builtin:
 
 
 def extract_indicators(context: StepContext, params: dict[str, Any]) -> dict[str, Any]:
-    return context.formats.extract(params["alert"], context.source, params.get("format"))
+    policy = ExtractPolicy.from_params(params.get("trusted_publishers"),
+                                       params.get("lookup_trusted"))
+    return context.formats.extract(params["alert"], context.source, params.get("format"),
+                                   policy)
 
 
 def deduplicate(context: StepContext, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,8 +78,9 @@ def _identity_keys(indicator: Mapping[str, Any]) -> set[str]:
 def _summarize_group(items: list[dict[str, Any]]) -> dict[str, Any]:
     if items[0].get("kind") != "file":
         head = items[0]
-        return {**{k: v for k, v in head.items() if k != "sources"},
-                "sources": _unique(s for item in items for s in item.get("sources", []))}
+        merged = {**{k: v for k, v in head.items() if k not in ("sources", "context")},
+                  "sources": _unique(s for item in items for s in item.get("sources", []))}
+        return _with_context(merged, items)
     hashes: dict[str, str] = {}
     originals: dict[str, str] = {}
     for item in items:
@@ -85,10 +89,29 @@ def _summarize_group(items: list[dict[str, Any]]) -> dict[str, Any]:
         if item["type"] not in originals:
             originals[item["type"]] = item.get("original", item["value"])
     best = next(kind for kind in HASH_PREFERENCE if kind in hashes)
-    return {"kind": "file", "type": best, "value": hashes[best],
-            "original": originals.get(best, hashes[best]),
-            "sources": _unique(s for item in items for s in item.get("sources", [])),
-            "hashes": {kind: hashes[kind] for kind in HASH_PREFERENCE if kind in hashes}}
+    return _with_context({
+        "kind": "file", "type": best, "value": hashes[best],
+        "original": originals.get(best, hashes[best]),
+        "sources": _unique(s for item in items for s in item.get("sources", [])),
+        "hashes": {kind: hashes[kind] for kind in HASH_PREFERENCE if kind in hashes}}, items)
+
+
+def _with_context(merged: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """One context from every mention: the first name, path, publisher... the alert gives,
+    the gravest verdict (a file that one evidence calls malicious is malicious), all roles."""
+    context: dict[str, Any] = {}
+    for item in items:
+        for key, value in (item.get("context") or {}).items():
+            if key == "roles":
+                context["roles"] = _unique([*context.get("roles", []), *value])
+            elif key == "verdict":
+                if context.get("verdict") not in BAD_VERDICTS or value == "malicious":
+                    context["verdict"] = value
+            else:
+                context.setdefault(key, value)
+    if context:
+        merged["context"] = context
+    return merged
 
 
 # --- merge_machines -----------------------------------------------------------------------
@@ -117,6 +140,7 @@ def merge_machines(context: StepContext, params: dict[str, Any]) -> dict[str, An
         "envelopes": envelopes,
         "machines": list(machines.values()),
         "skipped": skipped,
+        "warnings": _list(params.get("warnings") or [], "warnings"),
         "summary": _summary(envelopes, list(machines.values()), indicators, skipped),
     }
     if params.get("format"):
@@ -250,11 +274,14 @@ def put_output(enrichment: dict[str, Any], path: str, value: Any) -> None:
 def render_note(context: StepContext, params: dict[str, Any]) -> str:
     """A markdown note for the case: a title, a summary line, one block per indicator."""
     envelopes = [e for e in _list(params["envelopes"], "envelopes") if isinstance(e, dict)]
-    return note_markdown(envelopes, title=params.get("title"), summary=params.get("summary"))
+    return note_markdown(envelopes, title=params.get("title"), summary=params.get("summary"),
+                         indicators=_list(params.get("indicators"), "indicators"),
+                         warnings=_list(params.get("warnings"), "warnings"))
 
 
 def note_markdown(envelopes: list[dict[str, Any]], *, title: Any = None,
-                  summary: Any = None) -> str:
+                  summary: Any = None, indicators: list[Any] | None = None,
+                  warnings: list[Any] | None = None) -> str:
     from integration.render import markdown_block
 
     lines: list[str] = []
@@ -262,9 +289,41 @@ def note_markdown(envelopes: list[dict[str, Any]], *, title: Any = None,
         lines += [f"### {title}", ""]
     if isinstance(summary, dict) and "total_machines" in summary:
         lines += [summary_line(summary), ""]
-    blocks = [markdown_block(envelope) for envelope in envelopes]
+    lines += [f"> warning: {text}" for text in warning_texts(warnings)]
+    if warnings:
+        lines.append("")
+    names = file_names(indicators)
+    blocks = [with_file_name(markdown_block(envelope), envelope, names)
+              for envelope in envelopes]
     lines.append("\n\n".join(blocks) if blocks else "_No indicator was looked up._")
     return "\n".join(lines)
+
+
+def warning_texts(warnings: list[Any] | None) -> list[str]:
+    return [str(w.get("message") or w.get("code")) if isinstance(w, dict) else str(w)
+            for w in warnings or []]
+
+
+def file_names(indicators: list[Any] | None) -> dict[str, str]:
+    """Each hash of a file the alert named -> the file's name, for tables and notes."""
+    names: dict[str, str] = {}
+    for indicator in indicators or []:
+        name = (indicator.get("context") or {}).get("name") if isinstance(indicator, dict) \
+            else None
+        if isinstance(name, str):
+            for value in [indicator.get("value"), *(indicator.get("hashes") or {}).values()]:
+                names.setdefault(str(value), name)
+    return names
+
+
+def with_file_name(block: str, envelope: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """A block whose first line names a file's hash, with the file's name beside it."""
+    indicator = envelope.get("indicator") or {}
+    name = names.get(str(indicator.get("value"))) or names.get(str(indicator.get("sha1")))
+    if not name or indicator.get("type") == "domain":
+        return block
+    first, newline, rest = block.partition("\n")
+    return f"{first} ({name}){newline}{rest}"
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:
@@ -305,10 +364,11 @@ def _unique(items: Any) -> list[Any]:
 
 BUILTINS: dict[str, Builtin] = {
     "extract_indicators": Builtin(extract_indicators, frozenset({"alert"}),
-                                  frozenset({"format"})),
+                                  frozenset({"format", "trusted_publishers", "lookup_trusted"})),
     "deduplicate": Builtin(deduplicate, frozenset({"indicators"})),
     "merge_machines": Builtin(merge_machines, frozenset({"envelopes"}),
-                              frozenset({"indicators", "skipped", "format"})),
+                              frozenset({"indicators", "skipped", "format", "warnings"})),
     "set_field": Builtin(set_field, frozenset({"path", "value"})),
-    "render_note": Builtin(render_note, frozenset({"envelopes"}), frozenset({"title", "summary"})),
+    "render_note": Builtin(render_note, frozenset({"envelopes"}),
+                           frozenset({"title", "summary", "indicators", "warnings"})),
 }
