@@ -1,0 +1,92 @@
+"""Other SOAR platforms' packaging of this plugin, generated from plugin.yaml and schemas/.
+
+Each platform wants its configuration as a flat list of scalar settings (a Splunk SOAR asset,
+Cortex configuration items), while schemas/config.schema.json nests a few of them
+(`client_certificate.path`, `rate_limit.per_minute`). `config_fields()` flattens the schema
+once for every platform and `nest_config()` turns the platform's flat values back into a
+plugin configuration, so the config schema stays the one source of truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from integration import schemas
+from integration.manifest import manifest
+
+CONFIG_SCHEMA = "config.schema.json"
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One flat platform setting and where it goes in the plugin configuration."""
+
+    name: str  # flat name, e.g. client_certificate_password
+    path: tuple[str, ...]  # where it goes, e.g. ("client_certificate", "password")
+    kind: str  # string, integer, number or boolean
+    description: str
+    required: bool = False
+    sensitive: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+
+
+def config_fields() -> list[ConfigField]:
+    """The config schema's properties, nested objects flattened to `<parent>_<child>`."""
+    schema = schemas.schema(CONFIG_SCHEMA)
+    return list(_fields(schema, (), set(schema.get("required", ()))))
+
+
+def _fields(node: Mapping[str, Any], prefix: tuple[str, ...],
+            required: set[str]) -> Iterable[ConfigField]:
+    for key, prop in node.get("properties", {}).items():
+        path = (*prefix, key)
+        if prop.get("type") == "object":
+            # A nested object's own `required` only holds once the object is used at all.
+            yield from _fields(prop, path, set())
+            continue
+        yield ConfigField(
+            name="_".join(path), path=path, kind=_kind(prop),
+            description=prop.get("description") or _describe(path),
+            required=key in required and not prefix,
+            # writeOnly is how the schema marks a secret: never echoed back.
+            sensitive=bool(prop.get("writeOnly")),
+            default=prop.get("default"),
+            choices=tuple(str(choice) for choice in prop.get("enum", ())))
+
+
+def _kind(prop: Mapping[str, Any]) -> str:
+    kind = prop.get("type")
+    if kind in ("string", "integer", "number", "boolean"):
+        return str(kind)
+    return "string"  # enums of words, and anything else a text box can hold
+
+
+def _describe(path: tuple[str, ...]) -> str:
+    return " ".join(path).replace("_", " ").capitalize()
+
+
+def nest_config(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """A plugin configuration from flat platform values.
+
+    Empty values are left out so the plugin's own defaults apply: platforms send every
+    setting of a form, filled in or not. Integers may arrive as 30.0 from a JSON number.
+    """
+    config: dict[str, Any] = {}
+    for field in config_fields():
+        value = flat.get(field.name)
+        if value is None or value == "":
+            continue
+        if field.kind == "integer" and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        target = config
+        for part in field.path[:-1]:
+            target = target.setdefault(part, {})
+        target[field.path[-1]] = value
+    return config
+
+
+def plugin_version() -> str:
+    return str(manifest().data["version"])

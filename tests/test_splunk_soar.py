@@ -1,0 +1,251 @@
+"""The generated Splunk SOAR app, called the way the platform calls it: a fresh Python 3.13
+process per action run, `app.handle(<input JSON>)` with the asset's secret encrypted, the
+results read from the SDK's action results; against the emulator.
+
+The SDK needs Python 3.13, so a venv `.venv-soar/` at the repository root holds
+splunk-soar-sdk 7 and this checkout (editable: the app runs the working tree's code). It is
+built once and reused while its stamp matches. No Python 3.13 is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from integration import actions
+from integration.emulator import Emulator, seed
+from integration.platforms import config_fields
+from integration.platforms.splunk_soar import APP_ID, app_source, write_splunk_app
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".venv-soar"
+STAMP = VENV / ".mde-enrich-stamp"
+SDK = "splunk-soar-sdk>=7,<8"
+MARKER = "@@RESULTS@@"
+
+# Runs in .venv-soar: builds the platform's input JSON (sensitive asset fields encrypted with
+# the asset id as salt, as SOAR stores them) and prints the action results.
+DRIVER = r'''
+import json, sys
+from soar_sdk.shims.phantom_common.encryption.encryption_manager_factory import (
+    platform_encryption_backend,
+)
+app_dir, request = sys.argv[1], json.load(sys.stdin)
+sys.path.insert(0, app_dir)
+import src.app as module
+
+asset_id = "42"
+secret = module.Asset.fields_requiring_decryption()
+config = {"app_version": "0.1.0", "directory": app_dir, "main_module": "src/app.py",
+          "appname": "-"}
+for key, value in request["asset"].items():
+    config[key] = platform_encryption_backend.encrypt(value, asset_id) if key in secret else value
+identifier = request["identifier"]
+module.app.handle(json.dumps({
+    "action": identifier, "identifier": identifier, "asset_id": asset_id,
+    "container_id": 7, "action_run_id": 1, "config": config,
+    "parameters": request["parameters"], "environment_variables": {}}))
+results = [{"status": r.get_status(), "message": r.get_message(), "param": r.get_param(),
+            "summary": r.get_summary(), "data": r.get_data()}
+           for r in module.app.actions_manager.get_action_results()]
+print("@@RESULTS@@" + json.dumps(results, default=str))
+'''
+
+
+def find_python313() -> str | None:
+    candidates = sorted(glob.glob("/root/.pyenv/versions/3.13*/bin/python3.13"), reverse=True)
+    on_path = shutil.which("python3.13")
+    for candidate in [*candidates, *([on_path] if on_path else [])]:
+        # pyenv's shim is on PATH even when 3.13 is not the selected version, and then fails.
+        if subprocess.run([candidate, "-c", "import ssl"], capture_output=True,
+                          check=False).returncode == 0:
+            return candidate
+    return None
+
+
+def _run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed ({done.returncode}):\n"
+                    f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}", pytrace=False)
+    return done
+
+
+@pytest.fixture(scope="session")
+def python313() -> str:
+    found = find_python313()
+    if found is None:
+        pytest.fail("the Splunk SOAR SDK needs Python 3.13: none at "
+                    "/root/.pyenv/versions/3.13*/bin/python3.13 or as python3.13 on PATH",
+                    pytrace=False)
+    return found
+
+
+@pytest.fixture(scope="session")
+def soar_venv(python313: str) -> Path:
+    """.venv-soar with the SDK and this checkout; rebuilt only when the stamp changes."""
+    stamp = json.dumps({"python": python313, "sdk": SDK, "root": str(ROOT),
+                        "pyproject": hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+                        .hexdigest()}, sort_keys=True)
+    if STAMP.is_file() and STAMP.read_text(encoding="utf-8") == stamp:
+        return VENV
+    _run([python313, "-m", "venv", "--clear", str(VENV)])
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    _run([*pip, SDK, "uv", "setuptools>=77", "wheel"])
+    _run([*pip, "--no-build-isolation", "--editable", str(ROOT)])
+    STAMP.write_text(stamp, encoding="utf-8")
+    return VENV
+
+
+@pytest.fixture(scope="session")
+def soar_app(soar_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    app_dir = tmp_path_factory.mktemp("soar") / "mde_enrich_soar"
+    write_splunk_app(app_dir)
+    (app_dir.parent / "driver.py").write_text(DRIVER, encoding="utf-8")
+    return app_dir
+
+
+def run_action(app_dir: Path, identifier: str, parameters: list[dict[str, Any]],
+               asset: dict[str, Any]) -> list[dict[str, Any]]:
+    """One action run in a fresh process, as the platform does it; the action results."""
+    request = {"identifier": identifier, "parameters": parameters, "asset": asset}
+    done = subprocess.run(
+        [str(VENV / "bin" / "python"), str(app_dir.parent / "driver.py"), str(app_dir)],
+        input=json.dumps(request), capture_output=True, text=True, timeout=180, check=False,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    lines = [line for line in done.stdout.splitlines() if line.startswith(MARKER)]
+    assert lines, f"no results (exit {done.returncode}):\n{done.stdout[-2000:]}\n" \
+                  f"{done.stderr[-3000:]}"
+    return json.loads(lines[-1].removeprefix(MARKER))
+
+
+@pytest.fixture
+def asset(config: dict[str, Any]) -> dict[str, Any]:
+    """The emulator's plugin configuration as asset fields (flat names; all top-level here)."""
+    names = {field.name for field in config_fields()}
+    assert set(config) <= names
+    return dict(config)
+
+
+def test_generated_source_compiles_and_names_every_action() -> None:
+    source = app_source()
+    compile(source, "app.py", "exec")
+    for identifier in ("get_machines_for_domain", "get_machines_for_file_hash",
+                       "test_connectivity"):
+        assert f"def {identifier}(" in source
+    assert "client_secret: str | None = AssetField(" in source
+    assert "sensitive=True" in source.split("client_certificate_password:")[1].split("\n")[0]
+
+
+def test_domain_with_machines(soar_app: Path, emulator: Emulator, asset: dict[str, Any],
+                              config: dict[str, Any]) -> None:
+    [result] = run_action(soar_app, "get_machines_for_domain",
+                          [{"domain": seed.EVIL_DOMAIN}], asset)
+    assert result["status"] is True, result["message"]
+    expected = actions.get_machines_for_domain({"domain": seed.EVIL_DOMAIN}, config)
+    assert [row["uid"] for row in result["data"]] == [m["uid"] for m in expected["machines"]]
+    for row, machine in zip(result["data"], expected["machines"], strict=True):
+        assert row["hostname"] == machine["hostname"]
+        assert row["mde"]["portal_url"] == machine["mde"]["portal_url"]
+        assert row["os"]["name"] == machine["os"]["name"]
+    assert result["summary"] | {"api_calls": 0} == {
+        "status": "success", "indicator_type": "domain", "indicator_value": seed.EVIL_DOMAIN,
+        "total_machines": 3, "truncated": False, "cached": False, "api_calls": 0}
+    assert result["summary"]["api_calls"] >= 1
+    assert result["message"] == f"Found 3 machine(s) for domain {seed.EVIL_DOMAIN}"
+
+
+def test_file_hash(soar_app: Path, emulator: Emulator, asset: dict[str, Any]) -> None:
+    [result] = run_action(soar_app, "get_machines_for_file_hash",
+                          [{"file_hash": seed.KNOWN_FILE["sha256"]}], asset)
+    assert result["status"] is True, result["message"]
+    assert len(result["data"]) == seed.KNOWN_FILE_MACHINES
+    assert result["summary"]["indicator_type"] == "sha256"
+
+
+def test_unknown_domain_is_a_success_without_rows(soar_app: Path, emulator: Emulator,
+                                                  asset: dict[str, Any]) -> None:
+    [result] = run_action(soar_app, "get_machines_for_domain",
+                          [{"domain": seed.UNKNOWN_DOMAIN}], asset)
+    assert result["status"] is True, result["message"]
+    assert result["data"] == []
+    assert result["summary"]["status"] == "not_found"
+    assert result["summary"]["total_machines"] == 0
+    assert result["message"] == f"No machines found for domain {seed.UNKNOWN_DOMAIN}"
+
+
+def test_bad_input_is_a_failed_result_saying_why(soar_app: Path, emulator: Emulator,
+                                                 asset: dict[str, Any]) -> None:
+    [result] = run_action(soar_app, "get_machines_for_file_hash",
+                          [{"file_hash": "not-a-hash!!"}], asset)
+    assert result["status"] is False
+    assert "invalid_input: " in result["message"]
+    assert "Traceback" not in result["message"]
+    assert result["data"] == []
+    assert emulator.admin.api_calls() == []
+
+
+def test_connectivity(soar_app: Path, emulator: Emulator, asset: dict[str, Any]) -> None:
+    [result] = run_action(soar_app, "test_connectivity", [{}], asset)
+    assert result["status"] is True, result["message"]
+    assert "successful" in result["message"].lower()
+    assert len(emulator.admin.api_calls()) == 1
+
+
+def test_connectivity_with_a_wrong_secret_fails(soar_app: Path, emulator: Emulator,
+                                                asset: dict[str, Any]) -> None:
+    [result] = run_action(soar_app, "test_connectivity", [{}],
+                          asset | {"client_secret": "not-the-secret"})
+    assert result["status"] is False
+    assert "auth_failed: " in result["message"]
+
+
+def test_soarapps_manifest(soar_venv: Path, python313: str, tmp_path: Path) -> None:
+    """`soarapps manifests create` on the generated project: needs a uv.lock, and locking
+    resolves the SDK's dependencies on PyPI (CI has it)."""
+    bin_dir = soar_venv / "bin"
+    _run([str(bin_dir / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps",
+          "--no-build-isolation", "--wheel-dir", str(tmp_path / "dist"), str(ROOT)])
+    [wheel] = (tmp_path / "dist").glob("mde_enrich-*.whl")
+    app_dir = tmp_path / "mde_enrich_soar"
+    write_splunk_app(app_dir, wheel=wheel)
+    env = {**os.environ, "UV_PYTHON": python313, "UV_PYTHON_DOWNLOADS": "never"}
+    locked = subprocess.run([str(bin_dir / "uv"), "lock"], cwd=app_dir, env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    if locked.returncode != 0:
+        pytest.fail("`uv lock` failed; it needs PyPI (https://pypi.org/simple):\n"
+                    f"{locked.stderr[-3000:]}", pytrace=False)
+    _run([str(bin_dir / "soarapps"), "manifests", "create", str(tmp_path / "app.json"),
+          str(app_dir)], cwd=tmp_path)
+    app_json = json.loads((tmp_path / "app.json").read_text(encoding="utf-8"))
+
+    assert app_json["appid"] == APP_ID
+    assert app_json["python_version"] == "3.13"
+    by_id = {action["identifier"]: action for action in app_json["actions"]}
+    assert {"get_machines_for_domain", "get_machines_for_file_hash",
+            "test_connectivity"} <= set(by_id)
+    domain = by_id["get_machines_for_domain"]
+    assert domain["action"] == "get machines for domain"
+    assert domain["parameters"]["domain"]["contains"] == ["domain"]
+    assert domain["parameters"]["domain"]["primary"] is True
+    file_hash = by_id["get_machines_for_file_hash"]["parameters"]["file_hash"]
+    assert file_hash["contains"] == ["sha1", "sha256", "md5", "hash"]
+    outputs = {out["data_path"]: out for out in domain["output"]}
+    assert outputs["action_result.data.*.hostname"]["contains"] == ["host name"]
+    assert outputs["action_result.data.*.ip"]["contains"] == ["ip"]
+    assert "action_result.summary.total_machines" in outputs
+    configuration = app_json["configuration"]
+    assert configuration["client_secret"]["data_type"] == "password"
+    assert configuration["client_certificate_password"]["data_type"] == "password"
+    assert configuration["tenant_id"]["required"] is True
+    assert configuration["tenant_id"]["data_type"] == "string"
+    wheels = [w["module"] for w in app_json["pip313_dependencies"]["wheel"]]
+    assert "mde-enrich" in wheels or "mde_enrich" in wheels
