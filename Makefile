@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean soar-package
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,20 @@ bench: $(STAMP)
 	$(BIN)/python -m compileall -q integration
 	$(BIN)/python -m bench
 
+# The Splunk SOAR app package: needs Python 3.13 (splunk-soar-sdk 7) and PyPI. Not run in CI.
+PY313 ?= $(firstword $(wildcard /root/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
+SOAR := .venv-soar/bin
+$(SOAR)/python:
+	$(PY313) -m venv .venv-soar
+	$(SOAR)/pip install -q 'splunk-soar-sdk>=7,<8' uv 'setuptools>=77' wheel
+	$(SOAR)/pip install -q --no-build-isolation -e .
+
+soar-package: $(STAMP) $(SOAR)/python
+	rm -rf build/dist build/soar-app
+	$(SOAR)/pip wheel -q --no-deps --no-build-isolation -w build/dist .
+	$(BIN)/python -m integration.platforms.splunk_soar generate build/soar-app --wheel $$(ls build/dist/mde_enrich-*.whl)
+	cd build/soar-app && UV_PYTHON=$(PY313) UV_PYTHON_DOWNLOADS=never ../../$(SOAR)/uv lock
+	$(SOAR)/python -m integration.platforms.splunk_soar package build/soar-app build/mde-enrich-soar.tgz
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-soar .pytest_cache .ruff_cache .hypothesis build

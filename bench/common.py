@@ -102,8 +102,9 @@ class Bench:
     def config(self, state: str = "shared", **overrides: Any) -> dict[str, Any]:
         """A plugin config on a temp SQLite state; the same `state` name shares token and
         cache, so a fresh name means a cold result cache (and one token request)."""
+        overrides.setdefault("rate_limit", dict(BIG_BUDGET))
         return self.emulator.config(state=f"sqlite:///{self.dir / f'{state}.sqlite3'}",
-                                    rate_limit=dict(BIG_BUDGET), **overrides)
+                                    **overrides)
 
     def token(self) -> str:
         """A valid token, fetched once by the plugin itself, so it also sits in the shared

@@ -55,7 +55,9 @@ def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str,
     except PluginError as error:
         return error_envelope(action, error, original=original).to_dict()
     return enricher.lookup(kind, params[key], use_cache=params.get("use_cache", True),
-                           include_raw=params.get("include_raw", False))
+                           include_raw=params.get("include_raw", False),
+                           priority=params.get("priority", "batch"),
+                           contact=params.get("contact", False))
 
 
 def validate_params(schema: str, params: Any) -> None:
@@ -79,7 +81,9 @@ def _connectivity(enricher: Enricher) -> dict[str, Any]:
                         "the machine lookups will be denied")
     connectivity: dict[str, Any] = {
         "api_base": settings.endpoints.api_base,
-        "authority": settings.authority,
+        # A managed identity's token comes from the Azure host, not from an authority URL.
+        "authority": settings.authority if settings.auth != "managed_identity" else
+        f"managed identity ({settings.managed_identity_endpoint or 'endpoint from the host'})",
         "scope": settings.endpoints.scope,
         "roles": roles,
         "warnings": warnings,

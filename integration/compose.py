@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
     from integration.config import Settings
     from integration.defender.auth import TokenProvider
+    from integration.defender.budget import RateBudget
     from integration.defender.client import DefenderClient
+    from integration.defender.hunting import HuntingClient
+    from integration.defender.retry import RetryPolicy
+    from integration.defender.transport import Transport
     from integration.state import StateStore
 
 _enrichers: dict[str, Enricher] = {}
@@ -73,6 +77,8 @@ class Parts:
         self._store: StateStore | None = None
         self._client: DefenderClient | None = None
         self._tokens: TokenProvider | None = None
+        self._wiring: tuple[Transport, RetryPolicy] | None = None
+        self._hunting: HuntingClient | None = None
 
     @property
     def store(self) -> StateStore:
@@ -98,7 +104,7 @@ class Parts:
         with self._lock:
             if self._client is None:
                 from integration.defender.auth import TokenProvider
-                from integration.defender.budget import RateBudget
+                from integration.defender.budget import Budgets
                 from integration.defender.client import DefenderClient
                 from integration.defender.retry import RetryPolicy
                 from integration.defender.transport import build_transport
@@ -110,11 +116,51 @@ class Parts:
                                      backoff_base_s=settings.backoff_base_s,
                                      backoff_cap_s=settings.backoff_cap_s,
                                      max_retry_after_s=settings.max_retry_after_s)
-                # Defender's limits are per application and tenant.
-                budget = RateBudget(store, f"{settings.tenant_id}|{settings.client_id}",
-                                    per_minute=settings.per_minute, per_hour=settings.per_hour,
-                                    max_wait_s=settings.max_rate_wait_s)
+                budgets = Budgets(lambda name: _budget(settings, store, name),
+                                  shared=settings.rate_buckets == "shared")
                 self._tokens = TokenProvider(settings, transport, store, policy)
+                self._wiring = (transport, policy)  # shared with the hunting client
                 self._client = DefenderClient(settings.endpoints.api_base, transport=transport,
-                                              tokens=self._tokens, budget=budget, policy=policy)
+                                              tokens=self._tokens, budgets=budgets,
+                                              policy=policy)
             return self._client
+
+    @property
+    def hunting(self) -> HuntingClient:
+        """Advanced hunting through Graph (the contact timeline): built on first use, with
+        its own token (Graph's scope) and its own budget bucket, whatever `rate_limit.buckets`
+        says: Graph's limits are not Defender's."""
+        self._build_client()
+        with self._lock:
+            if self._hunting is None:
+                from integration.defender.auth import TokenProvider
+                from integration.defender.hunting import HuntingClient
+
+                assert self._wiring is not None and self._store is not None
+                transport, policy = self._wiring
+                settings, store = self.settings, self._store
+                tokens = TokenProvider(settings, transport, store, policy,
+                                       scope=settings.endpoints.graph_scope)
+                self._hunting = HuntingClient(settings.endpoints.graph_base, transport=transport,
+                                              tokens=tokens, policy=policy,
+                                              budget=_budget(settings, store, "hunting"))
+            return self._hunting
+
+
+# Advanced hunting through Graph allows 45 calls a minute per tenant (and CPU time, which
+# the answer's own 429s enforce); Microsoft documents no hourly count.
+HUNTING_LIMITS = (45, 45 * 60)
+
+
+def _budget(settings: Settings, store: StateStore, name: str) -> RateBudget:
+    """The budget of one call type (or of all, `shared`). Defender's limits are per
+    application and tenant, so that is the bucket's key."""
+    from integration.defender.budget import RateBudget
+
+    per_minute, per_hour = HUNTING_LIMITS if name == "hunting" else \
+        (settings.per_minute, settings.per_hour)
+    return RateBudget(store, f"{settings.tenant_id}|{settings.client_id}|{name}",
+                      per_minute=per_minute, per_hour=per_hour,
+                      max_wait_s=settings.max_rate_wait_s,
+                      interactive_reserve=settings.interactive_reserve,
+                      windows_s=settings.rate_windows_s)

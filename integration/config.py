@@ -19,17 +19,26 @@ CONFIG_SCHEMA = "config.schema.json"
 SECRET_KEYS = frozenset({"client_secret", "password"})
 ENV_PREFIX = "MDE_"
 CONFIG_PATH_VARIABLE = "MDE_CONFIG"
+MANAGED_IDENTITY = "managed_identity"
+MANAGED_IDENTITY_KEYS = ("managed_identity_client_id", "managed_identity_resource_id",
+                         "managed_identity_endpoint")
 
 
 class Settings(NamedTuple):
     """Validated configuration. A NamedTuple, not a dataclass: the cold-start path defines it."""
 
     tenant_id: str
+    # With a managed identity: the user-assigned identity's client id, else a label naming the
+    # identity, because the shared token cache and rate budget are keyed by it.
     client_id: str
     endpoints: Endpoints
     client_secret: str | None = None
     certificate_path: str | None = None
     certificate_password: str | None = None
+    auth: str = "client_secret"  # or client_certificate, managed_identity
+    managed_identity_client_id: str | None = None
+    managed_identity_resource_id: str | None = None
+    managed_identity_endpoint: str | None = None  # IMDS origin instead of 169.254.169.254
     cloud: str = "commercial"
     ca_bundle: str | None = None
     proxy: str | None = None
@@ -44,6 +53,10 @@ class Settings(NamedTuple):
     max_rate_wait_s: float = 30.0
     per_minute: int = 100
     per_hour: int = 1500
+    rate_buckets: str = "per_api"  # or "shared"
+    interactive_reserve: float = 0.2
+    # The budget's windows; Defender's are a minute and an hour (benchmarks shrink them).
+    rate_windows_s: tuple[float, float] = (60.0, 3600.0)
     max_concurrency: int = 8
 
     def __repr__(self) -> str:  # never show a secret, even in a traceback or a debugger
@@ -134,16 +147,10 @@ def _coerce(variable: str, text: str, spec: Mapping[str, Any]) -> Any:
 
 
 def _validate(config: dict[str, Any]) -> None:
-    has_secret = "client_secret" in config
-    has_certificate = "client_certificate" in config
-    if has_secret and has_certificate:
-        raise ConfigError("config keys 'client_secret' and 'client_certificate': "
-                          "give one of them, not both")
-    for key in ("tenant_id", "client_id"):
-        if not config.get(key):
-            raise ConfigError(f"config key '{key}' is required")
-    if not (has_secret or has_certificate):
-        raise ConfigError("config key 'client_secret' or 'client_certificate' is required")
+    if config.get("auth") == MANAGED_IDENTITY:
+        _validate_managed_identity(config)
+    else:
+        _validate_app_credential(config)
     if schemas.quick_verdict(schemas.schema(CONFIG_SCHEMA), config, CONFIG_SCHEMA) is not True:
         failure = schemas.best_error(CONFIG_SCHEMA, config)
         if failure is not None:
@@ -155,6 +162,47 @@ def _validate(config: dict[str, Any]) -> None:
     if certificate and not Path(certificate["path"]).is_file():
         raise ConfigError(f"config key 'client_certificate.path': no such file "
                           f"{certificate['path']!r}")
+
+
+def _validate_managed_identity(config: dict[str, Any]) -> None:
+    for key in ("client_secret", "client_certificate"):
+        if key in config:
+            raise ConfigError(f"config key '{key}' cannot be used with auth: managed_identity "
+                              f"(a managed identity signs in without a secret or certificate); "
+                              f"remove it, or set auth to {key}")
+    # Refused rather than guessed: a client_id meant as a user-assigned identity would
+    # otherwise silently sign in as the system-assigned one.
+    if "client_id" in config:
+        raise ConfigError("config key 'client_id' does not apply to auth: managed_identity: "
+                          "name a user-assigned identity with 'managed_identity_client_id' (or "
+                          "'managed_identity_resource_id'); leave both out for the "
+                          "system-assigned one")
+    if "managed_identity_client_id" in config and "managed_identity_resource_id" in config:
+        raise ConfigError("config keys 'managed_identity_client_id' and "
+                          "'managed_identity_resource_id': give one of them, not both")
+    # The tenant keys the shared token cache and the rate budget (Defender's limits are per
+    # application and tenant), and a token from another tenant is refused by name.
+    if not config.get("tenant_id"):
+        raise ConfigError("config key 'tenant_id' is required (also with a managed identity)")
+
+
+def _validate_app_credential(config: dict[str, Any]) -> None:
+    stray = [key for key in MANAGED_IDENTITY_KEYS if key in config]
+    if stray:
+        raise ConfigError(f"config key '{stray[0]}' applies only with auth: managed_identity")
+    auth = config.get("auth")
+    if auth in ("client_secret", "client_certificate") and auth not in config:
+        raise ConfigError(f"config key '{auth}' is required with auth: {auth}")
+    has_secret = "client_secret" in config
+    has_certificate = "client_certificate" in config
+    if has_secret and has_certificate:
+        raise ConfigError("config keys 'client_secret' and 'client_certificate': "
+                          "give one of them, not both")
+    for key in ("tenant_id", "client_id"):
+        if not config.get(key):
+            raise ConfigError(f"config key '{key}' is required")
+    if not (has_secret or has_certificate):
+        raise ConfigError("config key 'client_secret' or 'client_certificate' is required")
 
 
 def _describe(error: Any) -> str:
@@ -177,15 +225,30 @@ def _settings_from(config: dict[str, Any]) -> Settings:
     optional = {key: config[key] for key in (
         "cloud", "ca_bundle", "proxy", "timeout_s", "state", "cache_ttl_s", "max_attempts",
         "deadline_s", "backoff_base_s", "backoff_cap_s", "max_retry_after_s", "max_rate_wait_s",
-        "max_concurrency") if key in config}
+        "max_concurrency", *MANAGED_IDENTITY_KEYS) if key in config}
     return Settings(
         tenant_id=config["tenant_id"],
-        client_id=config["client_id"],
+        client_id=config.get("client_id") or _managed_identity_label(config),
+        auth=config.get("auth") or ("client_secret" if "client_secret" in config
+                                    else "client_certificate"),
         endpoints=resolve_endpoints(config),
         client_secret=config.get("client_secret"),
         certificate_path=certificate.get("path"),
         certificate_password=certificate.get("password"),
         per_minute=rate_limit.get("per_minute", 100),
         per_hour=rate_limit.get("per_hour", 1500),
+        rate_buckets=rate_limit.get("buckets", "per_api"),
+        interactive_reserve=float(rate_limit.get("interactive_reserve", 0.2)),
         **optional,
     )
+
+
+def _managed_identity_label(config: dict[str, Any]) -> str:
+    """What names a managed identity in the keys of shared state: its client id when given
+    (the application id Defender's limits count), else its resource id, else the
+    system-assigned identity of this Azure resource."""
+    if config.get("managed_identity_client_id"):
+        return str(config["managed_identity_client_id"])
+    if config.get("managed_identity_resource_id"):
+        return f"managed-identity:{config['managed_identity_resource_id']}"
+    return "managed-identity:system-assigned"

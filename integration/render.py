@@ -7,6 +7,10 @@ from typing import Any
 
 TABLE_COLUMNS = (("hostname", "Host"), ("os", "OS"), ("risk", "Risk"), ("health", "Health"),
                  ("last_seen", "Last seen (UTC)"), ("ip", "IP"), ("group", "Group"))
+# Shown only when the lookup asked for the contact timeline (`--contact`).
+CONTACT_COLUMNS = (("first_contact", "First contact (UTC)"), ("last_contact", "Last contact (UTC)"),
+                   ("contacts", "Count"), ("process", "Process"))
+HUNTING_ONLY_NOTE = " (hunting only)"
 
 
 def render(envelopes: list[dict[str, Any]], fmt: str) -> str:
@@ -41,10 +45,17 @@ def headline(envelope: dict[str, Any]) -> str:
     return f"{kind} {shown}: {result} [{source}]"
 
 
+def columns_for(envelope: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The table's columns: the contact columns only when some machine has a contact."""
+    if any("contact" in machine.get("mde", {}) for machine in envelope.get("machines", [])):
+        return TABLE_COLUMNS + CONTACT_COLUMNS
+    return TABLE_COLUMNS
+
+
 def machine_row(machine: dict[str, Any]) -> dict[str, str]:
     os_info = machine.get("os", {})
     groups = machine.get("groups", [])
-    return {
+    return {**_contact_cells(machine.get("mde", {}).get("contact")),
         "hostname": machine.get("hostname") or machine.get("uid", ""),
         "os": " ".join(str(part) for part in (os_info.get("name"), os_info.get("version"))
                        if part),
@@ -56,12 +67,39 @@ def machine_row(machine: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _contact_cells(contact: dict[str, Any] | None) -> dict[str, str]:
+    if not contact:
+        return {"first_contact": "-", "last_contact": "-", "contacts": "-", "process": "-"}
+    process = contact.get("process", {})
+    return {
+        "first_contact": contact["first_seen_time_dt"][:19].replace("T", " "),
+        "last_contact": contact["last_seen_time_dt"][:19].replace("T", " "),
+        "contacts": str(contact["count"]),
+        # The name, and the command line that tells what it did (cut: tables stay readable).
+        "process": " ".join(part for part in (
+            process.get("name"), _short(process.get("command_line"), 60)) if part) or "-",
+    }
+
+
+def _short(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _host(machine: dict[str, Any], host: str) -> str:
+    hunting_only = machine.get("mde", {}).get("contact", {}).get("source") == "hunting_only"
+    return host + HUNTING_ONLY_NOTE if hunting_only else host
+
+
 def table_block(envelope: dict[str, Any]) -> str:
     lines = [headline(envelope), *_warning_lines(envelope)]
-    rows = [machine_row(machine) for machine in envelope.get("machines", [])]
+    columns = columns_for(envelope)
+    machines = envelope.get("machines", [])
+    rows = [machine_row(machine) for machine in machines]
+    for machine, row in zip(machines, rows, strict=True):
+        row["hostname"] = _host(machine, row["hostname"])
     if rows:
-        lines.append(text_table([title for _, title in TABLE_COLUMNS],
-                                [[row[key] for key, _ in TABLE_COLUMNS] for row in rows]))
+        lines.append(text_table([title for _, title in columns],
+                                [[row[key] for key, _ in columns] for row in rows]))
     return "\n".join(lines)
 
 
@@ -86,15 +124,16 @@ def markdown_block(envelope: dict[str, Any]) -> str:
     lines = [title, "", headline(envelope).replace(value, shown, 1).replace("|", "\\|"),
              *(f"> {line}" for line in _warning_lines(envelope))]
     rows = [machine_row(machine) for machine in envelope.get("machines", [])]
+    columns = columns_for(envelope)
     if rows:
-        lines += ["", "| " + " | ".join(title for _, title in TABLE_COLUMNS) + " |",
-                  "|" + "---|" * len(TABLE_COLUMNS)]
+        lines += ["", "| " + " | ".join(title for _, title in columns) + " |",
+                  "|" + "---|" * len(columns)]
         for machine, row in zip(envelope["machines"], rows, strict=True):
             portal = machine.get("mde", {}).get("portal_url")
             host = _cell(row["hostname"])
-            row["hostname"] = f"[{host}]({portal})" if portal else host
+            row["hostname"] = _host(machine, f"[{host}]({portal})" if portal else host)
             lines.append("| " + " | ".join(
-                row[key] if key == "hostname" else _cell(row[key]) for key, _ in TABLE_COLUMNS)
+                row[key] if key == "hostname" else _cell(row[key]) for key, _ in columns)
                 + " |")
     return "\n".join(lines)
 

@@ -70,7 +70,8 @@ def test_definition_is_generated_from_the_config_schema(tmp_path: Path) -> None:
     assert (tmp_path / definition["command"]) in written
     items = {item["name"]: item for item in definition["configurationItems"]}
     assert all(all(key in item for key in ITEM_REQUIRED) for item in items.values())
-    assert items["tenant_id"]["required"] and items["client_id"]["required"]
+    # client_id is optional: a managed identity needs none.
+    assert items["tenant_id"]["required"] and not items["client_id"]["required"]
     assert not items["client_secret"]["required"]  # a certificate may be used instead
     assert {"client_certificate_path", "client_certificate_password",
             "rate_limit_per_minute", "ca_bundle", "state"} <= set(items)

@@ -152,7 +152,8 @@ def test_every_configuration_entry_has_a_valid_type_and_secrets_are_hidden(integ
         assert "defaultvalue" not in parameters[name], name
     assert {name for name, entry in parameters.items() if entry["type"] in (4, 9, 14)} == secrets
     assert parameters["tenant_id"]["type"] == parameters["client_id"]["type"] == 0
-    assert parameters["tenant_id"]["required"] and parameters["client_id"]["required"]
+    # client_id is optional: a managed identity needs none.
+    assert parameters["tenant_id"]["required"] and not parameters["client_id"]["required"]
     clouds = schemas.schema("config.schema.json")["properties"]["cloud"]["enum"]
     assert parameters["cloud"]["type"] == 15
     assert parameters["cloud"]["options"] == clouds

@@ -56,7 +56,7 @@ MALFORMED: dict[str, tuple[str, str, str]] = {
     "unknown_param": (
         "domain: {expr: item.value}", "domains: {expr: item.value}",
         "steps[1] (domains): action 'get_machines_for_domain' has no param(s) domains; "
-        "it takes domain, include_raw, priority, use_cache"),
+        "it takes contact, domain, include_raw, priority, use_cache"),
     "unknown_step_reference": (
         "steps.extract.indicators", "steps.extrakt.indicators",
         "steps[1] (domains): expression \"steps.extrakt.indicators[?kind == 'domain']\" "

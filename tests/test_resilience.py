@@ -175,7 +175,8 @@ def test_a_429_makes_every_process_sharing_the_state_wait(config: dict,
 
 def test_an_empty_budget_ends_rate_limited_without_sending(emulator: Emulator,
                                                            state_url: str) -> None:
-    config = emulator.config(state=state_url, rate_limit={"per_minute": 2, "per_hour": 100},
+    config = emulator.config(state=state_url, rate_limit={"per_minute": 2, "per_hour": 100,
+                                                          "interactive_reserve": 0},
                              max_rate_wait_s=0.5)
     statuses = [lookup(config, value)["status"]
                 for value in (seed.EVIL_DOMAIN, seed.PHISH_DOMAIN, seed.IDN_DOMAIN)]

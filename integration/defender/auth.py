@@ -17,6 +17,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from integration.config import MANAGED_IDENTITY
+from integration.defender import managed_identity
 from integration.errors import AuthFailed, ConfigError, PluginError, UpstreamError
 
 if TYPE_CHECKING:
@@ -42,8 +44,10 @@ REFUSAL_MEMORY_S = 60.0
 
 class TokenProvider:
     def __init__(self, settings: Settings, transport: Transport, store: StateStore,
-                 policy: RetryPolicy) -> None:
+                 policy: RetryPolicy, scope: str | None = None) -> None:
         self._settings = settings
+        # Another resource than Defender's (Graph, for hunting) is another token.
+        self._scope = scope or settings.endpoints.scope
         self._transport = transport
         self._store = store
         self._policy = policy
@@ -51,6 +55,11 @@ class TokenProvider:
         # wrong secret must not be served the token that the old one earned.
         self._cache_key = f"{settings.authority}|{settings.client_id}|" \
                           f"{credential_fingerprint(settings)}"
+        if scope and scope != settings.endpoints.scope:
+            # Its own msal cache blob: two providers must not overwrite each other's tokens.
+            self._cache_key += f"|{scope}"
+        if settings.auth == MANAGED_IDENTITY:
+            self._cache_key = managed_identity.cache_key(settings, self._scope)
         self._token: str | None = None
         self._expires_on = 0.0
         self._refused: tuple[PluginError, float] | None = None
@@ -89,9 +98,12 @@ class TokenProvider:
 
     def _from_shared_cache(self) -> tuple[str, float] | None:
         blob = self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key)
+        if blob and self._settings.auth == MANAGED_IDENTITY:  # msal files these apart
+            return find_access_token(blob, **managed_identity.cache_entry(self._settings,
+                                                                          self._scope))
         return find_access_token(blob, client_id=self._settings.client_id,
                                  tenant_id=self._settings.tenant_id,
-                                 scope=self._settings.endpoints.scope) if blob else None
+                                 scope=self._scope) if blob else None
 
     def _fetch(self) -> tuple[str, float]:
         lease = f"token:{self._cache_key}"
@@ -119,6 +131,24 @@ class TokenProvider:
         blob = self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key)
         if blob:
             cache.deserialize(blob)
+        if settings.auth == MANAGED_IDENTITY:
+            result = self._managed_identity_token(cache)
+        else:
+            result = self._app_token(cache)
+        if result.get("token_source") != "cache":
+            self.tokens_fetched += 1
+            log.info("token request: new token for client %s (attempt %d)",
+                     settings.client_id, attempt)
+        if cache.has_state_changed:
+            self._store.put(TOKEN_CACHE_NAMESPACE, self._cache_key, cache.serialize(),
+                            ttl_s=TOKEN_CACHE_TTL_S)
+        return result["access_token"], time.time() + float(result.get("expires_in", 0))
+
+    def _app_token(self, cache: Any) -> dict[str, Any]:
+        """The confidential client's answer with an access token, or our error."""
+        import msal
+
+        settings = self._settings
         try:
             # A new app per attempt: msal replays a throttled (5xx/429) answer for a while
             # from the app's own memory, which would turn our retry into no retry at all.
@@ -130,7 +160,7 @@ class TokenProvider:
                 http_client=self._transport,
                 instance_discovery=None if settings.endpoints.is_microsoft_authority else False,
             )
-            result = app.acquire_token_for_client(scopes=[settings.endpoints.scope])
+            result = app.acquire_token_for_client(scopes=[self._scope])
         except msal.exceptions.MsalServiceError as exc:  # msal's form of a 5xx answer
             raise UpstreamError(f"the sign-in service failed: {_first_line(exc)}",
                                 retryable=True) from None
@@ -148,14 +178,31 @@ class TokenProvider:
             if error in TRANSIENT_SIGN_IN_ERRORS:
                 raise UpstreamError(failure.message, retryable=True) from None
             raise failure
-        if result.get("token_source") != "cache":
-            self.tokens_fetched += 1
-            log.info("token request: new token for client %s (attempt %d)",
-                     settings.client_id, attempt)
-        if cache.has_state_changed:
-            self._store.put(TOKEN_CACHE_NAMESPACE, self._cache_key, cache.serialize(),
-                            ttl_s=TOKEN_CACHE_TTL_S)
-        return result["access_token"], time.time() + float(result.get("expires_in", 0))
+        return result
+
+    def _managed_identity_token(self, cache: Any) -> dict[str, Any]:
+        """The managed identity's answer with an access token (from the endpoint of the Azure
+        host msal finds, see managed_identity.py), or our error."""
+        import msal
+
+        settings = self._settings
+        http = managed_identity.ManagedIdentityHttp(self._transport,
+                                                    settings.managed_identity_endpoint)
+        try:
+            # A new client per attempt, as for apps: msal replays 429/5xx answers from memory.
+            client = msal.ManagedIdentityClient(managed_identity.msal_identity(settings),
+                                                http_client=http, token_cache=cache)
+            result = client.acquire_token_for_client(
+                resource=managed_identity.resource(self._scope))
+        except json.JSONDecodeError:
+            raise UpstreamError(f"the managed identity endpoint answered {http.last_status} "
+                                "with a body that is not JSON", retryable=True) from None
+        except (msal.ManagedIdentityError, OSError) as exc:
+            raise managed_identity.refusal(settings, exc) from None
+        if "access_token" not in result:
+            raise managed_identity.failure(settings, result, http.last_status)
+        managed_identity.check_tenant(settings, token_claims(result["access_token"]))
+        return result
 
     def _credential(self) -> str | dict[str, str]:
         settings = self._settings
@@ -210,7 +257,7 @@ def _pem_block(pem: str, label: str) -> str | None:
     return pem[start:stop + len(end)] if start >= 0 and stop >= 0 else None
 
 
-def find_access_token(blob: str, *, client_id: str, tenant_id: str, scope: str,
+def find_access_token(blob: str, *, client_id: str | None, tenant_id: str, scope: str,
                       now: float | None = None) -> tuple[str, float] | None:
     """A still-valid access token from msal's serialized cache, read without msal."""
     now = time.time() if now is None else now

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import requests
 
     from integration.defender.auth import TokenProvider
-    from integration.defender.budget import RateBudget
+    from integration.defender.budget import Budgets, CallType, Lane
     from integration.defender.retry import Outcome, RetryPolicy
     from integration.defender.transport import Transport
 
@@ -46,60 +46,62 @@ class Lookup(NamedTuple):
 
 
 class _Calls:
-    """How many API calls one lookup has made so far."""
+    """How many API calls one lookup has made so far, and the budget lane it draws from."""
 
-    __slots__ = ("count",)
+    __slots__ = ("count", "lane")
 
-    def __init__(self) -> None:
+    def __init__(self, lane: Lane) -> None:
         self.count = 0
+        self.lane = lane
 
 
 class DefenderClient:
     def __init__(self, api_base: str, *, transport: Transport, tokens: TokenProvider,
-                 budget: RateBudget, policy: RetryPolicy) -> None:
+                 budgets: Budgets, policy: RetryPolicy) -> None:
         self._transport = transport
         self._tokens = tokens
-        self._budget = budget
+        self._budgets = budgets
         self._policy = policy
         self._api_base = api_base
         self._origin = urlsplit(api_base)[:2]
 
     # -- the lookups -------------------------------------------------------------------------
 
-    def machines_for_domain(self, domain: Indicator) -> Lookup:
-        calls = _Calls()
-        machines = self._list(urls.domain_machines(domain), calls)
+    def machines_for_domain(self, domain: Indicator, lane: Lane = "batch") -> Lookup:
+        calls = _Calls(lane)
+        machines = self._list(urls.domain_machines(domain), calls, "domain_machines")
         if not machines:  # 404 and an empty 200 both mean "no machines"
             return Lookup(found=False, api_calls=calls.count)
         return Lookup(found=True, machines=machines, api_calls=calls.count,
                       truncated=len(machines) >= DOMAIN_ANSWER_CAP)
 
-    def machines_for_file(self, sha1: Indicator) -> Lookup:
-        calls = _Calls()
-        machines = self._list(urls.file_machines(sha1), calls)
+    def machines_for_file(self, sha1: Indicator, lane: Lane = "batch") -> Lookup:
+        calls = _Calls(lane)
+        machines = self._list(urls.file_machines(sha1), calls, "file_machines")
         return Lookup(found=bool(machines), machines=machines, api_calls=calls.count)
 
-    def resolve_sha1(self, file_hash: Indicator) -> tuple[Indicator | None, int]:
+    def resolve_sha1(self, file_hash: Indicator,
+                     lane: Lane = "batch") -> tuple[Indicator | None, int]:
         """The SHA-1 of the file a SHA-256 or MD5 names (None if Defender does not know it),
         and the calls that took: the machines call accepts only SHA-1."""
-        calls = _Calls()
-        info = self._get(urls.file_info(file_hash), calls)
+        calls = _Calls(lane)
+        info = self._get(urls.file_info(file_hash), calls, "file_info")
         if info is None:
             return None, calls.count
         return self._resolved_sha1(info, file_hash), calls.count
 
     def first_machine(self) -> Lookup:
         """The cheapest authorized call there is: the connectivity check."""
-        calls = _Calls()
-        body = self._get(urls.MACHINES_LIST, calls, params={"$top": "1"})
+        calls = _Calls("interactive")
+        body = self._get(urls.MACHINES_LIST, calls, "machines_list", params={"$top": "1"})
         values = _values(body) if body is not None else []
         return Lookup(found=bool(values), machines=values, api_calls=calls.count)
 
     # -- HTTP ----------------------------------------------------------------------------------
 
-    def _list(self, path: str, calls: _Calls) -> list[dict[str, Any]]:
+    def _list(self, path: str, calls: _Calls, call_type: CallType) -> list[dict[str, Any]]:
         """Every machine of a list answer, following @odata.nextLink; [] for a 404."""
-        body = self._get(path, calls)
+        body = self._get(path, calls, call_type)
         if body is None:
             return []
         machines = _values(body)
@@ -111,22 +113,23 @@ class DefenderClient:
             if urlsplit(link)[:2] != self._origin:
                 raise UpstreamError(f"Defender's @odata.nextLink leaves {self._api_base}; "
                                     "not followed")
-            body = self._get(link, calls, absolute=True)
+            body = self._get(link, calls, call_type, absolute=True)
             if body is None:
                 break
             machines.extend(_values(body))
         return machines
 
-    def _get(self, path: str, calls: _Calls, *, params: dict[str, str] | None = None,
+    def _get(self, path: str, calls: _Calls, call_type: CallType, *,
+             params: dict[str, str] | None = None,
              absolute: bool = False) -> dict[str, Any] | None:
         """The JSON object at `path`; None for a 404. Errors carry the calls they cost."""
         url = path if absolute else self._api_base + path
         try:
-            outcome = self._send(url, params, calls)
+            outcome = self._send(url, params, calls, call_type)
             if outcome.status == 401:
                 # A token the API no longer accepts: drop it everywhere, fetch one, try once more.
                 self._tokens.invalidate(_bearer(outcome.response))
-                outcome = self._send(url, params, calls)
+                outcome = self._send(url, params, calls, call_type)
                 if outcome.status == 401:
                     raise AuthFailed("Defender refused a fresh token: "
                                      f"{_defender_message(outcome.body)}", status=401)
@@ -134,9 +137,12 @@ class DefenderClient:
         except PluginError as error:
             raise error.replace(api_calls=calls.count) from None
 
-    def _send(self, url: str, params: dict[str, str] | None, calls: _Calls) -> Outcome:
+    def _send(self, url: str, params: dict[str, str] | None, calls: _Calls,
+              call_type: CallType) -> Outcome:
+        budget = self._budgets.for_call(call_type)
+
         def attempt(number: int) -> requests.Response:
-            self._budget.take()
+            budget.take(calls.lane)
             token = self._tokens.access_token()
             calls.count += 1
             response = self._transport.get(url, params=params,
@@ -146,7 +152,7 @@ class DefenderClient:
             return response
 
         return self._policy.send(attempt, what=f"GET {urlsplit(url).path}",
-                                 on_throttled=self._budget.pause)
+                                 on_throttled=budget.pause)
 
     def _resolved_sha1(self, info: dict[str, Any], asked: Indicator) -> Indicator:
         value = info.get("sha1")

@@ -50,6 +50,16 @@ CLOUDS: dict[str, Cloud] = {
     ),
 }
 
+# Microsoft Graph (advanced hunting for the contact timeline) per cloud: (API base, scope).
+# GCC uses the commercial Graph; GCC High and DoD have their own hosts, and a token must be
+# asked for that cloud's Graph resource. `graph_base_url` overrides the host.
+GRAPH: dict[str, tuple[str, str]] = {
+    "commercial": ("https://graph.microsoft.com", "https://graph.microsoft.com/.default"),
+    "us-gcc": ("https://graph.microsoft.com", "https://graph.microsoft.com/.default"),
+    "us-gcc-high": ("https://graph.microsoft.us", "https://graph.microsoft.us/.default"),
+    "us-dod": ("https://dod-graph.microsoft.us", "https://dod-graph.microsoft.us/.default"),
+}
+
 # Regional API hosts exist only in the commercial cloud.
 COMMERCIAL_REGIONS = ("us", "eu", "uk", "au", "swa", "ina", "aea")
 
@@ -59,6 +69,8 @@ class Endpoints(NamedTuple):
     api_base: str
     scope: str
     portal_base: str
+    graph_base: str = GRAPH["commercial"][0]
+    graph_scope: str = GRAPH["commercial"][1]
 
     @property
     def is_microsoft_authority(self) -> bool:
@@ -87,4 +99,6 @@ def resolve_endpoints(config: dict[str, Any]) -> Endpoints:
         api_base=config.get("api_base_url", api_base).rstrip("/"),
         scope=config.get("scope", cloud.scope),
         portal_base=cloud.portal_base,
+        graph_base=config.get("graph_base_url", GRAPH[cloud_name][0]).rstrip("/"),
+        graph_scope=GRAPH[cloud_name][1],
     )

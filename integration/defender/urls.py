@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from integration.lookup.indicators import Indicator
 
 MACHINES_LIST = "/api/machines"
+# Microsoft Graph, on the Graph host of the cloud (clouds.py), not the Defender API host.
+HUNTING_QUERY = "/v1.0/security/runHuntingQuery"
 
 
 def _segment(value: str) -> str:

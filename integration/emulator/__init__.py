@@ -52,6 +52,10 @@ class Emulator:
     noroles_client_secret = _backend.NOROLES_CLIENT_SECRET
     readwrite_client_id = _backend.READWRITE_CLIENT_ID  # holds only Machine.ReadWrite.All
     readwrite_client_secret = _backend.READWRITE_CLIENT_SECRET
+    mi_system_client_id = _backend.MI_SYSTEM_CLIENT_ID  # the resource's managed identities
+    mi_user_client_id = _backend.MI_USER_CLIENT_ID
+    mi_user_resource_id = _backend.MI_USER_RESOURCE_ID
+    mi_identity_header = _backend.MI_IDENTITY_HEADER  # App Service's IDENTITY_HEADER
 
     def __init__(self, state_dir: str | os.PathLike[str] | None = None,
                  dataset: DatasetSource = None, page_size: int | None = None,
@@ -155,6 +159,7 @@ class Emulator:
             "client_id": self.client_id,
             "client_secret": self.client_secret,
             "api_base_url": self.base_url,
+            "graph_base_url": self.base_url,  # Graph's advanced hunting is served here too
             "authority_host": self.base_url,
             "ca_bundle": self.ca_path,
         }
@@ -166,6 +171,15 @@ class Emulator:
         config = self.config(client_id=self.cert_client_id, client_certificate={
             "path": self.client_cert_path, "password": self.client_cert_password})
         del config["client_secret"]
+        config.update(overrides)
+        return config
+
+    def managed_identity_config(self, **overrides: Any) -> dict[str, Any]:
+        """The same, signing in with a managed identity through this emulator's IMDS
+        endpoint: the system-assigned one, or add managed_identity_client_id."""
+        config = self.config(auth="managed_identity", managed_identity_endpoint=self.base_url)
+        for key in ("client_id", "client_secret", "authority_host"):
+            del config[key]
         config.update(overrides)
         return config
 

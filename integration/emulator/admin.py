@@ -12,7 +12,8 @@ from typing import Any
 
 import requests
 
-_TOKEN_PATH = re.compile(r"/[^/]+/oauth2/(?:v2\.0/)?token$")
+# Entra's token endpoints, IMDS's /metadata/identity/oauth2/token and App Service's /msi/token.
+_TOKEN_PATH = re.compile(r"/[^/]+/oauth2/(?:v2\.0/)?token$|^/msi/token$")
 # Shorthands for add_fault(): 503 means {"status": 503}, "drop" means {"drop": True}.
 _FLAG_FAULTS = frozenset({"drop", "truncate", "pass", "expire_token", "html"})
 

@@ -42,6 +42,13 @@ NOROLES_CLIENT_ID = "c412d1b6-7e1f-4b8f-970c-0dc2ac7b41b5"
 NOROLES_CLIENT_SECRET = "Emu8Q~noRolesSecret-0000000000000000000"
 READWRITE_CLIENT_ID = "4a029bac-c12d-4fe2-b458-c03b00a86f66"
 READWRITE_CLIENT_SECRET = "Emu8Q~readWriteSecret-00000000000000000"
+# Managed identities of the Azure resource the plugin is pretended to run on (IMDS and App
+# Service token endpoints): one system-assigned, one user-assigned (by client or resource id).
+MI_SYSTEM_CLIENT_ID = "639530ee-f779-4a70-9900-0056be7b8a91"
+MI_USER_CLIENT_ID = "921412d7-21dc-4625-8c1d-5afbc08649b5"
+MI_USER_RESOURCE_ID = ("/subscriptions/00000000-0000-4000-8000-0000000000e1/resourceGroups/soar"
+                       "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/mde-enrich")
+MI_IDENTITY_HEADER = "emulator-identity-header"  # App Service's IDENTITY_HEADER value
 
 ACCEPTED_RESOURCES = (
     "https://api.securitycenter.microsoft.com",
@@ -53,6 +60,9 @@ ACCEPTED_RESOURCES = (
 # Real resources of every tenant that are not Defender: asking for them by mistake gets a
 # token (as in Entra ID) that the Defender API then refuses with 403.
 OTHER_RESOURCES = ("https://graph.microsoft.com", "https://management.azure.com")
+# Microsoft Graph's advanced hunting (runHuntingQuery) wants this role on the Graph resource.
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+HUNTING_ROLE = "ThreatHunting.Read.All"
 MACHINE_ROLES = frozenset({"Machine.Read.All", "Machine.ReadWrite.All"})
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CALL_TYPES = ("domain_machines", "file_machines", "file_info", "machines_list")
@@ -203,6 +213,16 @@ class Dataset:
             for kind in ("sha1", "sha256", "md5"):
                 if info.get(kind):
                     self._files[info[kind]] = record
+        # Advanced hunting's event tables (Graph's runHuntingQuery), with the moment `ago()`
+        # counts from: a seeded dataset's own "now", so its events stay in the window.
+        hunting = raw.get("hunting") or {}
+        tables = hunting.get("tables") if isinstance(hunting, dict) else None
+        if not isinstance(tables, (dict, type(None))) or not all(
+                isinstance(rows, list) and all(isinstance(row, dict) for row in rows)
+                for rows in (tables or {}).values()):
+            raise ValueError("dataset.hunting must be {reference_now, tables: {name: [rows]}}")
+        self.hunting_tables: dict[str, list[dict[str, Any]]] = dict(tables or {})
+        self.hunting_now: str | None = hunting.get("reference_now")
 
     def _resolve(self, ids: Any, where: str) -> list[dict[str, Any]]:
         if not isinstance(ids, list):
@@ -258,6 +278,7 @@ class App:
     roles: tuple[str, ...]
     secret: str | None = None
     certificate: x509.Certificate | None = None
+    graph_roles: tuple[str, ...] = ()  # application roles on Microsoft Graph
 
     @property
     def object_id(self) -> str:
@@ -267,8 +288,10 @@ class App:
 
 def default_apps(client_certificate: x509.Certificate) -> dict[str, App]:
     apps = [
-        App(CLIENT_ID, ("Machine.Read.All",), secret=CLIENT_SECRET),
-        App(CERT_CLIENT_ID, ("Machine.Read.All",), certificate=client_certificate),
+        App(CLIENT_ID, ("Machine.Read.All",), secret=CLIENT_SECRET,
+            graph_roles=(HUNTING_ROLE,)),
+        App(CERT_CLIENT_ID, ("Machine.Read.All",), certificate=client_certificate,
+            graph_roles=(HUNTING_ROLE,)),
         App(NOROLES_CLIENT_ID, ("Alert.Read.All",), secret=NOROLES_CLIENT_SECRET),
         App(READWRITE_CLIENT_ID, ("Machine.ReadWrite.All",), secret=READWRITE_CLIENT_SECRET),
     ]
@@ -287,6 +310,10 @@ class TokenService:
         self._lock = threading.Lock()
         self._issued: set[str] = set()
         self._revoked: set[str] = set()
+        # Managed identities are not apps with credentials: only the token endpoints of the
+        # Azure resource they are attached to issue their tokens.
+        self.identities = {client_id: App(client_id, ("Machine.Read.All",))
+                           for client_id in (MI_SYSTEM_CLIENT_ID, MI_USER_CLIENT_ID)}
 
     @property
     def issuer(self) -> str:
@@ -357,14 +384,50 @@ class TokenService:
             "sub": app.object_id, "tid": TENANT_ID, "uti": token_id, "ver": "1.0",
         }
         # Entra leaves the claim out when the app holds no role on that resource.
-        if app.roles and resource in ACCEPTED_RESOURCES:
-            claims["roles"] = list(app.roles)
+        roles = app.roles if resource in ACCEPTED_RESOURCES else \
+            app.graph_roles if resource == GRAPH_RESOURCE else ()
+        if roles:
+            claims["roles"] = list(roles)
         token = jwt.encode(claims, self._key, algorithm="RS256",
                            headers={"kid": self.kid, "x5t": self.kid})
         with self._lock:
             self._issued.add(token_id)
         return {"token_type": "Bearer", "expires_in": lifetime_s,
                 "ext_expires_in": lifetime_s, "access_token": token}
+
+    def issue_for_managed_identity(self, resource: str | None, selector: Mapping[str, str],
+                                   lifetime_s: int) -> dict[str, Any]:
+        """A token for one of the resource's managed identities, as IMDS and App Service
+        issue them; `selector` is the request's client_id / object_id / resource id, if any.
+        Raises SignInError with IMDS's wording; the server reshapes it per endpoint."""
+        if not resource:
+            raise SignInError(400, "invalid_request", 0,
+                              "Required audience parameter not specified")
+        known = _canonical_resource(resource, ACCEPTED_RESOURCES + OTHER_RESOURCES)
+        if known is None:
+            raise SignInError(400, "invalid_resource", 500011,
+                              f"AADSTS500011: The resource principal named {resource} was not "
+                              f"found in the tenant named {TENANT_DOMAIN}.")
+        identity = self._managed_identity(selector)
+        if identity is None:
+            raise SignInError(400, "invalid_request", 0, "Identity not found")
+        answer = self._mint(identity, known, "2", lifetime_s)
+        answer["client_id"] = identity.client_id  # IMDS and Arc echo the identity they used
+        return answer
+
+    def _managed_identity(self, selector: Mapping[str, str]) -> App | None:
+        if not selector:  # no selector: the system-assigned identity
+            return self.identities[MI_SYSTEM_CLIENT_ID]
+        ((kind, value),) = selector.items()
+        for identity in self.identities.values():
+            if kind == "client_id" and value.lower() == identity.client_id:
+                return identity
+            if kind == "object_id" and value.lower() == identity.object_id:
+                return identity
+            if kind == "resource_id" and identity.client_id == MI_USER_CLIENT_ID \
+                    and value.lower() == MI_USER_RESOURCE_ID.lower():
+                return identity
+        return None
 
     def revoke_all(self) -> None:
         with self._lock:
@@ -376,6 +439,29 @@ class TokenService:
 
     def check(self, authorization: str | None) -> dict[str, Any]:
         """Claims of a valid bearer token, or ApiError 401/403 as Defender answers."""
+        claims = self._verified(authorization)
+        if _canonical_resource(str(claims.get("aud", ""))) is None:
+            raise ApiError(403, "Forbidden", "The access token audience is not valid for this "
+                                             "API.")
+        if not MACHINE_ROLES & set(claims.get("roles") or []):
+            raise ApiError(403, "Forbidden", "Missing application roles. API required roles: "
+                                             "Machine.Read.All,Machine.ReadWrite.All")
+        return claims
+
+    def check_graph(self, authorization: str | None) -> dict[str, Any]:
+        """Claims of a valid Graph token with the hunting role, or ApiError 401/403 as Graph
+        answers (its 403 code is Forbidden too)."""
+        claims = self._verified(authorization)
+        if str(claims.get("aud", "")).rstrip("/").lower() != GRAPH_RESOURCE:
+            raise ApiError(401, "InvalidAuthenticationToken",
+                           "Access token validation failure. Invalid audience.", _CHALLENGE)
+        if HUNTING_ROLE not in (claims.get("roles") or []):
+            raise ApiError(403, "Forbidden", "Missing role permissions on the request. API "
+                                             f"requires one of '{HUNTING_ROLE}'.")
+        return claims
+
+    def _verified(self, authorization: str | None) -> dict[str, Any]:
+        """The claims of a bearer token we issued, still valid and not revoked."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "Unauthorized", "Authorization header is missing or is not a "
@@ -393,12 +479,6 @@ class TokenService:
             revoked = claims.get("uti") in self._revoked
         if revoked or claims.get("tid") != TENANT_ID:
             raise ApiError(401, "Unauthorized", "The access token is invalid.", _CHALLENGE)
-        if _canonical_resource(str(claims.get("aud", ""))) is None:
-            raise ApiError(403, "Forbidden", "The access token audience is not valid for this "
-                                             "API.")
-        if not MACHINE_ROLES & set(claims.get("roles") or []):
-            raise ApiError(403, "Forbidden", "Missing application roles. API required roles: "
-                                             "Machine.Read.All,Machine.ReadWrite.All")
         return claims
 
 

@@ -15,6 +15,8 @@ import random
 import uuid
 from typing import Any
 
+from integration.emulator.events import build_events
+
 SEED = 20240501
 # A fixed "now" keeps the data identical from day to day.
 REFERENCE_NOW = dt.datetime(2025, 6, 2, 9, 30, tzinfo=dt.timezone.utc)
@@ -112,7 +114,10 @@ def build_dataset() -> dict[str, Any]:
     files = _files(rng, ids)
     for entry in files:
         entry["machines"] = sorted(entry["machines"], key=newest_first.__getitem__)
-    return {"machines": machines, "domains": domains, "files": files}
+    # Advanced hunting's event tables, from their own random stream (machines unchanged).
+    hunting = build_events(machines, domains, files, now=REFERENCE_NOW, seed=SEED + 1,
+                           hunting_only=(EVIL_DOMAIN, KNOWN_FILE["sha1"]))
+    return {"machines": machines, "domains": domains, "files": files, "hunting": hunting}
 
 
 def _docs_machine() -> dict[str, Any]:

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 
+from integration.emulator import graph, identity
 from integration.emulator.backend import (
     CALL_TYPES,
     TENANT_DOMAIN,
@@ -243,6 +244,13 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if request.path.startswith("/api/") or request.path == "/api":
                 return defender_api(self.server, request)
+            if graph.is_graph(request.path):  # Microsoft Graph: advanced hunting
+                status, payload, headers = graph.answer(self.server.backend, request.method,
+                                                        request.path, request.headers,
+                                                        request.body)
+                response = Response.json(status, payload)
+                response.headers.update(headers)
+                return response
             return sign_in(self.server, request)
         except ApiError as exc:
             return api_error(exc)
@@ -400,6 +408,10 @@ def sign_in(server: EmulatorServer, request: Request) -> Response:
         response = Response.json(200, answer)
         response.headers.update({"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
         return response
+    if request.path in identity.PATHS:  # managed identity: IMDS and App Service style
+        status, payload = identity.managed_identity_token(backend, request.method, request.path,
+                                                          request.params(), request.headers)
+        return Response.json(status, payload)
     raise ApiError(404, "NotFound", f"No route for {request.path}.")
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from integration.compose import Parts
     from integration.config import Settings
     from integration.defender.auth import TokenProvider
+    from integration.defender.budget import Lane
     from integration.defender.client import DefenderClient
     from integration.state import StateStore
 
@@ -69,46 +70,69 @@ class Enricher:
     # -- lookups -------------------------------------------------------------------------------
 
     def lookup(self, kind: Kind, value: Any, *, use_cache: bool = True,
-               include_raw: bool = False) -> dict[str, Any]:
-        """One indicator, one envelope (as a dict); expected failures become error envelopes."""
-        return self.lookup_envelope(kind, value, use_cache=use_cache,
-                                    include_raw=include_raw).to_dict()
+               include_raw: bool = False, priority: Lane = "batch",
+               contact: bool = False) -> dict[str, Any]:
+        """One indicator, one envelope (as a dict); expected failures become error envelopes.
+        `priority` is the rate budget's lane: an analyst waiting is `interactive`.
+        `contact` adds the contact timeline from advanced hunting (lookup/contact.py)."""
+        if contact:
+            return self.lookup_many(kind, [value], use_cache=use_cache, include_raw=include_raw,
+                                    priority=priority, contact=True)[0]
+        return self.lookup_envelope(kind, value, use_cache=use_cache, include_raw=include_raw,
+                                    priority=priority).to_dict()
 
     def lookup_many(self, kind: Kind, values: list[Any], *, use_cache: bool = True,
-                    include_raw: bool = False) -> list[dict[str, Any]]:
-        """Envelopes in input order; distinct indicators looked up concurrently."""
+                    include_raw: bool = False,
+                    priority: Lane = "batch", contact: bool = False) -> list[dict[str, Any]]:
+        """Envelopes in input order; distinct indicators looked up concurrently. With
+        `contact`, one hunting query for the whole batch once every lookup is done."""
+        if contact:
+            return self._with_contact(kind, self.lookup_many(
+                kind, values, use_cache=use_cache, include_raw=include_raw, priority=priority),
+                priority)
         if len(values) <= 1:
-            return [self.lookup(kind, value, use_cache=use_cache, include_raw=include_raw)
-                    for value in values]
+            return [self.lookup(kind, value, use_cache=use_cache, include_raw=include_raw,
+                                priority=priority) for value in values]
         from concurrent.futures import ThreadPoolExecutor  # only a many-value run pays for it
 
         workers = min(self.settings.max_concurrency, len(values))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookup") as pool:
             return list(pool.map(
                 lambda value: self.lookup(kind, value, use_cache=use_cache,
-                                          include_raw=include_raw), values))
+                                          include_raw=include_raw, priority=priority),
+                values))
+
+    def _with_contact(self, kind: Kind, envelopes: list[dict[str, Any]],
+                      lane: Lane) -> list[dict[str, Any]]:
+        from integration.lookup.contact import with_contact
+
+        merged = with_contact([Envelope.from_dict(envelope) for envelope in envelopes], kind,
+                              lambda: self.parts.hunting,
+                              portal_base=self.settings.endpoints.portal_base, lane=lane)
+        return [envelope.to_dict() for envelope in merged]
 
     def lookup_envelope(self, kind: Kind, value: Any, *, use_cache: bool = True,
-                        include_raw: bool = False) -> Envelope:
+                        include_raw: bool = False, priority: Lane = "batch") -> Envelope:
         action = ACTION_BY_KIND[kind]
         try:
             indicator = parse(kind, value)
         except PluginError as error:
             return error_envelope(action, error, original=value)
-        return self._lookup(action, indicator, use_cache=use_cache, include_raw=include_raw)
+        return self._lookup(action, indicator, use_cache=use_cache, include_raw=include_raw,
+                            lane=priority)
 
     def _lookup(self, action: str, indicator: Indicator, *, use_cache: bool,
-                include_raw: bool) -> Envelope:
+                include_raw: bool, lane: Lane) -> Envelope:
         use_cache = use_cache and self.cache.ttl_s > 0
         resolve_calls = 0
         try:
             target: Indicator | None = indicator
             if indicator.type in ("sha256", "md5"):
-                target, resolve_calls = self._resolve_sha1(indicator, use_cache)
+                target, resolve_calls = self._resolve_sha1(indicator, use_cache, lane)
             if target is None:
                 answer, cached = Answer([]), resolve_calls == 0
             else:
-                answer, cached = self._machines(target, use_cache)
+                answer, cached = self._machines(target, use_cache, lane)
         except PluginError as error:
             return error_envelope(action, error, indicator=indicator,
                                   api_calls=resolve_calls + error.api_calls)
@@ -120,24 +144,27 @@ class Enricher:
             sha1=target.value if target is not None and target is not indicator else None,
             warnings=answer.warnings)
 
-    def _machines(self, indicator: Indicator, use_cache: bool) -> tuple[Answer, bool]:
+    def _machines(self, indicator: Indicator, use_cache: bool,
+                  lane: Lane) -> tuple[Answer, bool]:
         """Defender's machines for a domain or a SHA-1, from the cache when allowed."""
         key = self.cache.key(indicator.type, indicator.value)
         (answer, cached), shared = self.cache.single_flight.run(
-            ("machines", key, use_cache), lambda: self._machines_once(indicator, key, use_cache))
+            # Per lane: an analyst must not wait on a batch fetch queued for the budget.
+            ("machines", key, use_cache, lane),
+            lambda: self._machines_once(indicator, key, use_cache, lane))
         # A fetch shared with another caller cost this one nothing, like a cache hit.
         return answer, cached or shared
 
-    def _machines_once(self, indicator: Indicator, key: str,
-                       use_cache: bool) -> tuple[Answer, bool]:
+    def _machines_once(self, indicator: Indicator, key: str, use_cache: bool,
+                       lane: Lane) -> tuple[Answer, bool]:
         if use_cache:
             kept = self.cache.answer(key)
             answer = Answer.from_dict(kept) if kept is not None else None
             if answer is not None:
                 return answer, True
         client = self.client
-        result = (client.machines_for_domain(indicator) if indicator.type == "domain"
-                  else client.machines_for_file(indicator))
+        result = (client.machines_for_domain(indicator, lane) if indicator.type == "domain"
+                  else client.machines_for_file(indicator, lane))
         answer = self._normalized(result.machines, result.api_calls, result.truncated)
         if use_cache:  # `use_cache: false` bypasses the cache both ways: no read, no write
             self.cache.keep_answer(key, answer.to_dict())
@@ -161,21 +188,23 @@ class Enricher:
             + "; ".join(dropped[:3]) + ("; ..." if len(dropped) > 3 else ""),)
         return Answer(machines, api_calls=api_calls, truncated=truncated, warnings=warnings)
 
-    def _resolve_sha1(self, file_hash: Indicator, use_cache: bool) -> tuple[Indicator | None, int]:
+    def _resolve_sha1(self, file_hash: Indicator, use_cache: bool,
+                      lane: Lane) -> tuple[Indicator | None, int]:
         """A SHA-256 or MD5 turned into its file's SHA-1; the answer is cached like a result,
         so a SHA-256 and its SHA-1 share one machines lookup."""
         key = self.cache.key(file_hash.type, file_hash.value)
         (sha1, calls), shared = self.cache.single_flight.run(
-            ("sha1", key, use_cache), lambda: self._resolve_sha1_once(file_hash, key, use_cache))
+            ("sha1", key, use_cache, lane),
+            lambda: self._resolve_sha1_once(file_hash, key, use_cache, lane))
         return sha1, 0 if shared else calls
 
-    def _resolve_sha1_once(self, file_hash: Indicator, key: str,
-                           use_cache: bool) -> tuple[Indicator | None, int]:
+    def _resolve_sha1_once(self, file_hash: Indicator, key: str, use_cache: bool,
+                           lane: Lane) -> tuple[Indicator | None, int]:
         if use_cache:
             known = self.cache.sha1(key)
             if known is not None:
                 return (parse_file_hash(known) if known else None), 0
-        sha1, calls = self.client.resolve_sha1(file_hash)
+        sha1, calls = self.client.resolve_sha1(file_hash, lane)
         if use_cache:
             self.cache.keep_sha1(key, sha1.value if sha1 else "")
         return sha1, calls

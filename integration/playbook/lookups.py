@@ -22,6 +22,7 @@ from integration.lookup.envelope import ACTION_BY_KIND, error_envelope
 from integration.lookup.indicators import parse
 
 if TYPE_CHECKING:
+    from integration.defender.budget import Lane
     from integration.lookup.service import Enricher
     from integration.state import StateStore
 
@@ -29,6 +30,7 @@ KIND_BY_ACTION = {action: kind for kind, action in ACTION_BY_KIND.items()}
 PARAM_BY_KIND = {"domain": "domain", "file": "file_hash"}
 ROUNDS = (("domain", "sha1"), ("sha256",), ("md5",))
 RAW_SUFFIX = "+raw"
+CONTACT_SUFFIX = "+contact"
 MEMO_STATUSES = frozenset({"success", "not_found"})  # errors are asked again, never kept
 
 
@@ -65,7 +67,8 @@ class LocalMemo:
     def _remember(self, key: str, envelope: dict[str, Any]) -> None:
         self._envelopes[key] = envelope
         sha1 = envelope.get("indicator", {}).get("sha1")
-        if sha1 and not key.endswith(RAW_SUFFIX):  # a raw envelope answers raw asks only
+        # A raw (or contact) envelope answers raw (or contact) asks only.
+        if sha1 and not key.endswith((RAW_SUFFIX, CONTACT_SUFFIX)):
             self._sha1.setdefault(sha1, key)
 
 
@@ -92,11 +95,12 @@ class LookupService:
     never reach an action (or a bad alert) needs no configuration."""
 
     def __init__(self, enricher: Callable[[], Enricher], memo: Memo | None = None,
-                 config: Mapping[str, Any] | None = None) -> None:
+                 config: Mapping[str, Any] | None = None, priority: Lane = "batch") -> None:
         self._enricher_factory = enricher
         self._enricher: Enricher | None = None
         self.memo: Memo = memo if memo is not None else LocalMemo()
         self.config = config
+        self.priority = priority  # the rate budget's lane for every lookup it makes
         self.looked_up = 0  # indicators sent to Defender (by this service)
         self.memo_hits = 0
 
@@ -119,7 +123,7 @@ class LookupService:
         action = ACTION_BY_KIND[kind]
         schema = manifest().action(action_id).input_schema
         results: list[dict[str, Any] | None] = [None] * len(params_list)
-        wanted: dict[tuple[bool, bool], list[int]] = {}
+        wanted: dict[tuple[bool, bool, bool], list[int]] = {}
         for position, params in enumerate(params_list):
             try:
                 validate_params(schema, params)  # the entry points' own check
@@ -127,17 +131,19 @@ class LookupService:
                 original = params.get(PARAM_BY_KIND[kind]) if isinstance(params, dict) else None
                 results[position] = error_envelope(action, error, original=original).to_dict()
                 continue
-            options = (params.get("use_cache", True), params.get("include_raw", False))
+            options = (params.get("use_cache", True), params.get("include_raw", False),
+                       params.get("contact", False))
             wanted.setdefault(options, []).append(position)
-        for (use_cache, include_raw), positions in wanted.items():
+        for (use_cache, include_raw, contact), positions in wanted.items():
             values = [params_list[p][PARAM_BY_KIND[kind]] for p in positions]
             for position, envelope in zip(positions, self.lookup(
-                    kind, values, use_cache=use_cache, include_raw=include_raw), strict=True):
+                    kind, values, use_cache=use_cache, include_raw=include_raw,
+                    contact=contact), strict=True):
                 results[position] = envelope
         return [envelope for envelope in results if envelope is not None]
 
     def lookup(self, kind: str, values: list[Any], *, use_cache: bool = True,
-               include_raw: bool = False) -> list[dict[str, Any]]:
+               include_raw: bool = False, contact: bool = False) -> list[dict[str, Any]]:
         """Envelopes in input order; each distinct indicator asked at most once."""
         parsed: list[tuple[str, str] | None] = []  # (indicator type, memo key) or None
         for value in values:
@@ -146,7 +152,8 @@ class LookupService:
             except (PluginError, TypeError):
                 parsed.append(None)
             else:
-                suffix = RAW_SUFFIX if include_raw else ""
+                # An answer with the contact timeline is another answer than one without.
+                suffix = (RAW_SUFFIX if include_raw else "") + (CONTACT_SUFFIX if contact else "")
                 parsed.append((indicator.type, f"{kind}:{indicator.value}{suffix}"))
         answers: dict[str, dict[str, Any]] = {}
         invalid = [v for v, p in zip(values, parsed, strict=True) if p is None]
@@ -155,7 +162,7 @@ class LookupService:
             for value, found in zip(values, parsed, strict=True):
                 if found is None or found[0] not in round_types or found[1] in answers:
                     continue
-                known = self._recall(found, include_raw) if use_cache else None
+                known = self._recall(found, include_raw or contact) if use_cache else None
                 if known is not None:
                     answers[found[1]] = known
                     self.memo_hits += 1
@@ -165,7 +172,7 @@ class LookupService:
                 self.looked_up += len(todo)
                 envelopes = self.enricher.lookup_many(
                     kind, list(todo.values()), use_cache=use_cache,  # type: ignore[arg-type]
-                    include_raw=include_raw)
+                    include_raw=include_raw, priority=self.priority, contact=contact)
                 for key, envelope in zip(todo, envelopes, strict=True):
                     answers[key] = envelope
                     if envelope["status"] in MEMO_STATUSES:

@@ -1,0 +1,261 @@
+"""Advanced hunting through Microsoft Graph (`POST /v1.0/security/runHuntingQuery`): the one
+place that builds hunting queries, and the client that sends them.
+
+Queries are built from validated `Indicator`s only. Each value is checked once more against
+its type's shape and written as a KQL string literal with quotes and backslashes escaped, so
+nothing a user typed can become query syntax, even if a caller skipped validation.
+
+One query covers a whole batch of indicators (Graph allows 45 hunting calls a minute per
+tenant); rows are summarized per device in KQL and told apart per indicator here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import urlsplit
+
+from integration.defender import urls
+from integration.errors import (
+    AuthFailed,
+    PermissionDenied,
+    RateLimited,
+    UpstreamError,
+)
+
+if TYPE_CHECKING:
+    import requests
+
+    from integration.defender.auth import TokenProvider
+    from integration.defender.budget import Lane, RateBudget
+    from integration.defender.retry import Outcome, RetryPolicy
+    from integration.defender.transport import Transport
+    from integration.lookup.indicators import Indicator
+
+log = logging.getLogger("mde_enrich")
+
+LOOKBACK = "30d"  # in the query: the emulator and Graph both filter on it
+TIMESPAN = "P30D"  # in the body: Graph's own window, which the query must not exceed
+# Indicators per query: a long `in`/`has_any` list stays far below Graph's query size limit.
+MAX_PER_QUERY = 200
+PROCESS_COLUMNS = ("InitiatingProcessFileName", "InitiatingProcessSHA1",
+                   "InitiatingProcessCommandLine")
+# What a validated indicator can hold (indicators.py); anything else never reaches a query.
+_SHAPES = {"domain": re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*"),
+           "sha1": re.compile(r"[0-9a-f]{40}")}
+_TIMESTAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?Z?")
+
+
+class Contact(NamedTuple):
+    """One device's contact with one indicator in the hunting window."""
+
+    device_id: str
+    device_name: str | None
+    first_ms: int
+    last_ms: int
+    events: int
+    process_name: str | None = None
+    process_sha1: str | None = None
+    command_line: str | None = None
+
+
+# --- query building -------------------------------------------------------------------------
+
+
+def kql_string(value: str) -> str:
+    """A KQL string literal holding exactly `value`."""
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("a control character has no place in a hunting query value")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _literals(indicators: Sequence[Indicator], kind: str) -> str:
+    if not indicators:
+        raise ValueError("a hunting query needs at least one indicator")
+    for indicator in indicators:
+        if indicator.type != kind or not _SHAPES[kind].fullmatch(indicator.value):
+            raise ValueError(f"not a validated {kind} indicator: {indicator.value!r}")
+    return ", ".join(kql_string(value) for value in
+                     dict.fromkeys(indicator.value for indicator in indicators))
+
+
+def _summarize(key: str) -> str:
+    # arg_max keeps the latest row's process; its Timestamp column is the last contact.
+    return (f"| summarize FirstSeen = min(Timestamp), Count = count(), "
+            f"arg_max(Timestamp, {', '.join(PROCESS_COLUMNS)}) by DeviceId, DeviceName, {key}")
+
+
+def domain_query(domains: Sequence[Indicator]) -> str:
+    """Network events to these domains (and their subdomains), per device and URL."""
+    values = _literals(domains, "domain")
+    # `has_any` matches a domain inside a URL too; rows are matched to domains exactly here.
+    return "\n".join(("DeviceNetworkEvents", f"| where Timestamp > ago({LOOKBACK})",
+                      f"| where RemoteUrl has_any ({values})", _summarize("RemoteUrl")))
+
+
+def file_query(sha1s: Sequence[Indicator]) -> str:
+    """File and process events of these files, per device and SHA-1."""
+    values = _literals(sha1s, "sha1")
+    return "\n".join(("union DeviceFileEvents, DeviceProcessEvents",
+                      f"| where Timestamp > ago({LOOKBACK})", f"| where SHA1 in ({values})",
+                      _summarize("SHA1")))
+
+
+# --- answers --------------------------------------------------------------------------------
+
+
+def contacts_by_indicator(kind: str, indicators: Sequence[Indicator],
+                          rows: list[dict[str, Any]]) -> dict[str, list[Contact]]:
+    """Rows of `domain_query`/`file_query` as contacts per indicator value and device
+    (several URLs of one domain on one device make one contact)."""
+    wanted = {indicator.value for indicator in indicators}
+    merged: dict[tuple[str, str], Contact] = {}
+    for row in rows:
+        device_id = row.get("DeviceId")
+        first, last = _epoch_ms(row.get("FirstSeen")), _epoch_ms(row.get("Timestamp"))
+        if not isinstance(device_id, str) or not device_id or first is None or last is None:
+            continue  # a row we cannot place in time or on a device tells nothing
+        matched = _domains_of(row.get("RemoteUrl"), wanted) if kind == "domain" else \
+            [value] if isinstance(value := row.get("SHA1"), str) and value.lower() in wanted \
+            else []
+        contact = Contact(device_id.lower(), _text(row.get("DeviceName")), first, last,
+                          _count(row.get("Count")), *(_text(row.get(c)) for c in PROCESS_COLUMNS))
+        for value in matched:
+            key = (value.lower(), contact.device_id)
+            merged[key] = _merge(merged[key], contact) if key in merged else contact
+    result: dict[str, list[Contact]] = {}
+    for (value, _), contact in merged.items():
+        result.setdefault(value, []).append(contact)
+    return result
+
+
+def _merge(one: Contact, other: Contact) -> Contact:
+    latest = other if other.last_ms > one.last_ms else one
+    return latest._replace(first_ms=min(one.first_ms, other.first_ms),
+                           events=one.events + other.events,
+                           device_name=latest.device_name or one.device_name)
+
+
+def _domains_of(remote_url: Any, wanted: set[str]) -> list[str]:
+    """The asked domains that a RemoteUrl's host is, or is a subdomain of."""
+    if not isinstance(remote_url, str) or not remote_url:
+        return []
+    text = remote_url.strip().lower()
+    host = urlsplit(text if "//" in text else "//" + text).hostname or ""
+    host = host.rstrip(".")
+    return [domain for domain in wanted if host == domain or host.endswith("." + domain)]
+
+
+def _epoch_ms(value: Any) -> int | None:
+    import calendar
+
+    match = _TIMESTAMP.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    fraction = (match.group(7) or "0")[:3].ljust(3, "0")
+    try:
+        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    except (ValueError, OverflowError):
+        return None
+    return seconds * 1000 + int(fraction)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+# --- the client -----------------------------------------------------------------------------
+
+
+class HuntingClient:
+    """Sends hunting queries to Graph: its own token (the Graph scope), its own budget bucket,
+    the same transport and retry policy as every other request."""
+
+    def __init__(self, graph_base: str, *, transport: Transport, tokens: TokenProvider,
+                 budget: RateBudget, policy: RetryPolicy) -> None:
+        self._url = graph_base.rstrip("/") + urls.HUNTING_QUERY
+        self._transport = transport
+        self._tokens = tokens
+        self._budget = budget
+        self._policy = policy
+        self.calls = 0  # hunting calls sent by this client (tests and the bench read it)
+
+    def contacts(self, kind: str, indicators: Sequence[Indicator],
+                 lane: Lane = "batch") -> dict[str, list[Contact]]:
+        """Contacts per indicator value: one query for every MAX_PER_QUERY indicators."""
+        build = domain_query if kind == "domain" else file_query
+        found: dict[str, list[Contact]] = {}
+        for start in range(0, len(indicators), MAX_PER_QUERY):
+            chunk = indicators[start:start + MAX_PER_QUERY]
+            found.update(contacts_by_indicator(kind, chunk, self.run(build(chunk), lane)))
+        return found
+
+    def run(self, query: str, lane: Lane = "batch") -> list[dict[str, Any]]:
+        """The result rows of one query; an error when Graph refuses or fails."""
+        body = json.dumps({"Query": query, "Timespan": TIMESPAN})
+        outcome = self._send(body, lane)
+        if outcome.status == 401:
+            # A token Graph no longer accepts: drop it everywhere, fetch one, try once more.
+            self._tokens.invalidate(_bearer(outcome.response))
+            outcome = self._send(body, lane)
+        return _rows(outcome)
+
+    def _send(self, body: str, lane: Lane) -> Outcome:
+        def attempt(number: int) -> requests.Response:
+            self._budget.take(lane)
+            token = self._tokens.access_token()
+            self.calls += 1
+            response = self._transport.post(self._url, data=body, headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            log.info("POST %s -> %d (attempt %d)", urls.HUNTING_QUERY, response.status_code,
+                     number)
+            return response
+
+        return self._policy.send(attempt, what=f"POST {urls.HUNTING_QUERY}",
+                                 on_throttled=self._budget.pause)
+
+
+def _rows(outcome: Outcome) -> list[dict[str, Any]]:
+    """The answer's rows, or the error it means."""
+    status, body = outcome.status, outcome.body
+    note = f" ({outcome.gave_up})" if outcome.gave_up else ""
+    if status == 200:
+        rows = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise UpstreamError(f"Graph's hunting answer has no list of rows under "
+                                f"'results'{note}", status=200)
+        return rows
+    message = _graph_message(body)
+    if status == 401:
+        raise AuthFailed(f"Graph refused the token for advanced hunting: {message}", status=401)
+    if status == 403:
+        raise PermissionDenied(f"Graph denied advanced hunting (the app needs the "
+                               f"ThreatHunting.Read.All application permission): {message}",
+                               status=403)
+    if status == 429:
+        raise RateLimited(f"Graph throttled advanced hunting: {message}{note}", status=429)
+    from integration.defender.retry import RETRY_STATUSES
+
+    # A 400 is a query Graph would not run: ours to fix, not the user's input.
+    raise UpstreamError(f"Graph answered {status} to the hunting query: {message}{note}",
+                        status=status, retryable=status in RETRY_STATUSES)
+
+
+def _bearer(response: requests.Response) -> str:
+    return str(response.request.headers.get("Authorization", "")).removeprefix("Bearer ")
+
+
+def _graph_message(body: Any) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return "no details" if body is not None else "the body is not Graph's JSON"
+    parts = (error.get("code"), error.get("message"))
+    return ": ".join(str(part) for part in parts if part) or "no details"

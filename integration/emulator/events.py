@@ -1,0 +1,122 @@
+"""Advanced hunting event tables for the seeded tenant, consistent with its machines: every
+machine a domain lists made network connections to it (DeviceNetworkEvents), every machine
+a file lists wrote it or ran it (DeviceFileEvents, DeviceProcessEvents).
+
+Deterministic like the rest of the seed (its own random stream, so the machines stay what
+they were), timed in the 30 days before the dataset's "now", with one older row per
+indicator that a 30-day query must leave out, and one device that only hunting knows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterable
+from typing import Any
+
+# A device with events but no machine record (say, offboarded since): hunting-only.
+HUNTING_ONLY_DEVICE_ID = "0badc0ffee0ddf00d0000000000000000000c0de"
+HUNTING_ONLY_DEVICE_NAME = "kiosk-lobby-01.corp.contoso.com"
+WINDOW_DAYS = 30
+
+# (file name, SHA-1, command line with {url} or {file}) of the processes that make contact.
+_BROWSERS = [
+    ("msedge.exe", "1c59f1d49b04f8c4f8a7b2d3e4f5a6b7c8d9e0f1",
+     '"C:\\Program Files (x86)\\Microsoft\\Edge\\Application\\msedge.exe" --single-argument {url}'),
+    ("chrome.exe", "7d3e5c1b2a4f6e8d0c9b8a7f6e5d4c3b2a1f0e9d",
+     '"C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe" {url}'),
+    ("powershell.exe", "6cbce4a295c163791b60fc23d285e6d84f28ee4c",
+     'powershell.exe -NoProfile -WindowStyle Hidden -Command "iwr {url} -UseBasicParsing"'),
+    ("curl", "d2b7a8f1e0c9b8a7d6e5f4a3b2c1d0e9f8a7b6c5", "curl -fsSL {url}"),
+]
+_WRITERS = [
+    ("explorer.exe", "ab73e3fbbd3bea1a2a1ffcbbb6e4b8a8f5b1c2d3", "C:\\Windows\\Explorer.EXE"),
+    ("outlook.exe", "3f0ec4a2b9d8c7e6f5a4b3c2d1e0f9a8b7c6d5e4",
+     '"C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE" /eml {file}'),
+    ("cmd.exe", "f1d6a4f2c0b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5", "cmd.exe /c start {file}"),
+]
+
+
+def build_events(machines: list[dict[str, Any]], domains: dict[str, list[str]],
+                 files: list[dict[str, Any]], *, now: dt.datetime, seed: int,
+                 hunting_only: Iterable[str]) -> dict[str, Any]:
+    """The dataset's `hunting` entry: {reference_now, tables: {table: [rows]}}.
+    `hunting_only` names the domains and SHA-1s the hunting-only device touched."""
+    rng = random.Random(seed)
+    names = {m["id"]: m.get("computerDnsName") or m["id"] for m in machines}
+    network: list[dict[str, Any]] = []
+    file_rows: list[dict[str, Any]] = []
+    process_rows: list[dict[str, Any]] = []
+    special = set(hunting_only)
+    for domain, members in domains.items():
+        devices = [(machine_id, names[machine_id]) for machine_id in members]
+        if domain in special:
+            devices.append((HUNTING_ONLY_DEVICE_ID, HUNTING_ONLY_DEVICE_NAME))
+        for position, (device_id, device_name) in enumerate(devices):
+            for moment in _moments(rng, now, old=position == 0):
+                name, sha1, command = rng.choice(_BROWSERS)
+                url = _url(rng, domain)
+                network.append({
+                    "Timestamp": _timestamp(rng, moment), "DeviceId": device_id,
+                    "DeviceName": device_name, "ActionType": "ConnectionSuccess",
+                    "RemoteUrl": url, "RemoteIP": f"203.0.113.{rng.randrange(1, 255)}",
+                    "RemotePort": 443, "InitiatingProcessFileName": name,
+                    "InitiatingProcessSHA1": sha1,
+                    "InitiatingProcessCommandLine": command.format(url=url),
+                })
+    for entry in files:
+        sha1 = entry["sha1"]
+        file_name = str(entry.get("fileProductName") or "sample") + ".exe"
+        devices = [(machine_id, names[machine_id]) for machine_id in entry.get("machines", [])]
+        if sha1 in special:
+            devices.append((HUNTING_ONLY_DEVICE_ID, HUNTING_ONLY_DEVICE_NAME))
+        for position, (device_id, device_name) in enumerate(devices):
+            moments = _moments(rng, now, old=position == 0)
+            written, *ran = moments
+            writer, writer_sha1, command = rng.choice(_WRITERS)
+            common = {"DeviceId": device_id, "DeviceName": device_name, "SHA1": sha1,
+                      "SHA256": entry.get("sha256"), "MD5": entry.get("md5"),
+                      "FileName": file_name, "FolderPath": f"C:\\Users\\Public\\{file_name}"}
+            file_rows.append({**common, "Timestamp": _timestamp(rng, written),
+                              "ActionType": "FileCreated", "InitiatingProcessFileName": writer,
+                              "InitiatingProcessSHA1": writer_sha1,
+                              "InitiatingProcessCommandLine": command.format(
+                                  file=common["FolderPath"])})
+            for moment in ran:
+                process_rows.append({**common, "Timestamp": _timestamp(rng, moment),
+                                     "ActionType": "ProcessCreated",
+                                     "ProcessCommandLine": f'"{file_name}" /quiet',
+                                     "InitiatingProcessFileName": "explorer.exe",
+                                     "InitiatingProcessSHA1": _WRITERS[0][1],
+                                     "InitiatingProcessCommandLine": _WRITERS[0][2]})
+    return {"reference_now": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "tables": {"DeviceNetworkEvents": network, "DeviceFileEvents": file_rows,
+                       "DeviceProcessEvents": process_rows}}
+
+
+def _moments(rng: random.Random, now: dt.datetime, *, old: bool) -> list[dt.datetime]:
+    """One to four moments in the window, oldest first; with `old`, also one from before it
+    (first in the list), which a 30-day query must not count."""
+    seconds = sorted(rng.randrange(60, (WINDOW_DAYS - 1) * 86400)
+                     for _ in range(1 + int(rng.random() * 4)))
+    moments = [now - dt.timedelta(seconds=s) for s in reversed(seconds)]
+    if old:
+        before = dt.timedelta(days=WINDOW_DAYS + 5, seconds=rng.randrange(20 * 86400))
+        moments.insert(0, now - before)
+    return moments
+
+
+def _url(rng: random.Random, domain: str) -> str:
+    # RemoteUrl holds a bare host for most connections and a URL for some; a few go to a
+    # subdomain, which is contact with the domain too.
+    roll = rng.random()
+    if roll < 0.6:
+        return domain
+    if roll < 0.85:
+        return f"https://{domain}/{rng.choice(['login', 'dl/update.bin', 'api/v2/sync'])}"
+    return f"cdn.{domain}"
+
+
+def _timestamp(rng: random.Random, moment: dt.datetime) -> str:
+    # isoformat and slicing, not strftime: thousands of rows are built at each start.
+    return f"{moment.replace(microsecond=0).isoformat()[:19]}.{int(rng.random() * 1e7):07d}Z"
