@@ -330,7 +330,7 @@ def package(app_dir: Path, output: Path) -> None:
                     await asyncio.sleep(1 + attempt)
         raise AssertionError("unreachable")
 
-    sources.UvWheel.fetch = fetch  # type: ignore[method-assign]
+    sources.UvWheel.fetch = fetch
     soarapps(["package", "build", str(app_dir), "--output-file", str(output)],
              standalone_mode=False)
 

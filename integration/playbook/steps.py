@@ -179,13 +179,13 @@ def _indicators_with_results(indicators: list[Any], envelopes: list[dict[str, An
         if not isinstance(indicator, dict):
             continue
         entry = copy.deepcopy(indicator)
-        envelope = by_value.get(entry.get("value", entry.get("original")))
-        if envelope is not None:
-            entry["status"] = envelope["status"]
-            entry["total_machines"] = envelope["summary"]["total_machines"]
-            if envelope["status"] == "error":
-                entry["error"] = envelope["error"]["code"]
-            sha1 = _file_identity(envelope)
+        answer = by_value.get(entry.get("value", entry.get("original")))
+        if answer is not None:
+            entry["status"] = answer["status"]
+            entry["total_machines"] = answer["summary"]["total_machines"]
+            if answer["status"] == "error":
+                entry["error"] = answer["error"]["code"]
+            sha1 = _file_identity(answer)
             if sha1:
                 entry.setdefault("hashes", {entry.get("type"): entry.get("value")})["sha1"] = sha1
                 if sha1 in by_file:
@@ -214,8 +214,9 @@ def _summary(envelopes: list[dict[str, Any]], machines: list[dict[str, Any]],
         level = machine.get("risk_level") or RISK_UNKNOWN
         risk_levels[level] = risk_levels.get(level, 0) + 1
         level_id = machine.get("risk_level_id")
-        if level_id in _RANKED_RISK_IDS and (highest is None or level_id > highest[0]):
-            highest = (level_id, level)
+        if isinstance(level_id, int) and level_id in _RANKED_RISK_IDS and \
+                (highest is None or level_id > highest[0]):
+            highest = (level_id, str(level))
     statuses = {"success": 0, "not_found": 0, "error": 0}
     for envelope in envelopes:
         statuses[envelope["status"]] = statuses.get(envelope["status"], 0) + 1
