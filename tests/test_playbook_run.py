@@ -226,3 +226,24 @@ def test_an_expression_failing_on_the_alert_stops_the_run_naming_the_step() -> N
             as caught:
         runner.run({"id": 42})
     assert caught.value.exit_status == 2
+
+
+def _machine(uid: str, risk: str, risk_id: int, **mde: Any) -> dict[str, Any]:
+    return {"uid": uid, "risk_level": risk, "risk_level_id": risk_id, "mde": mde}
+
+
+def test_merged_and_potential_duplicate_records_are_shown_but_not_counted() -> None:
+    from integration.playbook.steps import merge_machines
+
+    envelope = {"action": "get_machines_for_domain", "status": "success",
+                "indicator": {"type": "domain", "value": "evil.example", "original": "x"},
+                "machines": [_machine("a", "Low", 1),
+                             _machine("b", "High", 3, merged_into_machine_id="a"),
+                             _machine("c", "High", 3, is_potential_duplicate=True)],
+                "summary": {"total_machines": 3, "truncated": False, "api_calls": 1,
+                            "cached": False}}
+    merged = merge_machines(None, {"envelopes": [envelope]})  # type: ignore[arg-type]
+    assert [machine["uid"] for machine in merged["machines"]] == ["a", "b", "c"]
+    assert merged["summary"]["total_machines"] == 1
+    assert merged["summary"]["duplicate_records_not_counted"] == 2
+    assert merged["summary"]["highest_risk"] == "Low"  # the duplicates' High drives nothing

@@ -198,6 +198,11 @@ def _indicators_with_results(indicators: list[Any], envelopes: list[dict[str, An
     return entries
 
 
+def _is_duplicate_record(machine: Mapping[str, Any]) -> bool:
+    mde = machine.get("mde") or {}
+    return bool(mde.get("merged_into_machine_id")) or mde.get("is_potential_duplicate") is True
+
+
 def _fold(into: dict[str, Any], other: dict[str, Any]) -> None:
     into["hashes"] = {kind: value for kind in HASH_PREFERENCE
                       if (value := into["hashes"].get(kind) or other["hashes"].get(kind))}
@@ -210,7 +215,10 @@ def _summary(envelopes: list[dict[str, Any]], machines: list[dict[str, Any]],
              indicators: list[dict[str, Any]], skipped: list[Any]) -> dict[str, Any]:
     risk_levels: dict[str, int] = {}
     highest: tuple[int, str] | None = None
-    for machine in machines:
+    # A record Defender merged into another, or flags as a potential duplicate, is shown but
+    # not counted: one machine must not count twice in "machines involved" or the severity.
+    counted = [machine for machine in machines if not _is_duplicate_record(machine)]
+    for machine in counted:
         level = machine.get("risk_level") or RISK_UNKNOWN
         risk_levels[level] = risk_levels.get(level, 0) + 1
         level_id = machine.get("risk_level_id")
@@ -228,7 +236,8 @@ def _summary(envelopes: list[dict[str, Any]], machines: list[dict[str, Any]],
         "indicators": len(indicators),
         "lookups": statuses,
         "api_calls": sum(e["summary"].get("api_calls", 0) for e in envelopes),
-        "total_machines": len(machines),
+        "total_machines": len(counted),
+        "duplicate_records_not_counted": len(machines) - len(counted),
         "risk_levels": risk_levels,
         "highest_risk": highest[1] if highest else None,
         "highest_risk_level_id": highest[0] if highest else None,
