@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from integration import USER_AGENT
-from integration.errors import ConfigError, NetworkError, Timeout
+from integration.errors import ConfigError, NetworkError, PluginError, Timeout
 
 if TYPE_CHECKING:
     import requests
@@ -53,31 +53,33 @@ class Transport:
 
         kwargs.setdefault("timeout", self._timeout_s)
         kwargs.setdefault("verify", self.session.verify)
-        host = urlsplit(url).netloc
-        path = urlsplit(url).path
         try:
             response = self.session.request(method, url, **kwargs)
             # Read now: a broken body must fail inside this attempt.
             _ = response.content
-        except requests.Timeout:
-            log.info("%s %s -> timeout", method, path)
-            raise Timeout(f"{host} did not answer within {self._timeout_s:g} s ({path})"
-                          ) from None
-        except requests.exceptions.SSLError as exc:
-            if "certificate verify failed" in str(exc).lower():
-                trusted = f"ca_bundle ({self._ca_bundle})" if self._ca_bundle else \
-                    "the system's CAs (set ca_bundle to the CA that signed it)"
-                raise ConfigError(f"TLS certificate verify failed for {host}: it is not signed "
-                                  f"by {trusted}; check the config key 'ca_bundle'") from None
-            log.info("%s %s -> %s", method, path, type(exc).__name__)
-            raise NetworkError(f"TLS connection to {host} failed ({path}): "
-                               f"{type(exc).__name__}") from None
         except requests.RequestException as exc:
-            log.info("%s %s -> %s", method, path, type(exc).__name__)
-            raise NetworkError(f"connection to {host} failed ({path}): "
-                               f"{type(exc).__name__}") from None
-        log.debug("%s %s -> %d", method, path, response.status_code)
+            raise self._failure(method, url, exc) from None
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %d", method, urlsplit(url).path, response.status_code)
         return response
+
+    def _failure(self, method: str, url: str, exc: Exception) -> PluginError:
+        """The plugin's error for what requests raised."""
+        import requests
+
+        host, path = urlsplit(url).netloc, urlsplit(url).path
+        log.info("%s %s -> %s", method, path, type(exc).__name__)
+        if isinstance(exc, requests.Timeout):
+            return Timeout(f"{host} did not answer within {self._timeout_s:g} s ({path})")
+        if isinstance(exc, requests.exceptions.SSLError) and \
+                "certificate verify failed" in str(exc).lower():
+            trusted = f"ca_bundle ({self._ca_bundle})" if self._ca_bundle else \
+                "the system's CAs (set ca_bundle to the CA that signed it)"
+            return ConfigError(f"TLS certificate verify failed for {host}: it is not signed "
+                               f"by {trusted}; check the config key 'ca_bundle'")
+        what = "TLS connection" if isinstance(exc, requests.exceptions.SSLError) \
+            else "connection"
+        return NetworkError(f"{what} to {host} failed ({path}): {type(exc).__name__}")
 
 
 def build_transport(settings: Settings) -> Transport:

@@ -70,7 +70,8 @@ class SingleFlight:
             if call is None:
                 call = self._calls[key] = _Call()
         if not leader:
-            call.done.wait()
+            with call.done:  # held by the leader until its run ends
+                pass
             if call.error is not None:
                 raise call.error
             return call.result, True
@@ -83,15 +84,18 @@ class SingleFlight:
         finally:
             with self._lock:
                 del self._calls[key]
-            call.done.set()
+            call.done.release()
 
 
 class _Call:
-    """One run in flight (not concurrent.futures.Future: its import costs start-up time)."""
+    """One run in flight (not concurrent.futures.Future: its import costs start-up time).
+    `done` is a lock the leader holds while it runs: cheaper than an Event on every call,
+    and the common case has no one waiting."""
 
     __slots__ = ("done", "error", "result")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = threading.Lock()
+        self.done.acquire()
         self.result: Any = None
         self.error: BaseException | None = None

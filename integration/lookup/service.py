@@ -24,26 +24,34 @@ Kind = Literal["domain", "file"]
 
 
 class Answer:
-    """Defender's machines for one domain or SHA-1, normalized (each keeps its raw record in
-    mde.raw until served), as cached."""
+    """Defender's machines for one domain or SHA-1, normalized, with the raw record of each
+    beside it (for `include_raw`, also when served from the cache), as cached."""
 
-    __slots__ = ("api_calls", "machines", "truncated", "warnings")
+    __slots__ = ("api_calls", "machines", "raws", "truncated", "warnings")
 
-    def __init__(self, machines: list[dict[str, Any]], *, api_calls: int = 0,
-                 truncated: bool = False, warnings: tuple[str, ...] = ()) -> None:
-        self.machines, self.api_calls = machines, api_calls
+    def __init__(self, machines: list[dict[str, Any]], raws: list[dict[str, Any]], *,
+                 api_calls: int = 0, truncated: bool = False,
+                 warnings: tuple[str, ...] = ()) -> None:
+        self.machines, self.raws, self.api_calls = machines, raws, api_calls
         self.truncated, self.warnings = truncated, warnings
 
+    def served(self, include_raw: bool) -> list[dict[str, Any]]:
+        if not include_raw:
+            return self.machines  # never mutated downstream: no copy on the common path
+        return [{**machine, "mde": {**machine.get("mde", {}), "raw": raw}}
+                for machine, raw in zip(self.machines, self.raws, strict=True)]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"machines": self.machines, "truncated": self.truncated,
+        return {"machines": self.machines, "raws": self.raws, "truncated": self.truncated,
                 "warnings": list(self.warnings)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Answer | None:
-        machines = data.get("machines")
-        if not isinstance(machines, list):
+        machines, raws = data.get("machines"), data.get("raws")
+        if not isinstance(machines, list) or not isinstance(raws, list) \
+                or len(raws) != len(machines):
             return None  # written by another version: ask again
-        return cls(machines, truncated=bool(data.get("truncated")),
+        return cls(machines, raws, truncated=bool(data.get("truncated")),
                    warnings=tuple(data.get("warnings", ())))
 
 
@@ -130,13 +138,13 @@ class Enricher:
             if indicator.type in ("sha256", "md5"):
                 target, resolve_calls = self._resolve_sha1(indicator, use_cache, lane)
             if target is None:
-                answer, cached = Answer([]), resolve_calls == 0
+                answer, cached = Answer([], []), resolve_calls == 0
             else:
                 answer, cached = self._machines(target, use_cache, lane)
         except PluginError as error:
             return error_envelope(action, error, indicator=indicator,
                                   api_calls=resolve_calls + error.api_calls)
-        machines = answer.machines if include_raw else [_without_raw(m) for m in answer.machines]
+        machines = answer.served(include_raw)
         return lookup_envelope(
             action, indicator, machines,
             api_calls=resolve_calls + (0 if cached else answer.api_calls),
@@ -174,19 +182,27 @@ class Enricher:
                     truncated: bool) -> Answer:
         """Normalized before anything is cached; a record that cannot be read is left out
         with a warning rather than failing, or poisoning the cache for, the whole answer."""
-        from integration.lookup.normalize import normalize_machine
+        from integration.lookup.normalize import normalize_machine, normalize_machines
 
-        machines, dropped = [], []
+        portal_base = self.settings.endpoints.portal_base
+        try:  # the common case: every record reads
+            return Answer(normalize_machines(raws, portal_base=portal_base), raws,
+                          api_calls=api_calls, truncated=truncated)
+        except PluginError:
+            pass
+        machines, kept, dropped = [], [], []
         for position, raw in enumerate(raws):
             try:
-                machines.append(normalize_machine(
-                    raw, include_raw=True, portal_base=self.settings.endpoints.portal_base))
+                machines.append(normalize_machine(raw, portal_base=portal_base))
             except PluginError as error:
                 dropped.append(f"record {position + 1}: {error.message}")
+            else:
+                kept.append(raw)
         warnings = () if not dropped else (
             f"left out {len(dropped)} machine record(s) Defender sent that cannot be read: "
             + "; ".join(dropped[:3]) + ("; ..." if len(dropped) > 3 else ""),)
-        return Answer(machines, api_calls=api_calls, truncated=truncated, warnings=warnings)
+        return Answer(machines, kept, api_calls=api_calls, truncated=truncated,
+                      warnings=warnings)
 
     def _resolve_sha1(self, file_hash: Indicator, use_cache: bool,
                       lane: Lane) -> tuple[Indicator | None, int]:
@@ -208,10 +224,3 @@ class Enricher:
         if use_cache:
             self.cache.keep_sha1(key, sha1.value if sha1 else "")
         return sha1, calls
-
-
-def _without_raw(machine: dict[str, Any]) -> dict[str, Any]:
-    mde = machine.get("mde")
-    if not isinstance(mde, dict) or "raw" not in mde:
-        return machine
-    return {**machine, "mde": {key: value for key, value in mde.items() if key != "raw"}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import threading
 import time
@@ -47,7 +48,7 @@ class SQLiteStore:
                               f"{exc}") from None
         self._lock = threading.Lock()  # one connection, shared by this process's threads
         self._swept_at = 0.0
-        self._rate_swept_at = 0.0
+        self._rate_swept_at: dict[str, float] = {}  # per bucket
 
     def get(self, namespace: str, key: str) -> str | None:
         with self._guarded():
@@ -83,33 +84,34 @@ class SQLiteStore:
     def take_slot(self, bucket: str, limits: Limits) -> float:
         # Each call of a bucket gets the next sequence number, and times never go back, so
         # the calls inside a window are a run of numbers: counting them is two index seeks,
-        # not a scan of up to an hour's calls (the warm path pays this on every request).
+        # not a scan of up to an hour's calls. The warm path pays this on every request, so
+        # the reads are two statements (each execute costs more than the seeks it runs).
         longest = max(window for window, _ in limits)
         db = self._db
         with self._guarded(), self._transaction():
-            last = db.execute("SELECT seq, at FROM rate_calls WHERE bucket=? "
-                              "ORDER BY seq DESC LIMIT 1", (bucket,)).fetchone()
-            now = max(time.time(), last[1] if last else 0.0)
-            if now - self._rate_swept_at > SWEEP_INTERVAL_S:  # at most once a minute per process
-                # Housekeeping only: the counts below never look at calls outside a window.
+            last_seq, last_at, paused_until = db.execute(_LAST_CALL_AND_PAUSE,
+                                                         (bucket,)).fetchone()
+            now = max(time.time(), last_at or 0.0)
+            if now - self._rate_swept_at.get(bucket, 0.0) > SWEEP_INTERVAL_S:
+                # Housekeeping only, at most once a minute per bucket and process: the counts
+                # below never look at calls outside a window.
                 db.execute("DELETE FROM rate_calls WHERE bucket=? AND at<=?",
                            (bucket, now - longest))
-                self._rate_swept_at = now
-            row = db.execute("SELECT until FROM rate_pauses WHERE bucket=?", (bucket,)).fetchone()
-            wait = max(0.0, row[0] - now) if row else 0.0
-            for window, allowed in limits:
-                first = db.execute("SELECT seq FROM rate_calls WHERE bucket=? AND at>? "
-                                   "ORDER BY at LIMIT 1", (bucket, now - window)).fetchone()
-                count = last[0] - first[0] + 1 if first else 0
+                self._rate_swept_at[bucket] = now
+            wait = max(0.0, paused_until - now) if paused_until else 0.0
+            firsts = db.execute(_first_in_windows(len(limits)),
+                                (bucket, *(now - window for window, _ in limits))).fetchone()
+            for (window, allowed), first in zip(limits, firsts, strict=True):
+                count = last_seq - first + 1 if first is not None else 0
                 if count >= allowed:
                     # The call that must age out before one more fits in this window.
                     (oldest,) = db.execute("SELECT at FROM rate_calls WHERE bucket=? AND seq=?",
-                                           (bucket, first[0] + count - allowed)).fetchone()
+                                           (bucket, first + count - allowed)).fetchone()
                     wait = max(wait, oldest + window - now)
             if wait > 0:
                 return wait
             db.execute("INSERT INTO rate_calls VALUES (?,?,?)",
-                       (bucket, last[0] + 1 if last else 1, now))
+                       (bucket, (last_seq or 0) + 1, now))
             return 0.0
 
     def pause(self, bucket: str, seconds: float) -> None:
@@ -164,6 +166,20 @@ class SQLiteStore:
 
     def _transaction(self) -> _Immediate:
         return _Immediate(self._db)
+
+
+_LAST_CALL_AND_PAUSE = (
+    "SELECT (SELECT seq FROM rate_calls WHERE bucket=?1 ORDER BY seq DESC LIMIT 1), "
+    "(SELECT at FROM rate_calls WHERE bucket=?1 ORDER BY seq DESC LIMIT 1), "
+    "(SELECT until FROM rate_pauses WHERE bucket=?1)")
+
+
+@functools.cache
+def _first_in_windows(windows: int) -> str:
+    """One statement: the first call's sequence number inside each window (?2, ?3, ...)."""
+    return "SELECT " + ", ".join(
+        f"(SELECT seq FROM rate_calls WHERE bucket=?1 AND at>?{n + 2} ORDER BY at LIMIT 1)"
+        for n in range(windows))
 
 
 def _create_owner_only(path: Path) -> None:
