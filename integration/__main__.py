@@ -2,6 +2,6 @@
 
 import sys
 
-from integration.cli.main import main
+from integration.cli.command import main
 
 sys.exit(main())

@@ -1,5 +1,5 @@
 """The `mde-enrich` command: one parser with subcommands (see `main`)."""
 
-from integration.cli.main import main
+from integration.cli.command import main
 
 __all__ = ["main"]

@@ -1,5 +1,5 @@
 import sys
 
-from integration.cli.main import main
+from integration.cli.command import main
 
 sys.exit(main())
