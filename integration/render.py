@@ -42,6 +42,8 @@ def headline(envelope: dict[str, Any]) -> str:
         if summary.get("truncated"):
             result += " (Defender's 500-machine cap reached: there may be more)"
     source = "from cache" if summary.get("cached") else f"{summary.get('api_calls', 0)} API call(s)"
+    if summary.get("hunting_calls") is not None:
+        source += f"; contact: {summary['hunting_calls']} hunting call(s) for the batch"
     return f"{kind} {shown}: {result} [{source}]"
 
 

@@ -101,6 +101,13 @@ def test_a_batch_of_domains_costs_one_hunting_call_and_every_machine_gets_its_co
     assert unknown["status"] == "not_found" and unknown["machines"] == []
 
 
+def test_each_envelope_of_a_batch_says_how_many_hunting_calls_the_batch_took(
+        config_file: Path, emulator: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    _, envelopes = run_json(capsys, "domain", seed.EVIL_DOMAIN, seed.PHISH_DOMAIN, "--contact",
+                            "--config", str(config_file))
+    assert [envelope["summary"]["hunting_calls"] for envelope in envelopes] == [1, 1]
+
+
 def test_a_hunting_only_machine_is_added_and_marked(
         config: dict[str, Any], emulator: Emulator) -> None:
     envelope = actions.get_machines_for_domain({"domain": seed.EVIL_DOMAIN, "contact": True},

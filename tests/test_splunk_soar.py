@@ -156,7 +156,9 @@ def test_domain_with_machines(soar_app: Path, emulator: Emulator, asset: dict[st
         assert row["hostname"] == machine["hostname"]
         assert row["mde"]["portal_url"] == machine["mde"]["portal_url"]
         assert row["os"]["name"] == machine["os"]["name"]
-    assert result["summary"] | {"api_calls": 0} == {
+    # Fields the envelope left out (hunting_calls without --contact) come back as None.
+    given = {key: value for key, value in result["summary"].items() if value is not None}
+    assert given | {"api_calls": 0} == {
         "status": "success", "indicator_type": "domain", "indicator_value": seed.EVIL_DOMAIN,
         "total_machines": 3, "truncated": False, "cached": False, "api_calls": 0}
     assert result["summary"]["api_calls"] >= 1

@@ -41,6 +41,11 @@ def run_demo(fmt: str = "table") -> int:
         print(f"$ mde-enrich file {seed.KNOWN_FILE['sha256']}")
         print(render([enricher.lookup("file", seed.KNOWN_FILE["sha256"])], fmt), end="\n\n")
 
+        # When and how each machine touched it: one advanced-hunting query for the batch.
+        print(f"$ mde-enrich domain {seed.EVIL_DOMAIN} --contact")
+        print(render(enricher.lookup_many("domain", [seed.EVIL_DOMAIN], contact=True,
+                                          priority="interactive"), fmt), end="\n\n")
+
         _enrich_sample_alerts(enricher)
     return 0
 

@@ -189,14 +189,16 @@ class HuntingClient:
         self.calls = 0  # hunting calls sent by this client (tests and the bench read it)
 
     def contacts(self, kind: str, indicators: Sequence[Indicator],
-                 lane: Lane = "batch") -> dict[str, list[Contact]]:
-        """Contacts per indicator value: one query for every MAX_PER_QUERY indicators."""
+                 lane: Lane = "batch") -> tuple[dict[str, list[Contact]], int]:
+        """Contacts per indicator value (one query for every MAX_PER_QUERY indicators), and
+        the hunting calls that took (retries included)."""
         build = domain_query if kind == "domain" else file_query
         found: dict[str, list[Contact]] = {}
+        before = self.calls
         for start in range(0, len(indicators), MAX_PER_QUERY):
             chunk = indicators[start:start + MAX_PER_QUERY]
             found.update(contacts_by_indicator(kind, chunk, self.run(build(chunk), lane)))
-        return found
+        return found, self.calls - before
 
     def run(self, query: str, lane: Lane = "batch") -> list[dict[str, Any]]:
         """The result rows of one query; an error when Graph refuses or fails."""

@@ -35,13 +35,14 @@ def with_contact(envelopes: list[Envelope], kind: str, hunting: Callable[[], Hun
     if not hunted:
         return envelopes
     try:
-        found = hunting().contacts(kind, list({i.value: i for i in hunted.values()}.values()),
-                                 lane)
+        found, calls = hunting().contacts(
+            kind, list({i.value: i for i in hunted.values()}.values()), lane)
     except PluginError as error:
         warning = f"contact timeline unavailable: {error.code}: {error.message}"
         return [_warned(envelope, warning) if position in hunted else envelope
                 for position, envelope in enumerate(envelopes)]
-    return [_merged(envelope, found.get(hunted[position].value, []), portal_base)
+    # The calls are shared by the batch: each envelope says how many it took, not its share.
+    return [_merged(envelope, found.get(hunted[position].value, []), portal_base, calls)
             if position in hunted else envelope for position, envelope in enumerate(envelopes)]
 
 
@@ -64,7 +65,8 @@ def _warned(envelope: Envelope, warning: str) -> Envelope:
     return envelope._replace(warnings=(*envelope.warnings, warning))
 
 
-def _merged(envelope: Envelope, contacts: list[Contact], portal_base: str) -> Envelope:
+def _merged(envelope: Envelope, contacts: list[Contact], portal_base: str,
+            hunting_calls: int) -> Envelope:
     by_device = {contact.device_id: contact for contact in contacts}
     machines = []
     for machine in envelope.machines:
@@ -76,11 +78,11 @@ def _merged(envelope: Envelope, contacts: list[Contact], portal_base: str) -> En
     # The rest were seen only by hunting: the newest contact first, like Defender's list.
     for contact in sorted(by_device.values(), key=lambda c: (-c.last_ms, c.device_id)):
         machines.append(hunting_only_machine(contact, portal_base))
+    summary = envelope.summary._replace(hunting_calls=hunting_calls)
     if not machines:
-        return envelope
-    return envelope._replace(
-        status="success", machines=machines,
-        summary=envelope.summary._replace(total_machines=len(machines)))
+        return envelope._replace(summary=summary)
+    return envelope._replace(status="success", machines=machines,
+                             summary=summary._replace(total_machines=len(machines)))
 
 
 def contact_object(contact: Contact, source: str) -> dict[str, Any]:

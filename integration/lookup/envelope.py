@@ -22,9 +22,15 @@ class Summary(NamedTuple):
     truncated: bool = False
     api_calls: int = 0
     cached: bool = False
+    # Advanced-hunting calls of the contact timeline: one query serves a whole batch, so
+    # this is the batch's count, shared by its envelopes; None when contact was not asked.
+    hunting_calls: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return self._asdict()
+        summary = self._asdict()
+        if self.hunting_calls is None:
+            del summary["hunting_calls"]
+        return summary
 
 
 class Envelope(NamedTuple):

@@ -218,8 +218,10 @@ def _summary_class(summary: Mapping[str, Any]) -> str:
              "    status: str = OutputField(example_values=['success', 'not_found'])",
              "    indicator_type: str | None = OutputField(example_values=['domain', 'sha1'])",
              "    indicator_value: str | None"]
+    required = set(summary.get("required", ()))
     for name, prop in summary["properties"].items():
-        lines.append(f"    {name}: {_SCALARS[prop['type']]}")
+        kind = _SCALARS[prop["type"]]
+        lines.append(f"    {name}: {kind if name in required else f'{kind} | None'}")
     return "\n".join(lines) + "\n"
 
 
