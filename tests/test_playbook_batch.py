@@ -133,11 +133,29 @@ def test_an_ndjson_batch_writes_one_line_numbered_file_per_alert(
                     '{"indicators": [{"type": "domain", "value": "phish.example"}]}\n',
                     encoding="utf-8")
     out = tmp_path / "out"
-    status = cli_main(["playbook", "run", str(SCHEDULED), "--alerts", str(feed), "--out", str(out),
-                               "--config", str(batch_config), "--format", "json"])
+    status = cli_main(["playbook", "run", str(SCHEDULED), "--alerts", str(feed), "--out",
+                       str(out), "--config", str(batch_config), "--format", "json"])
     assert status == 0
     assert sorted(p.name for p in out.iterdir()) == ["feed-000001.json", "feed-000003.json"]
     assert json.loads(capsys.readouterr().out)["enriched"] == 2
+
+
+def test_a_page_of_alerts_in_a_batch_is_split_into_one_output_per_alert(
+        emulator: Any, batch_config: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    alerts = tmp_path / "alerts"
+    alerts.mkdir()
+    page = {"value": [{"indicators": [{"type": "domain", "value": "evil.example"}]},
+                      {"indicators": [{"type": "domain", "value": "phish.example"}]}]}
+    (alerts / "page.json").write_text(json.dumps(page), encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["playbook", "run", str(SCHEDULED), "--alerts", str(alerts), "--out", str(out),
+            "--config", str(batch_config), "--format", "json"]
+    assert cli_main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["page-0001.json", "page-0002.json"]
+    assert json.loads(capsys.readouterr().out)["enriched"] == 2
+    assert cli_main(argv) == 0  # run again: both are already done
+    assert json.loads(capsys.readouterr().out)["already_done"] == 2
 
 
 def test_a_malformed_alert_in_a_batch_is_reported_and_the_others_are_enriched(

@@ -72,20 +72,45 @@ class BatchSummary:
 
 
 def batch_items(source: Path) -> list[BatchItem]:
-    """A directory's *.json files by name, or an NDJSON file's non-blank lines by number."""
+    """A directory's *.json files by name, or an NDJSON file's non-blank lines by number. A
+    file or line holding a page (`{"value": [...]}`) or an array of alerts is split into its
+    alerts, as `--alert` does, each with an output of its own (`name-0001.json`, ...)."""
     if source.is_dir():
-        return [BatchItem(path.name, str(path), path.read_bytes)
-                for path in sorted(source.glob("*.json")) if path.is_file()]
+        items: list[BatchItem] = []
+        for path in sorted(source.glob("*.json")):
+            if path.is_file():
+                items += _split(path.stem, str(path), path.read_bytes(), path.read_bytes)
+        return items
     if source.is_file():
         try:
             lines = source.read_bytes().splitlines()
         except OSError as exc:
             raise InvalidInput(f"{source}: cannot be read: {exc.strerror}") from None
         width = max(6, len(str(len(lines))))
-        return [BatchItem(f"{source.stem}-{number:0{width}d}.json", f"{source} line {number}",
-                          _constant(line))
-                for number, line in enumerate(lines, 1) if line.strip()]
+        items = []
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                items += _split(f"{source.stem}-{number:0{width}d}", f"{source} line {number}",
+                                line, _constant(line))
+        return items
     raise InvalidInput(f"{source}: no such directory or NDJSON file")
+
+
+def _split(stem: str, label: str, data: bytes, read: Callable[[], bytes]) -> list[BatchItem]:
+    """One item, or one per alert when `data` is a page or an array of alerts. Unreadable
+    JSON stays one item: enriching it reports the problem where it belongs."""
+    from integration.playbook.alerts import split_alerts
+
+    try:
+        batch = split_alerts(json.loads(data))
+    except ValueError:
+        batch = None
+    if batch is None or batch.shape is None:
+        return [BatchItem(f"{stem}.json", label, read)]
+    width = max(4, len(str(len(batch.alerts))))
+    return [BatchItem(f"{stem}-{index:0{width}d}.json", f"{label} item {index}",
+                      _constant(json.dumps(alert).encode()))
+            for index, alert in enumerate(batch.alerts, 1)]
 
 
 class Batch:
