@@ -41,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         else (argv, [])
     args, extras = parser.parse_known_args(options)
     if getattr(args, "handler", None) is None:
-        parser.print_usage(sys.stderr)
+        parser.print_help(sys.stderr)
         raise SystemExit(EXIT_INPUT)
     # Values that follow an option (`domain a --format json b`) come back as extras.
     stray = [extra for extra in extras if extra.startswith("-") and extra != "-"]

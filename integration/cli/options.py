@@ -26,7 +26,8 @@ def common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     parser.add_argument("--config", default=default,
                         help="YAML/JSON config file (default: $MDE_CONFIG)")
     parser.add_argument("--format", default=default, choices=(*FORMATS, "ocsf"),
-                        help="output format (default: table on a terminal, else json)")
+                        help="output format (default: table on a terminal, else json; "
+                             "ocsf is for playbook run)")
     parser.add_argument("--verbose", "-v", action="store_true", default=default or False,
                         help="log each request (method, path, status, attempt, wait) to stderr")
 
