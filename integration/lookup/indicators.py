@@ -11,6 +11,7 @@ imports `idna` (and `ipaddress`) only when an input needs them.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Literal, NamedTuple
 
 from integration.errors import InvalidInput
@@ -116,6 +117,13 @@ def parse_domain(text: str) -> Indicator:
     """A domain, a defanged domain, or a URL (of which only the host is kept)."""
     if not isinstance(text, str):
         raise InvalidInput(f"domain must be a string, got {type(text).__name__}")
+    return _parse_domain_text(text)
+
+
+@lru_cache(maxsize=2048)
+def _parse_domain_text(text: str) -> Indicator:
+    """Cached (an Indicator is immutable): alerts name the same domains again and again,
+    and a long-lived worker parses each once. Refusals are not cached; they raise."""
     trimmed = text.strip()
     if not trimmed:
         raise _invalid("domain", text, "is empty")

@@ -257,6 +257,13 @@ def _parse_time(value: Any) -> tuple[int, str] | None:
     """(epoch milliseconds, RFC 3339 UTC with milliseconds) or None when unreadable."""
     if not value or not isinstance(value, str):
         return None
+    return _parse_time_text(value)
+
+
+@lru_cache(maxsize=8192)
+def _parse_time_text(value: str) -> tuple[int, str] | None:
+    """Cached: a machine's firstSeen and lastSeen come back the same in every answer that
+    lists it, and a running process serves many answers about one fleet."""
     match = _TIME.fullmatch(value)
     if not match:
         return None
