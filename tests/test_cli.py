@@ -170,3 +170,15 @@ def test_an_endless_outage_exits_4(capsys, emulator: Emulator, state_url: str,
                                      "retryable": True,
                                      "message": envelopes[0]["error"]["message"]}
     assert len(emulator.admin.api_calls()) == 3
+
+
+def test_help_lists_every_command(capsys) -> None:
+    assert cli_main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("domain", "file", "run", "playbook", "emulator", "demo", "export"):
+        assert f"    {name} " in listed
+
+
+def test_an_unknown_command_is_named_with_the_known_ones(capsys) -> None:
+    assert cli_main(["lookup", "evil.example"]) == 2
+    assert "invalid choice: 'lookup'" in capsys.readouterr().err

@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = build_parser()
+    parser = build_parser(only=_command_named(argv))
     # Everything after `--` is a value, never an option.
     options, after = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
         else (argv, [])
@@ -59,21 +59,81 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = ("domain", "file", "run", "playbook", "emulator", "demo", "export")
+_TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
+
+
+def _command_named(argv: list[str]) -> str | None:
+    """The command argv names (options before it skipped with their values), or None."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--":
+            return None
+        elif arg in _TOP_OPTIONS_WITH_VALUES:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The one parser. With `only`, the other subcommands are left out: a run uses one,
+    and declaring all costs ~2 ms of every cold start. Help and errors get them all."""
     parser = argparse.ArgumentParser(
         prog="mde-enrich", description="Which of our machines touched this domain or file? "
                                        "Microsoft Defender for Endpoint enrichment.")
     parser.add_argument("--version", action="version", version=f"mde-enrich {__version__}")
     common_options(parser, top=True)
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    from integration.cli import lookups, playbook
+    # An explicit prog: argparse would otherwise build a help formatter to work it out,
+    # importing shutil and sizing the terminal on every run (~4 ms of a cold start).
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", prog="mde-enrich")
+    wanted = _Only(commands, only)
+    if only in (None, "domain", "file", "run"):
+        from integration.cli import lookups
 
-    lookups.add_commands(commands)
-    playbook.add_command(commands)
-    _add_emulator(commands)
-    _add_demo(commands)
-    _add_export(commands)
+        lookups.add_commands(wanted)
+    if only in (None, "playbook"):
+        from integration.cli import playbook
+
+        playbook.add_command(wanted)
+    _add_emulator(wanted)
+    _add_demo(wanted)
+    _add_export(wanted)
     return parser
+
+
+class _Only:
+    """The subparsers action, declaring only the wanted command (or all, for None)."""
+
+    def __init__(self, commands: Any, only: str | None) -> None:
+        self._commands, self._only = commands, only
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if self._only not in (None, name):
+            return _UNUSED
+        parser: argparse.ArgumentParser = self._commands.add_parser(name, **kwargs)
+        return parser
+
+
+class _Unused(argparse.ArgumentParser):
+    """Takes a subcommand's declarations and keeps none of them."""
+
+    def __init__(self) -> None:  # no ArgumentParser set-up: nothing is ever parsed here
+        pass
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+    def set_defaults(self, **kwargs: Any) -> None:
+        return None
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        return _Only(None, "")
+
+
+_UNUSED = _Unused()
 
 
 def _add_emulator(commands: Any) -> None:

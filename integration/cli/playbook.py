@@ -27,7 +27,8 @@ PROG = "mde-enrich playbook"
 def add_command(commands: Any) -> None:
     sub = command(commands, "playbook", _usage, help="run or validate a playbook",
                   description="Run playbooks on alerts, or check them.")
-    steps = sub.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+    steps = sub.add_subparsers(title="subcommands", metavar="SUBCOMMAND",
+                               prog="mde-enrich playbook")  # no formatter: see command.py
     run = command(steps, "run", _run_command, help="run a playbook",
                   description="Run a playbook on an alert (or a page, array or NDJSON of "
                               "alerts), a batch of alerts, or an analyst's inputs. FILE is a "
