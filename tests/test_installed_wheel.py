@@ -26,8 +26,9 @@ pytestmark = pytest.mark.slow
 
 
 class InstalledPlugin:
-    def __init__(self, venv: Path, workdir: Path) -> None:
+    def __init__(self, venv: Path, workdir: Path, build_log: str) -> None:
         self.bin = venv / "bin"
+        self.build_log = build_log
         self.workdir = workdir  # outside the checkout: nothing can be imported from it
 
     def run(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -42,8 +43,10 @@ class InstalledPlugin:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InstalledPlugin]:
     base = tmp_path_factory.mktemp("wheel")
     dist = base / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--wheel-dir", str(dist), str(ROOT)], check=True, timeout=300)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--verbose", "--no-deps",
+                            "--wheel-dir", str(dist), str(ROOT)], capture_output=True,
+                           text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
     wheels = list(dist.glob("mde_enrich-*.whl"))
     assert len(wheels) == 1, wheels
     venv = base / "venv"
@@ -52,7 +55,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InstalledPlu
                     str(wheels[0])], check=True, timeout=600)
     workdir = base / "work"
     workdir.mkdir()
-    yield InstalledPlugin(venv, workdir)
+    yield InstalledPlugin(venv, workdir, built.stdout + built.stderr)
 
 
 @pytest.fixture
@@ -60,6 +63,10 @@ def installed_config(installed: InstalledPlugin, config: dict[str, Any]) -> Path
     path = installed.workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+def test_the_wheel_builds_without_deprecation_warnings(installed: InstalledPlugin) -> None:
+    assert "Deprecat" not in installed.build_log
 
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(installed: InstalledPlugin) -> None:
