@@ -221,6 +221,29 @@ def _pattern(expression: str) -> re.Pattern[str]:
     return re.compile(expression)
 
 
+def deref(node: Any, base: str) -> tuple[dict[str, Any], str]:
+    """A schema node with its $ref (to one of our files) followed, its own keys kept over the
+    target's, and the file it ended in. Adapters that generate platform files read the
+    schemas through this, so $ref is resolved in one place."""
+    while isinstance(node, dict) and "$ref" in node:
+        found = _resolve(node["$ref"], base)
+        if found is None:
+            raise KeyError(f"{base}: unresolvable $ref {node['$ref']!r}")
+        target, base = found
+        node = {**target, **{key: value for key, value in node.items() if key != "$ref"}}
+    return (node if isinstance(node, dict) else {}), base
+
+
+def properties(name: str) -> dict[str, Any]:
+    """An object schema's properties by name; a `name: true` entry takes its definition from
+    the schema's $ref (how the input schemas share lookup_options)."""
+    node = schema(name)
+    inherited = deref({"$ref": node["$ref"]}, name)[0].get("properties", {}) \
+        if "$ref" in node else {}
+    return {key: inherited.get(key, {}) if value is True else value
+            for key, value in node.get("properties", {}).items()}
+
+
 def _resolve(reference: str, base: str) -> tuple[Any, str] | None:
     """A $ref to one of our files and a JSON pointer into it, such as
     `common.schema.json#/$defs/error` or `#/$defs/action`."""

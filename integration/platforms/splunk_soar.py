@@ -182,9 +182,8 @@ def _asset_class(fields: Iterable[ConfigField]) -> str:
 
 
 def _params_class(action: Action) -> str:
-    schema = schemas.schema(action.input_schema)
     lines = [f"class {_camel(action.id)}Params(Params):"]
-    for name, prop in _properties(schema, action.input_schema).items():
+    for name, prop in schemas.properties(action.input_schema).items():
         args = [f"description={_literal(prop.get('description', name))}"]
         if name in PARAM_CONTAINS:
             args += ["primary=True", f"cef_types={PARAM_CONTAINS[name]!r}"]
@@ -265,19 +264,6 @@ def _output_type(name: str, prop: Mapping[str, Any], path: str, classes: list[st
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-def _properties(schema: Mapping[str, Any], base: str) -> dict[str, dict[str, Any]]:
-    """An input schema's properties, `true` ones taken from its $ref (lookup_options)."""
-    shared: dict[str, Any] = {}
-    if "$ref" in schema:
-        file_name, _, pointer = schema["$ref"].partition("#")
-        node: Any = schemas.schema(file_name or base)
-        for part in filter(None, pointer.split("/")):
-            node = node[part]
-        shared = node.get("properties", {})
-    return {name: prop if isinstance(prop, dict) else shared[name]
-            for name, prop in schema.get("properties", {}).items()}
-
 
 def _full(action: Action) -> str:
     entry = next(a for a in manifest().data["actions"] if a["id"] == action.id)
