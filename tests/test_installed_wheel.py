@@ -114,3 +114,10 @@ def test_an_entry_point_returns_an_envelope_from_the_wheel(installed: InstalledP
     done = installed.run("python", "-c", script, seed.EVIL_DOMAIN, json.dumps(config))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "success"
+
+
+def test_the_platform_exports_run_from_the_wheel(installed: InstalledPlugin) -> None:
+    for platform in ("xsoar", "cortex"):
+        done = installed.run("mde-enrich", "export", platform, str(installed.workdir / platform))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip(), f"{platform}: no files written"
