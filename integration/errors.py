@@ -88,6 +88,24 @@ class NetworkError(PluginError):
     default_retryable = True
 
 
+def first_line(value: object) -> str:
+    """The first line of a message from elsewhere (msal, Entra): enough to say what failed."""
+    text = str(value).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def service_message(body: Any, service: str) -> str:
+    """A Microsoft service's own words from an error body (Defender and Graph share the
+    OData shape `{"error": {"code", "message"}}`); a short note when the body is not that."""
+    if body is None:
+        return f"the body is not {service}'s JSON"
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return "no details"
+    parts = (error.get("code"), error.get("message"))
+    return ": ".join(str(part) for part in parts if part) or "no details"
+
+
 EXIT_STATUS_BY_CODE: dict[str, int] = {
     cls.code: cls.exit_status
     for cls in (InvalidInput, ConfigError, AuthFailed, PermissionDenied, RateLimited,

@@ -45,6 +45,13 @@ def shipped_playbook(name: str) -> Traversable | None:
     return candidate if "/" not in name and candidate.is_file() else None
 
 
+def playbook_file(name: str) -> Traversable | Path:
+    """A playbook's file: the path as given when it exists, else the shipped playbook of that
+    name (an installed plugin has no playbooks/ folder in the working directory)."""
+    given = Path(name)
+    return given if given.exists() else (shipped_playbook(name) or given)
+
+
 def read_yaml(path: Traversable | Path) -> Any:
     """The file's data; a ConfigError naming the file when it cannot be read or parsed."""
     import yaml  # only when a YAML file is read: it costs start-up time

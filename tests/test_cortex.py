@@ -119,7 +119,7 @@ def test_unknown_domain_is_a_success_with_no_machines(analyzer: Path, emulator: 
     report = run_job(analyzer, tmp_path / "job", "fqdn", seed.UNKNOWN_DOMAIN, flat(config))
     assert report["success"] is True, report
     assert report["summary"]["taxonomies"] == [
-        {"level": "safe", "namespace": "MDE", "predicate": "Machines", "value": 0}]
+        {"level": "info", "namespace": "MDE", "predicate": "Machines", "value": 0}]
     assert report["artifacts"] == []
 
 
@@ -144,8 +144,8 @@ def test_tlp_above_max_is_refused_before_any_call(analyzer: Path, emulator: Emul
 
 
 @pytest.mark.parametrize(("risks", "level"), [
-    ([], "safe"), ([0, 1], "info"), ([1, 2], "suspicious"), ([2, 3], "malicious"),
-    ([4], "malicious"), ([99], "info")])
+    ([], "info"), ([0, 1], "info"), ([1, 2], "suspicious"), ([2, 3], "malicious"),
+    ([4], "malicious"), ([99], "info"), ([4, 99], "malicious")])
 def test_taxonomy_level(risks: list[int], level: str) -> None:
     machines = [{"uid": str(i), "risk_level_id": r} for i, r in enumerate(risks)]
     assert taxonomy_level({"machines": machines}) == level

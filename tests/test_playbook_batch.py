@@ -257,3 +257,36 @@ def test_the_lease_of_a_killed_run_is_taken_over_at_once(state_url: str, tmp_pat
     started = time.monotonic()
     with Batch(store, **where):
         assert time.monotonic() - started < 1
+
+
+def _one_domain_alert(directory: Path, name: str) -> None:
+    (directory / name).write_text(json.dumps(
+        {"indicators": [{"type": "domain", "value": "evil.example"}]}), encoding="utf-8")
+
+
+def test_a_shipped_batch_playbook_runs_by_name(emulator: Any, config: dict[str, Any],
+                                               tmp_path: Path) -> None:
+    alerts = tmp_path / "alerts"
+    alerts.mkdir()
+    _one_domain_alert(alerts, "a.json")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert cli_main(["playbook", "run", "scheduled-enrichment", "--alerts", str(alerts),
+                     "--out", str(tmp_path / "out"), "--config", str(path)]) == 0
+    assert (tmp_path / "out" / "a.json").exists()
+
+
+def test_a_finished_batch_run_again_asks_afresh_for_its_new_alerts(
+        emulator: Any, config: dict[str, Any], tmp_path: Path) -> None:
+    alerts, out = tmp_path / "alerts", tmp_path / "out"
+    alerts.mkdir()
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**config, "cache_ttl_s": 0}), encoding="utf-8")
+    argv = ["playbook", "run", str(SCHEDULED), "--alerts", str(alerts), "--out", str(out),
+            "--config", str(path)]
+    _one_domain_alert(alerts, "a.json")
+    assert cli_main(argv) == 0
+    _one_domain_alert(alerts, "b.json")  # the next day's run: same batch, a new alert
+    assert cli_main(argv) == 0
+    asked = [call for call in emulator.admin.api_calls() if "/api/domains/" in call["path"]]
+    assert len(asked) == 2  # the memo ended with the first run; caching is off

@@ -193,7 +193,9 @@ def _run_batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | N
     from integration.playbook import Batch, PlaybookRunner
 
     enricher = enricher_for(config)  # the batch keeps its progress in the state store
-    digest = hashlib.sha256(Path(args.playbook).read_bytes()).hexdigest()
+    from integration.resources import playbook_file
+
+    digest = hashlib.sha256(playbook_file(args.playbook).read_bytes()).hexdigest()
     identity = {"playbook": digest, "tenant": enricher.settings.identity,
                 "inputs": json.dumps(inputs, sort_keys=True)}
     with Batch(enricher.store, source=Path(args.alerts), out_dir=Path(args.out),

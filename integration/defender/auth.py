@@ -15,15 +15,16 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from integration.config import MANAGED_IDENTITY
 from integration.defender import managed_identity
-from integration.errors import AuthFailed, ConfigError, PluginError, UpstreamError
+from integration.errors import AuthFailed, ConfigError, PluginError, UpstreamError, first_line
 
 if TYPE_CHECKING:
     from integration.config import Settings
-    from integration.defender.retry import RetryPolicy
+    from integration.defender.retry import Outcome, RetryPolicy
     from integration.defender.transport import Transport
     from integration.state import StateStore
 
@@ -162,7 +163,7 @@ class TokenProvider:
             )
             result = app.acquire_token_for_client(scopes=[self._scope])
         except msal.exceptions.MsalServiceError as exc:  # msal's form of a 5xx answer
-            raise UpstreamError(f"the sign-in service failed: {_first_line(exc)}",
+            raise UpstreamError(f"the sign-in service failed: {first_line(exc)}",
                                 retryable=True) from None
         except json.JSONDecodeError:
             raise UpstreamError("the sign-in service answered with a body that is not JSON",
@@ -170,10 +171,10 @@ class TokenProvider:
         except ValueError as exc:
             # msal's answer to an authority it cannot use (unknown tenant, not a sign-in host).
             raise AuthFailed(f"the sign-in service rejected the authority "
-                             f"{settings.authority}: {_first_line(exc)}") from None
+                             f"{settings.authority}: {first_line(exc)}") from None
         if "access_token" not in result:
             error = result.get("error", "unknown_error")
-            description = _first_line(result.get("error_description", ""))
+            description = first_line(result.get("error_description", ""))
             failure = AuthFailed(f"sign-in failed: {error}: {description}")
             if error in TRANSIENT_SIGN_IN_ERRORS:
                 raise UpstreamError(failure.message, retryable=True) from None
@@ -289,6 +290,14 @@ def token_claims(token: str) -> dict[str, Any]:
         return {}
 
 
-def _first_line(value: object) -> str:
-    text = str(value).strip()
-    return text.splitlines()[0] if text else ""
+def send_authorized(tokens: TokenProvider, send: Callable[[str], Outcome]) -> Outcome:
+    """send(token) with a token from `tokens`. A 401 drops that token everywhere (here and in
+    the shared cache), fetches a fresh one and sends once more; a second 401 is the caller's
+    to report. The token is fetched before `send` runs its retry loop, not inside it, so a
+    sign-in outage is retried by the sign-in's own policy only, not once per API attempt."""
+    token = tokens.access_token()
+    outcome = send(token)
+    if outcome.status == 401:
+        tokens.invalidate(token)
+        outcome = send(tokens.access_token())
+    return outcome

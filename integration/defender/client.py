@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from integration.defender import urls
+from integration.defender.auth import send_authorized
 from integration.errors import (
     AuthFailed,
     InvalidInput,
@@ -17,6 +18,7 @@ from integration.errors import (
     PluginError,
     RateLimited,
     UpstreamError,
+    service_message,
 )
 from integration.lookup.indicators import Indicator, parse_file_hash
 
@@ -125,26 +127,19 @@ class DefenderClient:
         """The JSON object at `path`; None for a 404. Errors carry the calls they cost."""
         url = path if absolute else self._api_base + path
         try:
-            outcome = self._send(url, params, calls, call_type)
-            if outcome.status == 401:
-                # A token the API no longer accepts: drop it everywhere, fetch one, try once more.
-                self._tokens.invalidate(_bearer(outcome.response))
-                outcome = self._send(url, params, calls, call_type)
-                if outcome.status == 401:
-                    raise AuthFailed("Defender refused a fresh token: "
-                                     f"{_defender_message(outcome.body)}", status=401)
+            outcome = send_authorized(
+                self._tokens, lambda token: self._send(url, params, calls, call_type, token))
             return _result(outcome, url.removeprefix(self._api_base))
         except PluginError as error:
             raise error.replace(api_calls=calls.count) from None
 
     def _send(self, url: str, params: dict[str, str] | None, calls: _Calls,
-              call_type: CallType) -> Outcome:
+              call_type: CallType, token: str) -> Outcome:
         budget = self._budgets.for_call(call_type)
         path = url.removeprefix(self._api_base)  # for log lines: cheaper than urlsplit
 
         def attempt(number: int) -> requests.Response:
             budget.take(calls.lane)
-            token = self._tokens.access_token()
             calls.count += 1
             response = self._transport.get(url, params=params,
                                            headers={"Authorization": f"Bearer {token}"})
@@ -174,9 +169,9 @@ def _result(outcome: Outcome, path: str) -> dict[str, Any] | None:
         return body
     if status == 404:
         return None
-    message = _defender_message(body)
-    if status == 401:
-        raise AuthFailed(f"Defender refused the token: {message}", status=401)
+    message = service_message(body, "Defender")
+    if status == 401:  # after send_authorized's fresh token
+        raise AuthFailed(f"Defender refused a fresh token: {message}", status=401)
     if status == 403:
         raise PermissionDenied(f"Defender denied the call: {message}", status=403)
     if status == 400:
@@ -190,23 +185,8 @@ def _result(outcome: Outcome, path: str) -> dict[str, Any] | None:
                         retryable=status in RETRY_STATUSES)
 
 
-def _bearer(response: requests.Response) -> str:
-    return str(response.request.headers.get("Authorization", "")).removeprefix("Bearer ")
-
-
 def _values(body: dict[str, Any]) -> list[dict[str, Any]]:
     values = body.get("value")
     if not isinstance(values, list) or not all(isinstance(item, dict) for item in values):
         raise UpstreamError("Defender's answer has no list of records under 'value'", status=200)
     return values
-
-
-def _defender_message(body: Any) -> str:
-    """Defender's own words from an error body; a short note when the body is not its JSON."""
-    if body is None:
-        return "the body is not Defender's JSON"
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return "no details"
-    code, message = error.get("code"), error.get("message")
-    return ": ".join(str(part) for part in (code, message) if part) or "no details"

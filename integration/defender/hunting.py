@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from integration.defender import urls
+from integration.defender.auth import send_authorized
 from integration.errors import (
     AuthFailed,
     PermissionDenied,
     RateLimited,
     UpstreamError,
+    service_message,
 )
 
 if TYPE_CHECKING:
@@ -203,17 +205,12 @@ class HuntingClient:
     def run(self, query: str, lane: Lane = "batch") -> list[dict[str, Any]]:
         """The result rows of one query; an error when Graph refuses or fails."""
         body = json.dumps({"Query": query, "Timespan": TIMESPAN})
-        outcome = self._send(body, lane)
-        if outcome.status == 401:
-            # A token Graph no longer accepts: drop it everywhere, fetch one, try once more.
-            self._tokens.invalidate(_bearer(outcome.response))
-            outcome = self._send(body, lane)
+        outcome = send_authorized(self._tokens, lambda token: self._send(body, lane, token))
         return _rows(outcome)
 
-    def _send(self, body: str, lane: Lane) -> Outcome:
+    def _send(self, body: str, lane: Lane, token: str) -> Outcome:
         def attempt(number: int) -> requests.Response:
             self._budget.take(lane)
-            token = self._tokens.access_token()
             self.calls += 1
             response = self._transport.post(self._url, data=body, headers={
                 "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
@@ -235,9 +232,10 @@ def _rows(outcome: Outcome) -> list[dict[str, Any]]:
             raise UpstreamError(f"Graph's hunting answer has no list of rows under "
                                 f"'results'{note}", status=200)
         return rows
-    message = _graph_message(body)
-    if status == 401:
-        raise AuthFailed(f"Graph refused the token for advanced hunting: {message}", status=401)
+    message = service_message(body, "Graph")
+    if status == 401:  # after send_authorized's fresh token
+        raise AuthFailed(f"Graph refused a fresh token for advanced hunting: {message}",
+                         status=401)
     if status == 403:
         raise PermissionDenied(f"Graph denied advanced hunting (the app needs the "
                                f"ThreatHunting.Read.All application permission): {message}",
@@ -249,15 +247,3 @@ def _rows(outcome: Outcome) -> list[dict[str, Any]]:
     # A 400 is a query Graph would not run: ours to fix, not the user's input.
     raise UpstreamError(f"Graph answered {status} to the hunting query: {message}{note}",
                         status=status, retryable=status in RETRY_STATUSES)
-
-
-def _bearer(response: requests.Response) -> str:
-    return str(response.request.headers.get("Authorization", "")).removeprefix("Bearer ")
-
-
-def _graph_message(body: Any) -> str:
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return "no details" if body is not None else "the body is not Graph's JSON"
-    parts = (error.get("code"), error.get("message"))
-    return ": ".join(str(part) for part in parts if part) or "no details"

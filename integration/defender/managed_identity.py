@@ -27,7 +27,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from integration.errors import AuthFailed, PluginError, UpstreamError
+from integration.errors import AuthFailed, PluginError, UpstreamError, first_line
 
 if TYPE_CHECKING:
     import requests
@@ -84,7 +84,7 @@ def msal_identity(settings: Settings) -> dict[str, str | None]:
 
 def refusal(settings: Settings, exc: Exception) -> AuthFailed:
     """msal could not even ask (Service Fabric with our http client, Arc's key file)."""
-    reason = _first_line(exc) if isinstance(exc, ValueError) else \
+    reason = first_line(exc) if isinstance(exc, ValueError) else \
         f"cannot read the Azure Arc key file ({type(exc).__name__})"
     return AuthFailed(f"managed identity sign-in failed for {describe(settings)}: {reason}")
 
@@ -94,7 +94,7 @@ def failure(settings: Settings, result: dict[str, Any], status: int | None) -> P
     (msal keeps only the body)."""
     message = (f"managed identity sign-in failed for {describe(settings)}: "
                f"{result.get('error', 'unknown_error')}: "
-               f"{_first_line(result.get('error_description', ''))}")
+               f"{first_line(result.get('error_description', ''))}")
     if status is not None and (status in TRANSIENT_STATUSES or status >= 500):
         return UpstreamError(message, retryable=True)
     return AuthFailed(message)
@@ -140,8 +140,3 @@ class ManagedIdentityHttp:
 
     def close(self) -> None:
         """The Transport outlives msal's client."""
-
-
-def _first_line(value: object) -> str:
-    text = str(value).strip()
-    return text.splitlines()[0] if text else ""

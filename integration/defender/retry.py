@@ -26,6 +26,8 @@ T = TypeVar("T")
 log = logging.getLogger("mde_enrich")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# The longest shared 429 pause honoured: a Retry-After beyond an hour is taken for a fault.
+MAX_SHARED_PAUSE_S = 3600.0
 
 
 class Outcome(NamedTuple):
@@ -81,7 +83,9 @@ class RetryPolicy(NamedTuple):
             status = response.status_code
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if status == 429 and retry_after is not None and on_throttled is not None:
-                on_throttled(min(retry_after, self.max_retry_after_s))
+                # Everyone sharing the budget holds off as long as Defender asked (bounded,
+                # against a broken header); this caller's own patience is max_retry_after_s.
+                on_throttled(min(retry_after, MAX_SHARED_PAUSE_S))
             if status in RETRY_STATUSES or (status == 200 and outcome.body is None):
                 raise _TransientAnswer(outcome, retry_after)
             return outcome
@@ -101,33 +105,26 @@ class RetryPolicy(NamedTuple):
                     return answer.outcome._replace(  # type: ignore[return-value]
                         gave_up=f"asked to wait {retry_after:.0f} s, more than "
                                 f"max_retry_after_s ({self.max_retry_after_s:.0f} s)")
-                stop = self._stop(number, started, self._wait(number, retry_after))
+                # Drawn once per failure: the deadline check and the sleep must agree, and
+                # each caller draws its own jitter so retries do not march in step.
+                wait = retry_after if retry_after is not None else self.backoff(number)
+                stop = self._stop(number, started, wait)
                 if stop:
                     return answer.outcome._replace(gave_up=stop)  # type: ignore[return-value]
             except PluginError as error:
                 if not is_transient(error):
                     raise
-                retry_after, failure = None, error.message
-                stop = self._stop(number, started, self._wait(number, None))
+                failure = error.message
+                wait = self.backoff(number)
+                stop = self._stop(number, started, wait)
                 if stop:
                     raise error.replace(message=f"{error.message} ({stop})",
                                         retryable=True) from None
-            wait = self._wait(number, retry_after)
             log.info("%s: attempt %d failed (%s); retrying in %.2f s", what, number, failure,
                      wait)
             if wait:
                 self.sleep(wait)
             number += 1
-
-    def _wait(self, number: int, retry_after: float | None) -> float:
-        return retry_after if retry_after is not None else self._backoff_for(number)
-
-    def _backoff_for(self, number: int) -> float:
-        # Drawn once per attempt so that the deadline check and the sleep agree.
-        cached = _BACKOFFS.get((id(self), number))
-        if cached is None:
-            cached = _BACKOFFS[(id(self), number)] = self.backoff(number)
-        return cached
 
     def _stop(self, number: int, started: float, wait: float) -> str:
         """Why not to try again ("" to go on)."""
@@ -137,9 +134,6 @@ class RetryPolicy(NamedTuple):
             return (f"after {number} attempts; waiting {wait:.1f} s more would pass the "
                     f"{self.deadline_s:.0f} s deadline")
         return ""
-
-
-_BACKOFFS: dict[tuple[int, int], float] = {}
 
 
 def _json_or_none(content: bytes) -> Any:

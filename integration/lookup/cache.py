@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from integration.errors import PluginError
+
 if TYPE_CHECKING:
     from integration.state import StateStore
 
@@ -73,7 +75,9 @@ class SingleFlight:
             with call.done:  # held by the leader until its run ends
                 pass
             if call.error is not None:
-                raise call.error
+                # The leader's failure, but not its cost: this caller sent nothing.
+                error = call.error
+                raise error.replace(api_calls=0) if isinstance(error, PluginError) else error
             return call.result, True
         try:
             call.result = function()

@@ -17,6 +17,7 @@ compilation, `datetime` parsing and copying; the input is only read, never chang
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from ipaddress import ip_address
@@ -467,3 +468,19 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(v) for v in value if v is not None]
     return value
+
+
+# OCSF risk_level_id 0 Info .. 4 Critical rank; 99 Other (a word Defender made up) does not.
+RANKED_RISK_IDS = range(0, 5)
+
+
+def highest_risk(machines: Iterable[Mapping[str, Any]]) -> tuple[int, str] | None:
+    """(risk_level_id, risk_level) of the riskiest machine among ranked levels, or None. The
+    one rule for "highest risk", used by playbook summaries and platform verdicts alike."""
+    highest: tuple[int, str] | None = None
+    for machine in machines:
+        level_id = machine.get("risk_level_id")
+        if isinstance(level_id, int) and not isinstance(level_id, bool) \
+                and level_id in RANKED_RISK_IDS and (highest is None or level_id > highest[0]):
+            highest = (level_id, str(machine.get("risk_level", level_id)))
+    return highest

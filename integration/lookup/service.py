@@ -174,7 +174,9 @@ class Enricher:
         result = (client.machines_for_domain(indicator, lane) if indicator.type == "domain"
                   else client.machines_for_file(indicator, lane))
         answer = self._normalized(result.machines, result.api_calls, result.truncated)
-        if use_cache:  # `use_cache: false` bypasses the cache both ways: no read, no write
+        # `use_cache: false` bypasses the cache both ways: no read, no write. An answer that
+        # left records out is not kept: the fault may pass, and the next lookup should see.
+        if use_cache and not answer.warnings:
             self.cache.keep_answer(key, answer.to_dict())
         return answer, False
 

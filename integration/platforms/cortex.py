@@ -122,13 +122,12 @@ def plugin_config(cortex_config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def taxonomy_level(envelope: Mapping[str, Any]) -> str:
-    """malicious / suspicious by the highest machine risk; info when machines saw it, safe
-    when none did (nothing in the fleet touched the observable)."""
-    machines = envelope.get("machines") or []
-    if not machines:
-        return "safe"
-    highest = max(machine.get("risk_level_id", 0) for machine in machines)
-    return LEVEL_BY_RISK.get(highest, "info")  # 99 Other: a word Defender made up
+    """malicious / suspicious by the highest machine risk, else info. No machines is info
+    too, not safe: that nothing in the fleet touched it says nothing of the observable."""
+    from integration.lookup.normalize import highest_risk
+
+    highest = highest_risk(envelope.get("machines") or [])
+    return LEVEL_BY_RISK.get(highest[0], "info") if highest else "info"
 
 
 def machine_artifacts(envelope: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

@@ -163,6 +163,10 @@ class Batch:
         bar.close()
         summary.lookups = runner.lookups.looked_up - lookups
         summary.memo_hits = runner.lookups.memo_hits - memo_hits
+        # The memo is for resuming this run after a kill, not for the next run: a batch run
+        # again tomorrow over the same folder must ask Defender afresh for its new alerts.
+        if self.memo is not None:
+            self.memo.clear()
         return summary
 
     # -- one alert -----------------------------------------------------------------------

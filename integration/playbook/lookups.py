@@ -83,6 +83,14 @@ class StoreMemo(LocalMemo):
             if text:
                 self._remember(key, json.loads(text))
 
+    def clear(self) -> None:
+        """Forget every answer, here and in the store (the run it served has ended)."""
+        for key in self._store.keys(self._namespace):
+            self._store.delete(self._namespace, key)
+        with self._lock:
+            self._envelopes.clear()
+            self._sha1.clear()
+
     def put(self, key: str, envelope: dict[str, Any]) -> None:
         # Written before the alert's output: a kill after this costs no second call.
         self._store.put(self._namespace, key, json.dumps(envelope, separators=(",", ":")),

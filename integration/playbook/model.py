@@ -126,12 +126,10 @@ def load_playbook(path: str | Path | Traversable) -> Playbook:
     has no playbooks/ folder in the working directory."""
     import yaml
 
-    from integration.resources import shipped_playbook
+    from integration.resources import playbook_file
 
     source = str(path)
-    file: Path | Traversable = Path(path) if isinstance(path, str) else path
-    if isinstance(file, Path) and not file.exists():
-        file = shipped_playbook(source) or file
+    file = playbook_file(path) if isinstance(path, str) else path
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:

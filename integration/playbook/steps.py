@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from integration.errors import InvalidInput
+from integration.lookup.normalize import highest_risk
 from integration.playbook.alerts import BAD_VERDICTS, HASH_PREFERENCE, AlertFormats, ExtractPolicy
 
 OUTPUT_PATH = re.compile(r"^enrichment(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 RISK_UNKNOWN = "Unknown"
-_RANKED_RISK_IDS = range(0, 5)  # OCSF 0 Info .. 4 Critical; 99 Other has no rank
 
 
 @dataclass
@@ -214,17 +214,13 @@ def _fold(into: dict[str, Any], other: dict[str, Any]) -> None:
 def _summary(envelopes: list[dict[str, Any]], machines: list[dict[str, Any]],
              indicators: list[dict[str, Any]], skipped: list[Any]) -> dict[str, Any]:
     risk_levels: dict[str, int] = {}
-    highest: tuple[int, str] | None = None
     # A record Defender merged into another, or flags as a potential duplicate, is shown but
     # not counted: one machine must not count twice in "machines involved" or the severity.
     counted = [machine for machine in machines if not _is_duplicate_record(machine)]
     for machine in counted:
         level = machine.get("risk_level") or RISK_UNKNOWN
         risk_levels[level] = risk_levels.get(level, 0) + 1
-        level_id = machine.get("risk_level_id")
-        if isinstance(level_id, int) and level_id in _RANKED_RISK_IDS and \
-                (highest is None or level_id > highest[0]):
-            highest = (level_id, str(level))
+    highest = highest_risk(counted)
     statuses = {"success": 0, "not_found": 0, "error": 0}
     for envelope in envelopes:
         statuses[envelope["status"]] = statuses.get(envelope["status"], 0) + 1
