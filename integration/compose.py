@@ -64,7 +64,9 @@ def new_enricher(settings: Settings) -> Enricher:
 
 def _secret_fingerprint(settings: Settings) -> str:
     # repr(Settings) masks secrets; two configs differing only in the secret are different.
-    secret = json.dumps([settings.client_secret, settings.certificate_password])
+    # (proxy and state too: repr() masks the passwords their URLs may carry)
+    secret = json.dumps([settings.client_secret, settings.certificate_password, settings.proxy,
+                         settings.state])
     return hashlib.sha256(secret.encode()).hexdigest()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -17,6 +18,10 @@ from integration.errors import ConfigError
 
 CONFIG_SCHEMA = "config.schema.json"
 SECRET_KEYS = frozenset({"client_secret", "password"})
+# Keys whose URL may carry a password in its user info: never echoed whole.
+URL_KEYS = {"proxy": "proxy URL (http:// or https://)",
+            "state": "state URL (sqlite:///absolute/path.db, sqlite:relative/path.db or "
+                     "redis://host:port/db)"}
 ENV_PREFIX = "MDE_"
 CONFIG_PATH_VARIABLE = "MDE_CONFIG"
 MANAGED_IDENTITY = "managed_identity"
@@ -61,7 +66,9 @@ class Settings(NamedTuple):
 
     def __repr__(self) -> str:  # never show a secret, even in a traceback or a debugger
         shown = self._replace(client_secret="***" if self.client_secret else None,
-                              certificate_password="***" if self.certificate_password else None)
+                              certificate_password="***" if self.certificate_password else None,
+                              proxy=redact_url(self.proxy) if self.proxy else None,
+                              state=redact_url(self.state) if self.state else None)
         return "Settings" + tuple.__repr__(shown)
 
     @property
@@ -74,6 +81,29 @@ class Settings(NamedTuple):
         return f"{self.endpoints.api_base}|{self.tenant_id}|{self.client_id}"
 
 
+# scheme, slashes (any number: a malformed URL must not slip through), user, ':' password '@'
+_USERINFO_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*:/*[^/@:\s]*):[^@\s]*@")
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials (`redis://:secret@host` -> `redis://***@host`, a
+    `password=` query value masked); a malformed one has its user info masked all the same."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    url = _USERINFO_PASSWORD.sub(r"\1:***@", url)  # also where urlsplit finds no netloc
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rpartition("@")[2]
+        query = urlencode([(name, "***" if name.lower() == "password" else value)
+                           for name, value in parse_qsl(parts.query, keep_blank_values=True)],
+                          safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"
+
+
 def load_settings(config: Mapping[str, Any] | None = None, *, path: str | os.PathLike | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from `config` (a platform's dict) or `path`/$MDE_CONFIG, then MDE_<KEY>."""
@@ -82,8 +112,9 @@ def load_settings(config: Mapping[str, Any] | None = None, *, path: str | os.Pat
         file_path = path or environ.get(CONFIG_PATH_VARIABLE)
         config = read_config_file(file_path) if file_path else {}
         if not file_path and not _environment_overrides(environ):
-            raise ConfigError("no configuration: pass --config FILE or set MDE_CONFIG to a "
-                              "YAML/JSON config file (or MDE_<KEY> variables)")
+            raise ConfigError("no configuration: pass --config FILE (the CLI) or a config "
+                              "dict (an entry point), or set MDE_CONFIG to a YAML/JSON config "
+                              "file (or MDE_<KEY> variables)")
     elif not isinstance(config, Mapping):
         raise ConfigError(f"the configuration must be a mapping of keys, not "
                           f"{type(config).__name__}")
@@ -147,6 +178,7 @@ def _coerce(variable: str, text: str, spec: Mapping[str, Any]) -> Any:
 
 
 def _validate(config: dict[str, Any]) -> None:
+    _refuse_unknown_keys(config)  # first: a misspelled key explains a "required" one
     if config.get("auth") == MANAGED_IDENTITY:
         _validate_managed_identity(config)
     else:
@@ -162,6 +194,21 @@ def _validate(config: dict[str, Any]) -> None:
     if certificate and not Path(certificate["path"]).is_file():
         raise ConfigError(f"config key 'client_certificate.path': no such file "
                           f"{certificate['path']!r}")
+
+
+def _refuse_unknown_keys(config: Mapping[str, Any]) -> None:
+    known = schemas.schema(CONFIG_SCHEMA)["properties"]
+    unknown = sorted(str(key) for key in config if key not in known)
+    if not unknown:
+        return
+    import difflib
+
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ConfigError(f"config: unknown key{'s' if len(unknown) > 1 else ''} "
+                      f"{', '.join(hints)}; known keys: {', '.join(known)}")
 
 
 def _validate_managed_identity(config: dict[str, Any]) -> None:
@@ -216,6 +263,10 @@ def _describe(error: Any) -> str:
                 f"{', '.join(repr(name) for name in unknown)}; known keys: {', '.join(known)}")
     if SECRET_KEYS.intersection(str(part) for part in error.absolute_path):
         return f"config key '{key}' is invalid (it must be a non-empty string)"
+    if key in URL_KEYS and isinstance(error.instance, str):
+        # jsonschema quotes the value, and these URLs may carry a password.
+        return (f"config key '{key}': {redact_url(error.instance)!r} is not a valid "
+                f"{URL_KEYS[key]}")
     return f"config key '{key or '(top level)'}': {error.message}"
 
 

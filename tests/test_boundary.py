@@ -158,13 +158,52 @@ def test_standard_input_skips_comments_and_blank_lines(capsys, config_file: Path
 
 
 def test_no_configuration_at_all_says_how_to_give_one() -> None:
-    with pytest.raises(ConfigError, match="pass --config FILE or set MDE_CONFIG"):
+    with pytest.raises(ConfigError, match=r"pass --config FILE .* or set MDE_CONFIG"):
         load_settings(environ={})
 
 
 def test_an_unknown_config_key_is_named(config: dict) -> None:
     with pytest.raises(ConfigError, match="unknown key 'tennant_id'"):
         load_settings({**config, "tennant_id": "x"}, environ={})
+
+
+def test_a_misspelled_required_key_is_named_with_its_likely_meaning(config: dict) -> None:
+    misspelled = {("tennant_id" if key == "tenant_id" else key): value
+                  for key, value in config.items()}
+    with pytest.raises(ConfigError, match="'tennant_id' \\(did you mean 'tenant_id'\\?\\)"):
+        load_settings(misspelled, environ={})
+
+
+@pytest.mark.parametrize(("key", "value"), [("proxy", "ftp://user:PROXYPW@proxy:8080"),
+                                            ("state", "redis:/:REDISPW@host:6379/0")])
+def test_a_password_in_an_invalid_url_is_not_echoed(config: dict, key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({**config, key: value}, environ={})
+    assert "PW" not in refused.value.message and "***" in refused.value.message
+
+
+def test_settings_never_show_a_proxy_or_redis_password(config: dict) -> None:
+    settings = load_settings({**config, "proxy": "http://user:PROXYPW@proxy:8080",
+                              "state": "redis://:REDISPW@127.0.0.1:6379/0"}, environ={})
+    assert "PW" not in repr(settings)
+
+
+def test_a_relative_sqlite_state_url_is_accepted(config: dict) -> None:
+    assert load_settings({**config, "state": "sqlite:state.db"}, environ={}).state
+
+
+@pytest.mark.parametrize(("password", "says"), [
+    (None, "is encrypted: set config key 'client_certificate.password'"),
+    ("wrong-password", "does not open the client certificate's private key")])
+def test_a_certificate_key_that_does_not_open_is_a_config_error(
+        emulator: Emulator, state_url: str, password: str | None, says: str) -> None:
+    config = emulator.cert_config(state=state_url)
+    config["client_certificate"] = {"path": emulator.client_cert_path,
+                                    **({"password": password} if password else {})}
+    envelope = actions.get_machines_for_domain({"domain": seed.EVIL_DOMAIN}, config)
+    assert envelope["error"]["code"] == "config_error"
+    assert says in envelope["error"]["message"]
+    assert emulator.admin.token_calls() == []
 
 
 # --- what entry points are given ------------------------------------------------------------

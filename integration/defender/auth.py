@@ -234,7 +234,11 @@ def certificate_credential(path: str, password: str | None) -> dict[str, str]:
     try:
         with open(path, encoding="ascii") as file:
             pem = file.read()
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise ConfigError(f"config key 'client_certificate.path': {path!r} is not a PEM file "
+                          "(a PKCS#12 .pfx is not read: convert it with `openssl pkcs12 -in "
+                          "cert.pfx -out cert.pem -nodes`)") from None
+    except OSError as exc:
         raise ConfigError(f"config key 'client_certificate.path': cannot read {path!r}: "
                           f"{type(exc).__name__}") from None
     certificate = _pem_block(pem, "CERTIFICATE")
@@ -243,12 +247,29 @@ def certificate_credential(path: str, password: str | None) -> dict[str, str]:
     if not certificate or not key:
         raise ConfigError(f"config key 'client_certificate.path': {path!r} must hold a PEM "
                           "certificate and its private key")
+    _check_key_opens(key, password)
     # With public_certificate and no thumbprint, msal (>= 1.35) computes the SHA-256
     # thumbprint itself and signs the client assertion accordingly.
     credential = {"private_key": key, "public_certificate": certificate}
     if password:
         credential["passphrase"] = password
     return credential
+
+
+def _check_key_opens(key: str, password: str | None) -> None:
+    """The private key opens with the configured password: a local configuration problem,
+    said as one (msal would raise TypeError, or blame the sign-in authority)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(key.encode(), password.encode() if password else None)
+    except TypeError:  # encrypted without a password, or a password for a plain key
+        needs = "is encrypted: set config key 'client_certificate.password'" if not password \
+            else "is not encrypted: remove config key 'client_certificate.password'"
+        raise ConfigError(f"the client certificate's private key {needs}") from None
+    except ValueError:
+        raise ConfigError("config key 'client_certificate.password' does not open the client "
+                          "certificate's private key (wrong password, or not a key)") from None
 
 
 def _pem_block(pem: str, label: str) -> str | None:

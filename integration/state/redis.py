@@ -30,8 +30,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote
 
+from integration.config import redact_url
 from integration.errors import ConfigError, NetworkError
 from integration.state import Limits
 
@@ -148,21 +149,6 @@ RELEASE_LEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials: `redis://:secret@host` -> `redis://***@host`."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            netloc = "***@" + netloc.rpartition("@")[2]
-        query = urlencode([(name, "***" if name.lower() == "password" else value)
-                           for name, value in parse_qsl(parts.query, keep_blank_values=True)],
-                          safe="*")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        return url.split("://", 1)[0] + "://***"
 
 
 def _us(seconds: float) -> int:
