@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from integration.errors import InvalidInput, PluginError
-from integration.lookup.envelope import ACTION_BY_KIND, error_envelope
+from integration.lookup.envelope import ACTION_BY_KIND, KIND_BY_ACTION, Envelope, error_envelope
 from integration.lookup.indicators import parse
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from integration.lookup.service import Enricher
     from integration.state import StateStore
 
-KIND_BY_ACTION = {action: kind for kind, action in ACTION_BY_KIND.items()}
 PARAM_BY_KIND = {"domain": "domain", "file": "file_hash"}
 ROUNDS = (("domain", "sha1"), ("sha256",), ("md5",))
 RAW_SUFFIX = "+raw"
@@ -205,8 +204,5 @@ class LookupService:
 
 
 def _as_asked(envelope: dict[str, Any], value: Any) -> dict[str, Any]:
-    """A shared answer, told in the words this caller used (as the Enricher does)."""
-    indicator = envelope.get("indicator")
-    if not indicator or indicator.get("original") == value:
-        return envelope
-    return {**envelope, "indicator": {**indicator, "original": value}}
+    """A shared answer in the caller's words: the Envelope's own rule (bounded echo)."""
+    return Envelope.from_dict(envelope).as_asked(value).to_dict()
