@@ -17,7 +17,7 @@ from typing import Any
 
 from integration import __version__
 from integration.cli.options import command, common_options, output_format
-from integration.errors import EXIT_INPUT
+from integration.errors import EXIT_INPUT, PluginError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except SystemExit as done:  # argparse's own exits: --help, --version, a usage error
         return done.code if isinstance(done.code, int) else EXIT_INPUT
+    except KeyboardInterrupt:
+        # Ctrl-C: a batch resumes where it stopped on its next run; no traceback needed.
+        print("mde-enrich: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # `mde-enrich ... | head -1`: the reader left; say nothing more and exit quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -141,7 +145,7 @@ def _add_emulator(commands: Any) -> None:
                    help="serve the local Defender emulator",
                    description="Serve the local Defender API + sign-in emulator (HTTPS on "
                                "127.0.0.1).")
-    sub.add_argument("--port", type=int, default=0, help="default: a free port")
+    sub.add_argument("--port", type=_port, default=0, help="default: a free port")
     sub.add_argument("--state-dir", help="where its CA, keys and ready config are kept")
     sub.add_argument("--dataset", help="a YAML/JSON dataset to serve instead of the seed")
     sub.add_argument("--page-size", type=int, help="page list answers with @odata.nextLink")
@@ -149,11 +153,22 @@ def _add_emulator(commands: Any) -> None:
                      help="how an unknown domain or file is answered")
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535)")
+    return port
+
+
 def _emulator_command(args: argparse.Namespace) -> int:
     from integration.emulator import serve_forever
 
-    serve_forever(port=args.port, state_dir=args.state_dir, dataset=args.dataset,
-                  page_size=args.page_size, not_found=args.not_found)
+    try:
+        serve_forever(port=args.port, state_dir=args.state_dir, dataset=args.dataset,
+                      page_size=args.page_size, not_found=args.not_found)
+    except OSError as exc:  # the port is taken, the state folder is not writable...
+        print(f"mde-enrich emulator: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT
     return 0
 
 
@@ -180,7 +195,12 @@ def _add_export(commands: Any) -> None:
 def _export_command(args: argparse.Namespace) -> int:
     from integration.platforms.export import export
 
-    for path in export(args.platform, args.outdir):
+    try:
+        written = export(args.platform, args.outdir)
+    except PluginError as error:
+        print(f"mde-enrich export: {error.code}: {error.message}", file=sys.stderr)
+        return error.exit_status
+    for path in written:
         print(path)
     return 0
 

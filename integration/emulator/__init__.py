@@ -205,7 +205,10 @@ def serve_forever(host: str = "127.0.0.1", port: int = 0,
         # folder (and its CA) must not overwrite each other's config.
         config_path = emulator.state_dir / \
             f"emulator-config-{emulator.base_url.rsplit(':', 1)[-1]}.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        # It holds the emulator app's secret: owner-only, like every secret on disk.
+        descriptor = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(yaml.safe_dump(config, sort_keys=False))
         # A local test double: printing its own fake secret is the point.
         print(f"Defender emulator listening on {emulator.base_url}")
         print(f"CA certificate: {emulator.ca_path}")

@@ -62,7 +62,11 @@ class KeyMaterial:
 def ensure_key_material(state_dir: str | os.PathLike[str]) -> KeyMaterial:
     """Load the key material from `state_dir`, creating or renewing what is missing."""
     root = Path(state_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    # Owner-only, parents included: the folder holds keys, and the default one sits in the
+    # same cache folder as the plugin's state (which holds tokens).
+    for folder in (*reversed(root.parents), root):
+        if not folder.exists():
+            folder.mkdir(mode=0o700, exist_ok=True)  # another emulator may race us
     with _locked(root / ".certs.lock"):
         loaded = _load(root)
         if loaded is None:

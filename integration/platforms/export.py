@@ -26,5 +26,9 @@ def export(platform: str, outdir: str | Path) -> list[Path]:
     module_name, function_name = WRITERS[platform]
     writer = getattr(importlib.import_module(module_name), function_name)
     folder = Path(outdir)
-    folder.mkdir(parents=True, exist_ok=True)
-    return list(writer(folder))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return list(writer(folder))
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the {platform} files into {str(folder)!r}: "
+                           f"{exc.strerror or type(exc).__name__}") from None
