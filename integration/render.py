@@ -119,6 +119,9 @@ def defang(value: str) -> str:
 
 
 def markdown_block(envelope: dict[str, Any]) -> str:
+    if envelope.get("action") == "test_connectivity":
+        return "\n".join(["#### Defender connectivity", "", headline(envelope),
+                          *(f"> {line}" for line in _warning_lines(envelope))])
     indicator = envelope.get("indicator", {})
     value = indicator.get("value") or str(indicator.get("original"))
     shown = defang(value) if indicator.get("type") == "domain" else value

@@ -43,9 +43,10 @@ EXPECTED: dict[str, tuple[str, set[tuple[str, str]], dict[str, int]]] = {
         {"ip_address": 2, "user_account": 1, "reporting_device": 1}),
     "splunk_soar_container.json": (
         "splunk_soar_container",
-        {("domain", PHISH_DOMAIN), ("domain", EMPTY_DOMAIN), ("domain", "fin-lt-0142.contoso.com"),
+        # sourceDnsDomain names the host the event was seen on: context, not an indicator
+        {("domain", PHISH_DOMAIN), ("domain", EMPTY_DOMAIN),
          ("sha256", KNOWN_FILE["sha256"]), ("md5", KNOWN_FILE["md5"])},
-        {"ip_address": 2, "user_account": 1}),
+        {"ip_address": 2, "user_account": 1, "reporting_device": 1}),
     "sentinel_incident.json": (
         "sentinel_incident",
         {("domain", EVIL_DOMAIN), ("domain", EMPTY_DOMAIN), ("sha1", KNOWN_FILE["sha1"])},

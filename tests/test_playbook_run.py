@@ -34,7 +34,7 @@ LOOKED_UP: dict[str, tuple[set[str], set[str]]] = {
     "defender_alert.json": ({EVIL_DOMAIN}, {KNOWN_FILE["sha1"], ROTTEN_SHA1}),
     "graph_security_alert_v2.json": ({PHISH_DOMAIN}, {KNOWN_FILE["sha1"], EDGE_SHA1}),
     "ocsf_detection_finding.json": ({IDN_DOMAIN, EVIL_DOMAIN}, {KNOWN_FILE["sha1"]}),
-    "splunk_soar_container.json": ({PHISH_DOMAIN, EMPTY_DOMAIN, INTERNAL_HOST},
+    "splunk_soar_container.json": ({PHISH_DOMAIN, EMPTY_DOMAIN},
                                    {KNOWN_FILE["sha256"]}),
     # its File entity ties the SHA-1 and SHA-256 FileHash entities: one file, one lookup
     "sentinel_incident.json": ({EVIL_DOMAIN, EMPTY_DOMAIN}, {KNOWN_FILE["sha1"]}),

@@ -236,24 +236,32 @@ def _render(result: Any, fmt: str, name: str) -> str:
         return note_markdown(result.envelopes, title=f"Enrichment ({name})",
                              summary=enrichment.get("summary"),
                              indicators=enrichment.get("indicators"),
-                             warnings=enrichment.get("warnings"))
+                             warnings=enrichment.get("warnings"), details=_details(enrichment))
     lines = [f"playbook {name}"]
     summary = enrichment.get("summary")
     if isinstance(summary, dict) and "total_machines" in summary:
         lines.append(summary_line(summary).replace("**", ""))
-        skipped = summary.get("skipped") or {}
-        if skipped:
-            lines.append("skipped: " + ", ".join(f"{count} {reason}"
-                                                 for reason, count in skipped.items()))
-    severity = enrichment.get("recommended_severity")
-    if isinstance(severity, dict):
-        lines.append(f"recommended severity: {severity.get('severity')} "
-                     f"({severity.get('reason')})")
+    lines += _details(enrichment)
     lines += [f"warning: {text}" for text in warning_texts(enrichment.get("warnings"))]
     names = file_names(enrichment.get("indicators"))
     blocks = [with_file_name(table_block(envelope), envelope, names)
               for envelope in result.envelopes]
     return "\n\n".join(["\n".join(lines), *blocks])
+
+
+def _details(enrichment: dict[str, Any]) -> list[str]:
+    """What was skipped and the recommendation: said in tables and case notes alike."""
+    details = []
+    summary = enrichment.get("summary")
+    skipped = summary.get("skipped") if isinstance(summary, dict) else None
+    if skipped:
+        details.append("skipped: " + ", ".join(f"{count} {reason}"
+                                               for reason, count in skipped.items()))
+    severity = enrichment.get("recommended_severity")
+    if isinstance(severity, dict):
+        details.append(f"recommended severity: {severity.get('severity')} "
+                       f"({severity.get('reason')})")
+    return details
 
 
 # --- validate ------------------------------------------------------------------------------

@@ -287,7 +287,8 @@ def render_note(context: StepContext, params: dict[str, Any]) -> str:
 
 def note_markdown(envelopes: list[dict[str, Any]], *, title: Any = None,
                   summary: Any = None, indicators: list[Any] | None = None,
-                  warnings: list[Any] | None = None) -> str:
+                  warnings: list[Any] | None = None, details: list[str] | None = None) -> str:
+    """A case note; `details` are lines said under the summary (skipped, recommendation)."""
     from integration.render import markdown_block
 
     lines: list[str] = []
@@ -295,6 +296,8 @@ def note_markdown(envelopes: list[dict[str, Any]], *, title: Any = None,
         lines += [f"### {title}", ""]
     if isinstance(summary, dict) and "total_machines" in summary:
         lines += [summary_line(summary), ""]
+    if details:
+        lines += [*(f"- {line}" for line in details), ""]
     lines += [f"> warning: {text}" for text in warning_texts(warnings)]
     if warnings:
         lines.append("")
