@@ -27,7 +27,6 @@ ENRICH_ALERT = ROOT / "playbooks" / "enrich-alert.yaml"
 ANALYST_LOOKUP = ROOT / "playbooks" / "analyst-lookup.yaml"
 ROTTEN_SHA1 = "ff836cfb1af40252bd2a2ea843032e99a5b262ed"
 EDGE_SHA1 = "a8ad1ca2fb3304890971d4b58c8af496ee60a5ee"
-INTERNAL_HOST = "fin-lt-0142.contoso.com"
 
 # fixture -> the distinct domains and files (their best hash) the playbook must look up
 LOOKED_UP: dict[str, tuple[set[str], set[str]]] = {

@@ -49,7 +49,7 @@ class TokenProvider:
         self._settings = settings
         # Another resource than Defender's (Graph, for hunting) is another token.
         self._scope = scope or settings.endpoints.scope
-        self._transport = transport
+        self._transport = transport.logging_answers()  # msal's requests, for --verbose
         self._store = store
         self._policy = policy
         # Tokens are shared under a one-way fingerprint of the credential too: a rotated or

@@ -78,7 +78,7 @@ class RateBudget:
             until = time.strftime("%H:%M:%S UTC", time.gmtime(self._clock() + paused))
             return (f"Defender throttled this application (429 with Retry-After): every "
                     f"caller sharing this state holds off until {until} (in {paused:.0f} s), "
-                    f"longer than {limit}; nothing was sent")
+                    f"beyond what {limit} allows; nothing was sent")
         share = "" if lane == "interactive" else \
             " (batch work leaves the last part of each window to interactive lookups)"
         return (f"the rate budget ({self._per_minute} calls a minute, {self._per_hour} an "

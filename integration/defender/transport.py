@@ -32,10 +32,17 @@ log = logging.getLogger("mde_enrich")
 class Transport:
     """`get` and `post` with our timeout, TLS settings and error mapping."""
 
-    def __init__(self, session: requests.Session, timeout_s: float, ca_bundle: str | None) -> None:
+    def __init__(self, session: requests.Session, timeout_s: float, ca_bundle: str | None,
+                 *, log_answers: bool = False) -> None:
         self.session = session
         self._timeout_s = timeout_s
         self._ca_bundle = ca_bundle
+        self._log_answers = log_answers
+
+    def logging_answers(self) -> Transport:
+        """The same transport (one session, one pool) logging each answer: for msal, whose
+        requests no code of ours sees. The API clients log theirs with the attempt number."""
+        return Transport(self.session, self._timeout_s, self._ca_bundle, log_answers=True)
 
     def get(self, url: str, params: Any = None, headers: Any = None,
             **kwargs: Any) -> requests.Response:
@@ -59,7 +66,7 @@ class Transport:
             _ = response.content
         except requests.RequestException as exc:
             raise self._failure(method, url, exc) from None
-        if log.isEnabledFor(logging.DEBUG):
+        if self._log_answers:
             log.debug("%s %s -> %d", method, urlsplit(url).path, response.status_code)
         return response
 
