@@ -45,6 +45,11 @@ def shipped_playbook(name: str) -> Traversable | None:
     return candidate if "/" not in name and candidate.is_file() else None
 
 
+def shipped_playbook_names() -> list[str]:
+    return sorted(item.name.removesuffix(".yaml") for item in PLAYBOOKS.iterdir()
+                  if item.name.endswith(".yaml"))
+
+
 def playbook_file(name: str) -> Traversable | Path:
     """A playbook's file: the path as given when it exists, else the shipped playbook of that
     name (an installed plugin has no playbooks/ folder in the working directory)."""

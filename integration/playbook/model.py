@@ -133,7 +133,11 @@ def load_playbook(path: str | Path | Traversable) -> Playbook:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise PlaybookError(f"{source}: cannot be read: {exc.strerror}") from None
+        from integration.resources import shipped_playbook_names
+
+        raise PlaybookError(f"{source}: cannot be read: {exc.strerror}; the plugin ships "
+                            f"{', '.join(shipped_playbook_names())} (run them by name)"
+                            ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
