@@ -448,3 +448,29 @@ def test_mde_enrich_export_xsoar_writes_the_files(tmp_path: Path, capsys) -> Non
 def test_export_rejects_an_unknown_platform(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="unknown platform"):
         export.export("phantom", tmp_path)
+
+
+def test_export_with_a_wheel_bundles_it_instead_of_asking_a_package_index(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wheel = tmp_path / "mde_enrich-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"a wheel's bytes")
+    assert cli_main(["export", "xsoar", str(tmp_path / "x"), "--wheel", str(wheel)]) == 0
+    assert (tmp_path / "x" / wheel.name).read_bytes() == b"a wheel's bytes"
+    assert f"pip install --no-cache-dir /tmp/{wheel.name}" in \
+        (tmp_path / "x" / "Dockerfile").read_text(encoding="utf-8")
+    assert cli_main(["export", "cortex", str(tmp_path / "c"), "--wheel", str(wheel)]) == 0
+    requirements = (tmp_path / "c" / "MDEEnrich" / "requirements.txt").read_text("utf-8")
+    assert f"./{wheel.name}" in requirements and "mde-enrich==" not in requirements
+    assert (tmp_path / "c" / "MDEEnrich" / wheel.name).is_file()
+    assert "publish it there" not in capsys.readouterr().err
+
+
+def test_export_without_a_wheel_says_where_mde_enrich_must_come_from(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["export", "cortex", str(tmp_path / "c")]) == 0
+    assert "pass --wheel FILE" in capsys.readouterr().err
+
+
+def test_export_refuses_a_wheel_that_is_not_one(tmp_path: Path) -> None:
+    assert cli_main(["export", "xsoar", str(tmp_path / "x"), "--wheel",
+                     str(tmp_path / "missing.whl")]) == 2

@@ -190,18 +190,25 @@ def _add_export(commands: Any) -> None:
                                "plugin.yaml, into OUTDIR.")
     sub.add_argument("platform", choices=("xsoar", "splunk", "cortex"))
     sub.add_argument("outdir")
+    sub.add_argument("--wheel", metavar="FILE",
+                     help="an mde-enrich wheel to bundle (`pip wheel --no-deps .`); without "
+                          "it the files install mde-enrich from your package index")
 
 
 def _export_command(args: argparse.Namespace) -> int:
     from integration.platforms.export import export
 
     try:
-        written = export(args.platform, args.outdir)
+        written = export(args.platform, args.outdir, args.wheel)
     except PluginError as error:
         print(f"mde-enrich export: {error.code}: {error.message}", file=sys.stderr)
         return error.exit_status
     for path in written:
         print(path)
+    if not args.wheel:
+        print(f"mde-enrich export: these files install mde-enrich=={__version__} from your "
+              "package index; publish it there, or pass --wheel FILE to bundle a built wheel",
+              file=sys.stderr)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from integration import schemas
@@ -90,3 +91,12 @@ def nest_config(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 def plugin_version() -> str:
     return str(manifest().data["version"])
+
+
+def copy_wheel(wheel: Path, folder: Path) -> Path:
+    """An mde-enrich wheel copied into a platform's files (bundled rather than fetched from
+    a package index mde-enrich may not be on); the copy's path."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy2(wheel, folder / wheel.name))

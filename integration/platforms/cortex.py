@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from integration.manifest import manifest
-from integration.platforms import ConfigField, config_fields, nest_config, plugin_version
+from integration.platforms import (
+    ConfigField,
+    config_fields,
+    copy_wheel,
+    nest_config,
+    plugin_version,
+)
 
 ANALYZER_DIR = "MDEEnrich"
 FLAVOR_NAME = "MDEEnrich_Machines"
@@ -48,8 +54,9 @@ if __name__ == "__main__":
 '''
 
 
-def write_cortex_analyzer(outdir: Path) -> list[Path]:
-    """Write `<outdir>/MDEEnrich/` (definition JSON, program, requirements); the paths."""
+def write_cortex_analyzer(outdir: Path, *, wheel: Path | None = None) -> list[Path]:
+    """Write `<outdir>/MDEEnrich/` (definition JSON, program, requirements, and `wheel` when
+    given, which the requirements then name instead of the package index's mde-enrich)."""
     folder = Path(outdir) / ANALYZER_DIR
     folder.mkdir(parents=True, exist_ok=True)
     definition = folder / f"{FLAVOR_NAME}.json"
@@ -60,9 +67,12 @@ def write_cortex_analyzer(outdir: Path) -> list[Path]:
     program.chmod(0o755)
     # Cortex-Analyzers builds each analyzer's image from its requirements.txt.
     requirements = folder / "requirements.txt"
-    requirements.write_text(f"cortexutils>=2.2,<3\nmde-enrich=={plugin_version()}\n",
-                            encoding="utf-8")
-    return [definition, program, requirements]
+    package = f"./{wheel.name}" if wheel else f"mde-enrich=={plugin_version()}"
+    requirements.write_text(f"cortexutils>=2.2,<3\n{package}\n", encoding="utf-8")
+    written = [definition, program, requirements]
+    if wheel:
+        written.append(copy_wheel(wheel, folder))
+    return written
 
 
 def analyzer_definition() -> dict[str, Any]:

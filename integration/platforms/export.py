@@ -19,8 +19,10 @@ WRITERS = {
 }
 
 
-def export(platform: str, outdir: str | Path) -> list[Path]:
-    """Write `platform`'s files into `outdir` (created if missing); the paths written."""
+def export(platform: str, outdir: str | Path, wheel: str | Path | None = None) -> list[Path]:
+    """Write `platform`'s files into `outdir` (created if missing); the paths written.
+    `wheel`, an mde-enrich wheel, is bundled so the platform installs it rather than asking
+    a package index for mde-enrich (which it is on only if you published it there)."""
     if platform not in WRITERS:
         raise InvalidInput(f"unknown platform {platform!r}; choose one of {', '.join(WRITERS)}")
     module_name, function_name = WRITERS[platform]
@@ -28,7 +30,12 @@ def export(platform: str, outdir: str | Path) -> list[Path]:
     folder = Path(outdir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return list(writer(folder))
+        if wheel is None:
+            return list(writer(folder))
+        if not Path(wheel).is_file() or not Path(wheel).name.endswith(".whl"):
+            raise InvalidInput(f"--wheel {str(wheel)!r}: not a wheel file (build one with "
+                               "`pip wheel --no-deps .`)")
+        return list(writer(folder, wheel=Path(wheel)))
     except OSError as exc:
         raise InvalidInput(f"cannot write the {platform} files into {str(folder)!r}: "
                            f"{exc.strerror or type(exc).__name__}") from None

@@ -20,7 +20,7 @@ from typing import Any
 
 from integration import schemas
 from integration.manifest import Action, manifest
-from integration.platforms import ConfigField, config_fields, plugin_version
+from integration.platforms import ConfigField, config_fields, copy_wheel, plugin_version
 
 RUNTIME = Path(__file__).with_name("splunk_soar_app") / "mde_runtime.py"
 SDK_REQUIREMENT = "splunk-soar-sdk>=7,<8"
@@ -65,8 +65,7 @@ def write_splunk_app(outdir: Path, *, wheel: Path | None = None) -> list[Path]:
     paths = [*written, outdir / "src" / "mde_runtime.py"]
     shutil.copyfile(RUNTIME, paths[-1])
     if wheel is not None:
-        (outdir / "wheels").mkdir(exist_ok=True)
-        paths.append(Path(shutil.copy2(wheel, outdir / "wheels" / wheel.name)))
+        paths.append(copy_wheel(wheel, outdir / "wheels"))
     return paths
 
 

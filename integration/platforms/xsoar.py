@@ -23,7 +23,7 @@ import yaml
 
 from integration import __version__, schemas
 from integration.manifest import manifest
-from integration.platforms import ConfigField, config_fields
+from integration.platforms import ConfigField, config_fields, copy_wheel
 from integration.resources import PACKAGE_ROOT
 
 INTEGRATION_ID = "MDEEnrich"
@@ -371,16 +371,20 @@ def readme_markdown() -> str:
     return "\n".join(lines)
 
 
-def dockerfile() -> str:
+def dockerfile(wheel: str | None = None) -> str:
+    """The image's recipe: the bundled wheel when there is one, else mde-enrich from the
+    package index pip is pointed at (publish it there first)."""
+    install = f"COPY {wheel} /tmp/{wheel}\nRUN pip install --no-cache-dir /tmp/{wheel}\n" \
+        if wheel else f"RUN pip install --no-cache-dir mde-enrich=={manifest().data['version']}\n"
     return (f"# The image MDEEnrich runs in: XSOAR's python3 image plus the mde-enrich package.\n"
             f"# docker build -t {DEFAULT_DOCKER_IMAGE} .\n"
-            f"FROM {BASE_IMAGE}\n"
-            f"RUN pip install --no-cache-dir mde-enrich=={manifest().data['version']}\n")
+            f"FROM {BASE_IMAGE}\n" + install)
 
 
-def write_xsoar_integration(outdir: Path,
-                            docker_image: str = DEFAULT_DOCKER_IMAGE) -> list[Path]:
-    """Write the integration (split layout, unified YAML, Dockerfile); return the paths."""
+def write_xsoar_integration(outdir: Path, docker_image: str = DEFAULT_DOCKER_IMAGE, *,
+                            wheel: Path | None = None) -> list[Path]:
+    """Write the integration (split layout, unified YAML, Dockerfile, and `wheel` beside the
+    Dockerfile when given); return the paths."""
     folder = Path(outdir) / INTEGRATION_ID
     folder.mkdir(parents=True, exist_ok=True)
     split = integration_yaml(docker_image)
@@ -394,11 +398,11 @@ def write_xsoar_integration(outdir: Path,
         folder / f"{INTEGRATION_ID}_description.md": description,
         folder / "README.md": readme_markdown(),
         Path(outdir) / f"integration-{INTEGRATION_ID}.yml": dump_yaml(unified),
-        Path(outdir) / "Dockerfile": dockerfile(),
+        Path(outdir) / "Dockerfile": dockerfile(wheel.name if wheel else None),
     }
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")
-    return list(files)
+    return [*files, *([copy_wheel(wheel, Path(outdir))] if wheel else [])]
 
 
 class _BlockDumper(yaml.SafeDumper):
