@@ -70,7 +70,8 @@ def test_four_processes_stay_inside_one_shared_budget(emulator: Emulator, shared
     busiest = max(sum(1 for t in calls if start <= t < start + 60) for start in calls)
     assert busiest <= 30
     outcomes = {e["status"] if e["status"] != "error" else e["error"]["code"] for e in envelopes}
-    assert outcomes <= {"success", "not_found", "rate_limited"}
+    assert outcomes <= {"success", "not_found", "rate_limited"}, \
+        [e["error"]["message"] for e in envelopes if e["status"] == "error"]
     assert len(envelopes) == 40
     assert sum(e["status"] != "error" for e in envelopes) == 30
 

@@ -34,18 +34,26 @@ CREATE TABLE IF NOT EXISTS leases (
 class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            _create_owner_only(path)
-            # isolation_level=None: we open transactions ourselves, IMMEDIATE where we write
-            # after reading, so two processes never both see a free slot and take it.
-            self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"config key 'state': cannot open SQLite state at {str(path)!r}: "
-                              f"{exc}") from None
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._db = _open(path)
+                break
+            except sqlite3.OperationalError as exc:
+                # Processes opening a new state at once: switching it to WAL or creating the
+                # tables can be refused outright while another does the same. Idempotent:
+                # try again rather than call a busy file a configuration error.
+                if "locked" not in str(exc):
+                    raise ConfigError(f"config key 'state': cannot open SQLite state at "
+                                      f"{str(path)!r}: {exc}") from None
+                if time.monotonic() > deadline:
+                    raise UpstreamError(f"the SQLite state at {str(path)!r} is locked by "
+                                        f"another writer (waited {BUSY_TIMEOUT_S:g} s); try "
+                                        "again", retryable=True) from None
+                time.sleep(0.05)
+            except (OSError, sqlite3.Error) as exc:
+                raise ConfigError(f"config key 'state': cannot open SQLite state at "
+                                  f"{str(path)!r}: {exc}") from None
         self._lock = threading.Lock()  # one connection, shared by this process's threads
         self._swept_at = 0.0
         self._rate_swept_at: dict[str, float] = {}  # per bucket
@@ -182,13 +190,29 @@ def _first_in_windows(windows: int) -> str:
         for n in range(windows))
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    _create_owner_only(path)
+    # isolation_level=None: we open transactions ourselves, IMMEDIATE where we write after
+    # reading, so two processes never both see a free slot and take it.
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                         check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 def _create_owner_only(path: Path) -> None:
     """The state holds access tokens: its folder and file are the owner's alone (0700/0600).
     SQLite gives its -wal and -shm files the database file's permissions."""
     import os
 
     if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # another process may race
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     os.close(descriptor)
     if os.stat(path).st_mode & 0o077:
