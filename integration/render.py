@@ -60,7 +60,7 @@ def machine_row(machine: dict[str, Any]) -> dict[str, str]:
     return {**_contact_cells(machine.get("mde", {}).get("contact")),
         "hostname": machine.get("hostname") or machine.get("uid", ""),
         "os": " ".join(str(part) for part in (os_info.get("name"), os_info.get("version"))
-                       if part),
+                       if part) or "-",
         "risk": machine.get("risk_level", "-"),
         "health": machine.get("mde", {}).get("health_status", "-"),
         "last_seen": (machine.get("last_seen_time_dt") or "-")[:19].replace("T", " "),

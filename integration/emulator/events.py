@@ -19,22 +19,63 @@ HUNTING_ONLY_DEVICE_ID = "0badc0ffee0ddf00d0000000000000000000c0de"
 HUNTING_ONLY_DEVICE_NAME = "kiosk-lobby-01.corp.contoso.com"
 WINDOW_DAYS = 30
 
-# (file name, SHA-1, command line with {url} or {file}) of the processes that make contact.
-_BROWSERS = [
-    ("msedge.exe", "1c59f1d49b04f8c4f8a7b2d3e4f5a6b7c8d9e0f1",
-     '"C:\\Program Files (x86)\\Microsoft\\Edge\\Application\\msedge.exe" --single-argument {url}'),
-    ("chrome.exe", "7d3e5c1b2a4f6e8d0c9b8a7f6e5d4c3b2a1f0e9d",
-     '"C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe" {url}'),
-    ("powershell.exe", "6cbce4a295c163791b60fc23d285e6d84f28ee4c",
-     'powershell.exe -NoProfile -WindowStyle Hidden -Command "iwr {url} -UseBasicParsing"'),
-    ("curl", "d2b7a8f1e0c9b8a7d6e5f4a3b2c1d0e9f8a7b6c5", "curl -fsSL {url}"),
-]
-_WRITERS = [
-    ("explorer.exe", "ab73e3fbbd3bea1a2a1ffcbbb6e4b8a8f5b1c2d3", "C:\\Windows\\Explorer.EXE"),
-    ("outlook.exe", "3f0ec4a2b9d8c7e6f5a4b3c2d1e0f9a8b7c6d5e4",
-     '"C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE" /eml {file}'),
-    ("cmd.exe", "f1d6a4f2c0b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5", "cmd.exe /c start {file}"),
-]
+# (file name, SHA-1, command line with {url} or {file}) of the processes that make contact,
+# per platform family, so a Linux server's contact is curl, not msedge.exe.
+_BROWSERS = {
+    "windows": [
+        ("msedge.exe", "1c59f1d49b04f8c4f8a7b2d3e4f5a6b7c8d9e0f1",
+         '"C:\\Program Files (x86)\\Microsoft\\Edge\\Application\\msedge.exe" '
+         '--single-argument {url}'),
+        ("chrome.exe", "7d3e5c1b2a4f6e8d0c9b8a7f6e5d4c3b2a1f0e9d",
+         '"C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe" {url}'),
+        ("powershell.exe", "6cbce4a295c163791b60fc23d285e6d84f28ee4c",
+         'powershell.exe -NoProfile -WindowStyle Hidden -Command "iwr {url} -UseBasicParsing"'),
+    ],
+    "linux": [
+        ("curl", "d2b7a8f1e0c9b8a7d6e5f4a3b2c1d0e9f8a7b6c5", "curl -fsSL {url}"),
+        ("wget", "5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d", "wget -q -O - {url}"),
+        ("python3", "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b",
+         "python3 -c \"import urllib.request; urllib.request.urlopen('{url}')\""),
+    ],
+    "macos": [
+        ("Safari", "4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a",
+         "/Applications/Safari.app/Contents/MacOS/Safari {url}"),
+        ("curl", "d2b7a8f1e0c9b8a7d6e5f4a3b2c1d0e9f8a7b6c5", "curl -fsSL {url}"),
+    ],
+    "mobile": [
+        ("com.android.chrome", "0f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6",
+         "com.android.chrome {url}"),
+        ("MobileSafari", "8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b", "MobileSafari {url}"),
+    ],
+}
+_WRITERS = {
+    "windows": [
+        ("explorer.exe", "ab73e3fbbd3bea1a2a1ffcbbb6e4b8a8f5b1c2d3",
+         "C:\\Windows\\Explorer.EXE"),
+        ("outlook.exe", "3f0ec4a2b9d8c7e6f5a4b3c2d1e0f9a8b7c6d5e4",
+         '"C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE" /eml {file}'),
+        ("cmd.exe", "f1d6a4f2c0b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5", "cmd.exe /c start {file}"),
+    ],
+    "linux": [("bash", "2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b", "bash -c 'chmod +x {file}'")],
+    "macos": [("Finder", "7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f",
+               "/System/Library/CoreServices/Finder.app/Contents/MacOS/Finder")],
+    "mobile": [("com.android.chrome", "0f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6",
+                "com.android.chrome --download {file}")],
+}
+_FOLDERS = {"windows": "C:\\Users\\Public\\{name}", "linux": "/tmp/{name}",
+            "macos": "/Users/Shared/{name}", "mobile": "/sdcard/Download/{name}"}
+
+
+def _family(machine: dict[str, Any] | None) -> str:
+    """The platform family of a machine's record (Windows for one not known)."""
+    platform = str((machine or {}).get("osPlatform") or "").lower()
+    if "linux" in platform or platform.startswith(("ubuntu", "redhat", "centos", "debian")):
+        return "linux"
+    if "mac" in platform:
+        return "macos"
+    if platform in ("android", "ios", "ipados"):
+        return "mobile"
+    return "windows"
 
 
 def build_events(machines: list[dict[str, Any]], domains: dict[str, list[str]],
@@ -44,6 +85,7 @@ def build_events(machines: list[dict[str, Any]], domains: dict[str, list[str]],
     `hunting_only` names the domains and SHA-1s the hunting-only device touched."""
     rng = random.Random(seed)
     names = {m["id"]: m.get("computerDnsName") or m["id"] for m in machines}
+    families = {m["id"]: _family(m) for m in machines}
     network: list[dict[str, Any]] = []
     file_rows: list[dict[str, Any]] = []
     process_rows: list[dict[str, Any]] = []
@@ -54,7 +96,7 @@ def build_events(machines: list[dict[str, Any]], domains: dict[str, list[str]],
             devices.append((HUNTING_ONLY_DEVICE_ID, HUNTING_ONLY_DEVICE_NAME))
         for position, (device_id, device_name) in enumerate(devices):
             for moment in _moments(rng, now, old=position == 0):
-                name, sha1, command = rng.choice(_BROWSERS)
+                name, sha1, command = rng.choice(_BROWSERS[families.get(device_id, "windows")])
                 url = _url(rng, domain)
                 network.append({
                     "Timestamp": _timestamp(rng, moment), "DeviceId": device_id,
@@ -73,10 +115,12 @@ def build_events(machines: list[dict[str, Any]], domains: dict[str, list[str]],
         for position, (device_id, device_name) in enumerate(devices):
             moments = _moments(rng, now, old=position == 0)
             written, *ran = moments
-            writer, writer_sha1, command = rng.choice(_WRITERS)
+            family = families.get(device_id, "windows")
+            writer, writer_sha1, command = rng.choice(_WRITERS[family])
             common = {"DeviceId": device_id, "DeviceName": device_name, "SHA1": sha1,
                       "SHA256": entry.get("sha256"), "MD5": entry.get("md5"),
-                      "FileName": file_name, "FolderPath": f"C:\\Users\\Public\\{file_name}"}
+                      "FileName": file_name,
+                      "FolderPath": _FOLDERS[family].format(name=file_name)}
             file_rows.append({**common, "Timestamp": _timestamp(rng, written),
                               "ActionType": "FileCreated", "InitiatingProcessFileName": writer,
                               "InitiatingProcessSHA1": writer_sha1,
@@ -86,9 +130,10 @@ def build_events(machines: list[dict[str, Any]], domains: dict[str, list[str]],
                 process_rows.append({**common, "Timestamp": _timestamp(rng, moment),
                                      "ActionType": "ProcessCreated",
                                      "ProcessCommandLine": f'"{file_name}" /quiet',
-                                     "InitiatingProcessFileName": "explorer.exe",
-                                     "InitiatingProcessSHA1": _WRITERS[0][1],
-                                     "InitiatingProcessCommandLine": _WRITERS[0][2]})
+                                     "InitiatingProcessFileName": _WRITERS[family][0][0],
+                                     "InitiatingProcessSHA1": _WRITERS[family][0][1],
+                                     "InitiatingProcessCommandLine": _WRITERS[family][0][2]
+                                     .format(file=common["FolderPath"])})
     return {"reference_now": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "tables": {"DeviceNetworkEvents": network, "DeviceFileEvents": file_rows,
                        "DeviceProcessEvents": process_rows}}
