@@ -246,3 +246,16 @@ def test_merged_and_potential_duplicate_records_are_shown_but_not_counted() -> N
     assert merged["summary"]["total_machines"] == 1
     assert merged["summary"]["duplicate_records_not_counted"] == 2
     assert merged["summary"]["highest_risk"] == "Low"  # the duplicates' High drives nothing
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_a_file_given_by_sha1_and_sha256_is_shown_once_naming_both(
+        fmt: str, config_file: Path, emulator: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["playbook", "run", str(ENRICH_ALERT), "--alert",
+                     str(FIXTURES / "plain_indicators.json"), "--config", str(config_file),
+                     "--format", fmt]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count(f"sha1 {KNOWN_FILE['sha1']}") == 1 or \
+        shown.count(f"sha1 `{KNOWN_FILE['sha1']}`") == 1
+    assert f"(also given as sha256 {KNOWN_FILE['sha256']})" in shown
+    assert f"sha256 {KNOWN_FILE['sha256']} (SHA-1" not in shown

@@ -215,8 +215,10 @@ def _run_batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | N
 
 def _render(result: Any, fmt: str, name: str) -> str:
     from integration.playbook.steps import (
+        also_given,
         file_names,
         note_markdown,
+        one_per_file,
         summary_line,
         warning_texts,
         with_file_name,
@@ -244,8 +246,8 @@ def _render(result: Any, fmt: str, name: str) -> str:
     lines += _details(enrichment)
     lines += [f"warning: {text}" for text in warning_texts(enrichment.get("warnings"))]
     names = file_names(enrichment.get("indicators"))
-    blocks = [with_file_name(table_block(envelope), envelope, names)
-              for envelope in result.envelopes]
+    blocks = [also_given(with_file_name(table_block(envelope), envelope, names), others)
+              for envelope, others in one_per_file(result.envelopes)]
     return "\n\n".join(["\n".join(lines), *blocks])
 
 

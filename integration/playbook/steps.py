@@ -302,10 +302,41 @@ def note_markdown(envelopes: list[dict[str, Any]], *, title: Any = None,
     if warnings:
         lines.append("")
     names = file_names(indicators)
-    blocks = [with_file_name(markdown_block(envelope), envelope, names)
-              for envelope in envelopes]
+    blocks = [also_given(with_file_name(markdown_block(envelope), envelope, names), others)
+              for envelope, others in one_per_file(envelopes)]
     lines.append("\n\n".join(blocks) if blocks else "_No indicator was looked up._")
     return "\n".join(lines)
+
+
+def one_per_file(envelopes: list[dict[str, Any]]
+                 ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each envelope to show, with the other spellings of its file: a SHA-256 or MD5 that
+    resolved to a SHA-1 also looked up is the same file, shown once (it cost no call)."""
+    by_sha1: dict[str, dict[str, Any]] = {}
+    for envelope in envelopes:
+        indicator = envelope.get("indicator") or {}
+        if indicator.get("type") == "sha1" and envelope.get("status") != "error":
+            by_sha1.setdefault(str(indicator.get("value")), envelope)
+    shown: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    others: dict[int, list[dict[str, Any]]] = {}
+    for envelope in envelopes:
+        resolved = (envelope.get("indicator") or {}).get("sha1")
+        twin = by_sha1.get(str(resolved)) if resolved else None
+        if twin is not None and twin is not envelope:
+            others.setdefault(id(twin), []).append(envelope)
+            continue
+        shown.append((envelope, others.setdefault(id(envelope), [])))
+    return shown
+
+
+def also_given(block: str, others: list[dict[str, Any]]) -> str:
+    """A block whose first line also names the file's other spellings."""
+    if not others:
+        return block
+    spellings = ", ".join(f"{(o.get('indicator') or {}).get('type')} "
+                          f"{(o.get('indicator') or {}).get('value')}" for o in others)
+    first, newline, rest = block.partition("\n")
+    return f"{first} (also given as {spellings}){newline}{rest}"
 
 
 def warning_texts(warnings: list[Any] | None) -> list[str]:
