@@ -66,12 +66,11 @@ def validate_params(schema: str, params: Any) -> None:
         raise InvalidInput(f"parameters must be an object, not {type(params).__name__}")
     problems = schemas.check(schema, dict(params))
     if problems:
-        known = schemas.schema(schema).get("properties", {})
-        unknown = sorted(str(key) for key in params if key not in known)
-        if unknown:  # a misspelled key also makes a required one missing: name the cause
-            raise InvalidInput(f"invalid parameters: unknown parameter(s) "
-                               f"{', '.join(repr(name) for name in unknown)}; this action takes "
-                               f"{', '.join(sorted(known))}")
+        # A misspelled key also makes a required one missing: name the cause.
+        unknown = schemas.unknown_names(params, schemas.schema(schema).get("properties", {}),
+                                        "parameter")
+        if unknown:
+            raise InvalidInput(f"invalid parameters: {unknown}")
         raise InvalidInput(f"invalid parameters: {problems[0]}")
 
 

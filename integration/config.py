@@ -197,18 +197,9 @@ def _validate(config: dict[str, Any]) -> None:
 
 
 def _refuse_unknown_keys(config: Mapping[str, Any]) -> None:
-    known = schemas.schema(CONFIG_SCHEMA)["properties"]
-    unknown = sorted(str(key) for key in config if key not in known)
-    if not unknown:
-        return
-    import difflib
-
-    hints = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
-        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise ConfigError(f"config: unknown key{'s' if len(unknown) > 1 else ''} "
-                      f"{', '.join(hints)}; known keys: {', '.join(known)}")
+    problem = schemas.unknown_names(config, schemas.schema(CONFIG_SCHEMA)["properties"], "key")
+    if problem:
+        raise ConfigError(f"config: {problem}")
 
 
 def _validate_managed_identity(config: dict[str, Any]) -> None:
@@ -255,12 +246,11 @@ def _validate_app_credential(config: dict[str, Any]) -> None:
 def _describe(error: Any) -> str:
     """A config error naming the key; a secret's value is never part of the message."""
     key = ".".join(str(part) for part in error.absolute_path)
-    if error.validator == "additionalProperties":
-        known = schemas.schema(CONFIG_SCHEMA)["properties"]
-        unknown = sorted(str(key) for key in error.instance if key not in known)
+    if error.validator == "additionalProperties":  # inside a nested key: its own keys
         where = f"config key '{key}': " if key else "config: "
-        return (f"{where}unknown key{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(repr(name) for name in unknown)}; known keys: {', '.join(known)}")
+        problem = schemas.unknown_names(error.instance, error.schema.get("properties", {}),
+                                        "key")
+        return where + (problem or error.message)
     if SECRET_KEYS.intersection(str(part) for part in error.absolute_path):
         return f"config key '{key}' is invalid (it must be a non-empty string)"
     if key in URL_KEYS and isinstance(error.instance, str):

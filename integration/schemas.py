@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,24 @@ def errors(name: str, instance: Any) -> list[str]:
 def _bounded(message: str, limit: int = 300) -> str:
     """jsonschema quotes the instance in its message: a pasted 100 KB value is cut short."""
     return message if len(message) <= limit else f"{message[:limit - 1]}…"
+
+
+def unknown_names(given: Iterable[Any], known: Iterable[str], noun: str) -> str | None:
+    """"unknown key 'tennant_id' (did you mean 'tenant_id'?); known keys: ..." for the names
+    in `given` that are not `known`, or None when there are none. One wording for config keys
+    and action parameters."""
+    known = list(known)
+    unknown = sorted(str(name) for name in given if name not in known)
+    if not unknown:
+        return None
+    import difflib
+
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    plural = "s" if len(unknown) > 1 else ""
+    return f"unknown {noun}{plural} {', '.join(hints)}; known {noun}s: {', '.join(known)}"
 
 
 def best_error(name: str, instance: Any) -> Any:

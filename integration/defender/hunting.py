@@ -188,7 +188,6 @@ class HuntingClient:
         self._tokens = tokens
         self._budget = budget
         self._policy = policy
-        self.calls = 0  # hunting calls sent by this client (tests and the bench read it)
 
     def contacts(self, kind: str, indicators: Sequence[Indicator],
                  lane: Lane = "batch") -> tuple[dict[str, list[Contact]], int]:
@@ -196,22 +195,27 @@ class HuntingClient:
         the hunting calls that took (retries included)."""
         build = domain_query if kind == "domain" else file_query
         found: dict[str, list[Contact]] = {}
-        before = self.calls
+        calls = [0]  # this batch's own count: other threads share the client
         for start in range(0, len(indicators), MAX_PER_QUERY):
             chunk = indicators[start:start + MAX_PER_QUERY]
-            found.update(contacts_by_indicator(kind, chunk, self.run(build(chunk), lane)))
-        return found, self.calls - before
+            found.update(contacts_by_indicator(kind, chunk,
+                                               self.run(build(chunk), lane, calls)))
+        return found, calls[0]
 
-    def run(self, query: str, lane: Lane = "batch") -> list[dict[str, Any]]:
-        """The result rows of one query; an error when Graph refuses or fails."""
+    def run(self, query: str, lane: Lane = "batch",
+            calls: list[int] | None = None) -> list[dict[str, Any]]:
+        """The result rows of one query; an error when Graph refuses or fails. `calls[0]`
+        counts the requests sent, retries included."""
         body = json.dumps({"Query": query, "Timespan": TIMESPAN})
-        outcome = send_authorized(self._tokens, lambda token: self._send(body, lane, token))
+        counter = calls if calls is not None else [0]
+        outcome = send_authorized(self._tokens,
+                                  lambda token: self._send(body, lane, token, counter))
         return _rows(outcome)
 
-    def _send(self, body: str, lane: Lane, token: str) -> Outcome:
+    def _send(self, body: str, lane: Lane, token: str, calls: list[int]) -> Outcome:
         def attempt(number: int) -> requests.Response:
             self._budget.take(lane)
-            self.calls += 1
+            calls[0] += 1
             response = self._transport.post(self._url, data=body, headers={
                 "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
             log.info("POST %s -> %d (attempt %d)", urls.HUNTING_QUERY, response.status_code,

@@ -120,7 +120,9 @@ def _rfc3339(epoch_ms: int) -> str:
 
 
 def _sha1(value: str | None) -> str | None:
-    # Only a real SHA-1 is passed on: the schema promises 40 lowercase hex digits.
-    if value and len(value) == 40 and all(ch in "0123456789abcdef" for ch in value.lower()):
-        return value.lower()
-    return None
+    """Only a real SHA-1 is passed on: the schema promises 40 lowercase hex digits."""
+    try:
+        hashed = parse("file", value or "")
+    except PluginError:
+        return None
+    return hashed.value if hashed.type == "sha1" else None

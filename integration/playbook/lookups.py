@@ -200,7 +200,7 @@ class LookupService:
                                                 "original": sha1}}
         if known is None:
             return None
-        return {**known, "summary": {**known["summary"], "api_calls": 0, "cached": True}}
+        return Envelope.from_dict(known).from_cache().to_dict()
 
 
 def _as_asked(envelope: dict[str, Any], value: Any) -> dict[str, Any]:

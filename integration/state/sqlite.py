@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from integration.errors import ConfigError, UpstreamError
+from integration.errors import ConfigError, PluginError, UpstreamError
 from integration.state import Limits
 
 SWEEP_INTERVAL_S = 60.0
@@ -43,17 +43,11 @@ class SQLiteStore:
                 # Processes opening a new state at once: switching it to WAL or creating the
                 # tables can be refused outright while another does the same. Idempotent:
                 # try again rather than call a busy file a configuration error.
-                if "locked" not in str(exc):
-                    raise ConfigError(f"config key 'state': cannot open SQLite state at "
-                                      f"{str(path)!r}: {exc}") from None
-                if time.monotonic() > deadline:
-                    raise UpstreamError(f"the SQLite state at {str(path)!r} is locked by "
-                                        f"another writer (waited {BUSY_TIMEOUT_S:g} s); try "
-                                        "again", retryable=True) from None
+                if not _busy(exc) or time.monotonic() > deadline:
+                    raise _state_error(path, exc) from None
                 time.sleep(0.05)
             except (OSError, sqlite3.Error) as exc:
-                raise ConfigError(f"config key 'state': cannot open SQLite state at "
-                                  f"{str(path)!r}: {exc}") from None
+                raise _state_error(path, exc) from None
         self._lock = threading.Lock()  # one connection, shared by this process's threads
         self._swept_at = 0.0
         self._rate_swept_at: dict[str, float] = {}  # per bucket
@@ -161,16 +155,8 @@ class SQLiteStore:
         with self._lock:
             try:
                 yield
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise UpstreamError(
-                        f"the SQLite state at {str(self.path)!r} is locked by another writer "
-                        f"(waited {BUSY_TIMEOUT_S:g} s); try again", retryable=True) from None
-                raise ConfigError(f"config key 'state': the SQLite state at "
-                                  f"{str(self.path)!r} failed: {exc}") from None
             except sqlite3.Error as exc:
-                raise ConfigError(f"config key 'state': the SQLite state at "
-                                  f"{str(self.path)!r} failed: {exc}") from None
+                raise _state_error(self.path, exc) from None
 
     def _transaction(self) -> _Immediate:
         return _Immediate(self._db)
@@ -188,6 +174,19 @@ def _first_in_windows(windows: int) -> str:
     return "SELECT " + ", ".join(
         f"(SELECT seq FROM rate_calls WHERE bucket=?1 AND at>?{n + 2} ORDER BY at LIMIT 1)"
         for n in range(windows))
+
+
+def _busy(exc: Exception) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _state_error(path: Path, exc: Exception) -> PluginError:
+    """SQLite's failure as the plugin's error: a busy file is worth another try later, any
+    other failure is the state's configuration (the path, the file, the disk)."""
+    if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
+        return UpstreamError(f"the SQLite state at {str(path)!r} is locked by another writer "
+                             f"(waited {BUSY_TIMEOUT_S:g} s); try again", retryable=True)
+    return ConfigError(f"config key 'state': the SQLite state at {str(path)!r} failed: {exc}")
 
 
 def _open(path: Path) -> sqlite3.Connection:
