@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from integration.errors import PluginError
 from integration.lookup.envelope import Envelope
 from integration.lookup.indicators import Indicator, parse
+from integration.lookup.normalize import portal_url
 
 if TYPE_CHECKING:
     from integration.defender.budget import Lane
@@ -108,8 +108,7 @@ def hunting_only_machine(contact: Contact, portal_base: str) -> dict[str, Any]:
         machine["hostname"] = contact.device_name
         machine["name"] = contact.device_name.split(".", 1)[0] or contact.device_name
     machine.update(type_id=0, type="Unknown", vendor_name="Microsoft")
-    segment = quote(contact.device_id, safe="")
-    machine["mde"] = {"portal_url": f"{portal_base.rstrip('/')}/machines/{segment}/overview",
+    machine["mde"] = {"portal_url": portal_url(portal_base, contact.device_id),
                       "contact": contact_object(contact, "hunting_only")}
     return machine
 

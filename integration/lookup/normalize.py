@@ -451,14 +451,19 @@ def _mde(
         mde["vm_metadata"] = vm_metadata
     if interfaces:
         mde["network_interfaces"] = interfaces
+    mde["portal_url"] = portal_url(portal_base, machine_id)
+    if include_raw:
+        mde["raw"] = raw
+    return mde
+
+
+def portal_url(portal_base: str, machine_id: str) -> str:
+    """The machine's page in the Defender portal of its cloud."""
     # Defender ids are 40 hex characters; quote() only for anything else.
     segment = machine_id
     if not (machine_id.isascii() and machine_id.isalnum()):
         segment = quote(machine_id, safe="")
-    mde["portal_url"] = f"{portal_base.rstrip('/')}/machines/{segment}/overview"
-    if include_raw:
-        mde["raw"] = raw
-    return mde
+    return f"{portal_base.rstrip('/')}/machines/{segment}/overview"
 
 
 def _without_nulls(value: Any) -> Any:
