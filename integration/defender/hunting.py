@@ -48,7 +48,6 @@ PROCESS_COLUMNS = ("InitiatingProcessFileName", "InitiatingProcessSHA1",
 # What a validated indicator can hold (indicators.py); anything else never reaches a query.
 _SHAPES = {"domain": re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*"),
            "sha1": re.compile(r"[0-9a-f]{40}")}
-_TIMESTAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?Z?")
 
 
 class Contact(NamedTuple):
@@ -152,18 +151,12 @@ def _domains_of(remote_url: Any, wanted: set[str]) -> list[str]:
 
 
 def _epoch_ms(value: Any) -> int | None:
-    import calendar
+    """A hunting row's time as epoch ms, read by the one timestamp parser the machine
+    records use (offsets, 7-digit fractions and impossible dates included)."""
+    from integration.lookup.normalize import parse_time
 
-    match = _TIMESTAMP.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return None
-    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
-    fraction = (match.group(7) or "0")[:3].ljust(3, "0")
-    try:
-        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-    except (ValueError, OverflowError):
-        return None
-    return seconds * 1000 + int(fraction)
+    parsed = parse_time(value)
+    return parsed[0] if parsed else None
 
 
 def _text(value: Any) -> str | None:

@@ -156,7 +156,7 @@ def normalize_machine(
         artifact["os"] = os
 
     for source, target in (("firstSeen", "first_seen_time"), ("lastSeen", "last_seen_time")):
-        parsed = _parse_time(get(source))
+        parsed = parse_time(get(source))
         if parsed:
             artifact[target], artifact[target + "_dt"] = parsed
 
@@ -254,7 +254,7 @@ def _classify_platform(platform: str) -> tuple[tuple[int, str], tuple[int, str]]
     return (99, "Other"), _DEVICE_SERVER if server else _DEVICE_UNKNOWN
 
 
-def _parse_time(value: Any) -> tuple[int, str] | None:
+def parse_time(value: Any) -> tuple[int, str] | None:
     """(epoch milliseconds, RFC 3339 UTC with milliseconds) or None when unreadable."""
     if not value or not isinstance(value, str):
         return None
