@@ -13,8 +13,8 @@ from typing import Any
 from integration import schemas
 from integration.compose import enricher_for
 from integration.errors import InvalidInput, PermissionDenied, PluginError
-from integration.lookup.envelope import error_envelope
 from integration.lookup.service import Enricher, Kind
+from integration.values.envelope import error_envelope
 
 MACHINE_ROLES = frozenset({"Machine.Read.All", "Machine.ReadWrite.All"})
 

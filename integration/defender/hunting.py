@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from integration.defender.budget import Lane, RateBudget
     from integration.defender.retry import Outcome, RetryPolicy
     from integration.defender.transport import Transport
-    from integration.lookup.indicators import Indicator
+    from integration.values.indicators import Indicator
 
 log = logging.getLogger("mde_enrich")
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from integration.errors import PluginError
 from integration.lookup.cache import LookupCache
-from integration.lookup.envelope import ACTION_BY_KIND, Envelope, error_envelope, lookup_envelope
-from integration.lookup.indicators import Indicator, parse, parse_file_hash
+from integration.values.envelope import ACTION_BY_KIND, Envelope, error_envelope, lookup_envelope
+from integration.values.indicators import Indicator, parse, parse_file_hash
 
 if TYPE_CHECKING:
     from integration.compose import Parts

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from integration.errors import ConfigError, PluginError
-from integration.lookup.indicators import parse_domain, parse_file_hash
 from integration.playbook.errors import AlertError
 from integration.playbook.expressions import Expression, ExpressionError, compile_expression, truthy
 from integration.resources import ALERT_FORMATS, read_yaml
+from integration.values.indicators import parse_domain, parse_file_hash
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable

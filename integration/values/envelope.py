@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from integration.errors import PluginError
-from integration.lookup.indicators import Indicator
+from integration.values.indicators import Indicator
 
 ACTION_BY_KIND = {"domain": "get_machines_for_domain", "file": "get_machines_for_file_hash"}
 KIND_BY_ACTION = {action: kind for kind, action in ACTION_BY_KIND.items()}
