@@ -81,7 +81,7 @@ def _connectivity(enricher: Enricher, params: Mapping[str, Any]) -> dict[str, An
     # auth_failed, as for a lookup). Other services' tokens come only when a check needs them.
     claims = token_claims(enricher.tokens.access_token())
     token_sources = {"defender": lambda: claims,
-                     "graph": lambda: token_claims(enricher.parts.graph_tokens.access_token())}
+                     "graph": lambda: token_claims(enricher.graph_tokens.access_token())}
     checks = check_capabilities(settings, params, lambda service: token_sources[service]())
     connectivity: dict[str, Any] = {
         "api_base": settings.endpoints.api_base,

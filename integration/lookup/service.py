@@ -60,9 +60,11 @@ class Answer:
 class Enricher:
     def __init__(self, settings: Settings, *, store: Callable[[], StateStore],
                  client: Callable[[], DefenderClient], tokens: Callable[[], TokenProvider],
+                 graph_tokens: Callable[[], TokenProvider],
                  hunting: Callable[[], HuntingClient]) -> None:
         self.settings = settings
         self._store, self._client, self._tokens, self._hunting = store, client, tokens, hunting
+        self._graph_tokens = graph_tokens
         self.cache = LookupCache(store, f"{settings.endpoints.api_base}|{settings.tenant_id}",
                                  settings.cache_ttl_s)
 
@@ -76,7 +78,13 @@ class Enricher:
 
     @property
     def tokens(self) -> TokenProvider:
+        """Tokens for the Defender API."""
         return self._tokens()
+
+    @property
+    def graph_tokens(self) -> TokenProvider:
+        """Tokens for Microsoft Graph (hunting, and test_connectivity's Graph checks)."""
+        return self._graph_tokens()
 
     # -- lookups -------------------------------------------------------------------------------
 
