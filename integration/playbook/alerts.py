@@ -7,8 +7,9 @@ ids, files without a hash, trusted binaries, values that do not parse) is kept a
 observable with a reason: nothing an alert names is dropped silently.
 
 Three things rules cannot say are small code here: splitting a page, array or NDJSON into
-alerts (`read_alerts`), linking Sentinel File entities to their FileHash entities (a
-`prepare` step), and the device ids of an alert (never looked up as file hashes).
+alerts (`read_alerts`, over playbook/stream.py), linking Sentinel File entities to their
+FileHash entities (a `prepare` step), and the device ids of an alert (never looked up as
+file hashes).
 """
 
 from __future__ import annotations
@@ -189,42 +190,26 @@ class AlertFormats:
 
 
 def read_alerts(text: str, label: str) -> AlertBatch:
-    """JSON (an alert, a `{"value": [...]}` page, an array) or NDJSON, split into alerts."""
-    try:
-        return split_alerts(json.loads(text))
-    except ValueError as whole:
-        lines = [line for line in text.splitlines() if line.strip()]
-        if len(lines) < 2:
-            raise AlertError(f"{label}: not valid JSON: {whole}") from None
-        alerts = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                alerts.append(json.loads(line))
-            except ValueError as exc:
-                raise AlertError(f"{label}: line {number}: not valid JSON: {exc}") from None
-        return AlertBatch("ndjson", alerts)
+    """JSON (an alert, a `{"value": [...]}` page, an array) or NDJSON, split into alerts, all
+    in memory (the stream reader, playbook/stream.py, is the one parser); AlertError for the
+    first item that cannot be read."""
+    import io
+
+    from integration.playbook.stream import read_stream
+
+    shape, alerts = None, []
+    for item in read_stream(io.BytesIO(text.encode("utf-8")), label):
+        if item.problem is not None:
+            raise AlertError(f"{item.label}: {item.problem}")
+        shape = item.shape
+        if not item.empty:
+            alerts.append(item.alert)
+    if not alerts and shape is None:
+        raise AlertError(f"{label}: holds no alert")
+    return AlertBatch(shape, alerts)
 
 
-def split_alerts(document: Any) -> AlertBatch:
-    """A page or an array is a batch, except a list of Sentinel entities: that is one alert
-    (given as `{"entities": [...]}`, so the enrichment has an object to sit in)."""
-    items: Any = None
-    shape = None
-    if isinstance(document, dict) and isinstance(document.get("value"), list) \
-            and all(key == "value" or key.startswith("@odata.") for key in document):
-        items, shape = document["value"], "page_of_alerts"
-    elif isinstance(document, list):
-        items, shape = document, "array_of_alerts"
-    if items is None:
-        return AlertBatch(None, [document])
-    if items and all(_is_sentinel_entity(item) for item in items):
-        return AlertBatch(None, [{"entities": items}])
-    return AlertBatch(shape, list(items))
-
-
-def _is_sentinel_entity(item: Any) -> bool:
+def is_sentinel_entity(item: Any) -> bool:
     return isinstance(item, dict) and isinstance(item.get("kind"), str) \
         and isinstance(item.get("properties"), dict)
 
