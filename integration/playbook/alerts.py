@@ -26,6 +26,7 @@ from integration.errors import ConfigError, PluginError
 from integration.lookup.indicators import parse_domain, parse_file_hash
 from integration.playbook.errors import AlertError
 from integration.playbook.expressions import Expression, ExpressionError, compile_expression, truthy
+from integration.playbook.stream import read_stream
 from integration.resources import ALERT_FORMATS, read_yaml
 
 if TYPE_CHECKING:
@@ -195,8 +196,6 @@ def read_alerts(text: str, label: str) -> AlertBatch:
     first item that cannot be read."""
     import io
 
-    from integration.playbook.stream import read_stream
-
     shape, alerts = None, []
     for item in read_stream(io.BytesIO(text.encode("utf-8")), label):
         if item.problem is not None:
@@ -207,11 +206,6 @@ def read_alerts(text: str, label: str) -> AlertBatch:
     if not alerts and shape is None:
         raise AlertError(f"{label}: holds no alert")
     return AlertBatch(shape, alerts)
-
-
-def is_sentinel_entity(item: Any) -> bool:
-    return isinstance(item, dict) and isinstance(item.get("kind"), str) \
-        and isinstance(item.get("properties"), dict)
 
 
 # --- the table ---------------------------------------------------------------------------

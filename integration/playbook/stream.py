@@ -22,12 +22,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from integration.playbook.alerts import is_sentinel_entity
-
 CHUNK = 1 << 16
 MAX_ITEM_BYTES = 64 << 20  # one alert larger than this is refused, not buffered
 _WHITESPACE = " \t\r\n"
 _DECODER = json.JSONDecoder()
+
+
+def is_sentinel_entity(item: Any) -> bool:
+    """A Microsoft Sentinel entity: a list of them is one alert, not a list of alerts."""
+    return isinstance(item, dict) and isinstance(item.get("kind"), str) \
+        and isinstance(item.get("properties"), dict)
 
 
 @dataclass(frozen=True)
