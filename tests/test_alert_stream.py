@@ -68,7 +68,7 @@ def test_ndjson_lines_are_numbered_and_a_broken_line_does_not_stop_the_rest() ->
                                                     (5, True), (6, True)]
     assert {i.shape for i in got} == {"ndjson"}
     assert "not valid JSON" in (got[1].problem or "")
-    assert got[2].problem == "nested too deeply to be an alert"
+    assert got[2].problem == "nested deeper than 64 levels"
     assert got[3].alert is None and got[3].label == "in.json line 5"  # read: the playbook
     assert got[4].alert == alert("b.example")                           # says what it is
 
@@ -224,7 +224,7 @@ def test_unreadable_lines_are_quarantined_with_their_reason_and_the_batch_goes_o
     assert (summary["enriched"], summary["quarantined"], summary["failed"]) == (2, 2, 0)
     assert sorted(p.name for p in out.iterdir()) == ["feed-000001.json", "feed-000004.json"]
     reasons = "\n".join(summary["errors"])
-    assert f"{feed} line 2 item 1: nested too deeply to be an alert" in reasons
+    assert f"{feed} line 2: nested deeper than 64 levels" in reasons
     assert f"{feed} line 3: an alert is a JSON object, not nothing" in reasons
     written = (out / "feed-000004.json").read_text(encoding="utf-8")
     assert written.count("\n") == 1 and json.loads(written)["id"] == "a-4"  # compact

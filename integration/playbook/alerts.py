@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from integration.errors import ConfigError, PluginError
-from integration.lookup.indicators import parse_domain, parse_file_hash
 from integration.playbook.errors import AlertError
 from integration.playbook.expressions import Expression, ExpressionError, compile_expression, truthy
 from integration.playbook.stream import read_stream
 from integration.resources import ALERT_FORMATS, read_yaml
+from integration.values.indicators import parse_domain, parse_file_hash
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -199,7 +199,8 @@ def read_alerts(text: str, label: str) -> AlertBatch:
     shape, alerts = None, []
     for item in read_stream(io.BytesIO(text.encode("utf-8")), label):
         if item.problem is not None:
-            raise AlertError(f"{item.label}: {item.problem}")
+            where = f"{label}: line {item.line}" if item.shape == "ndjson" else item.label
+            raise AlertError(f"{where}: {item.problem}")
         shape = item.shape
         if not item.empty:
             alerts.append(item.alert)

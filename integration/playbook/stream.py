@@ -22,10 +22,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from integration.bounded import ALERT
+
 CHUNK = 1 << 16
-MAX_ITEM_BYTES = 64 << 20  # one alert larger than this is refused, not buffered
+# The bounded readers' limits for an alert (integration/bounded.py): larger is refused, not
+# buffered; deeper is refused here when the C scanner runs out of stack and, below that, by
+# the engine's check_nesting on every alert it is given.
+MAX_ITEM_BYTES = ALERT.max_bytes
 _WHITESPACE = " \t\r\n"
-_DECODER = json.JSONDecoder()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # strict JSON, as bounded.py
 
 
 def is_sentinel_entity(item: Any) -> bool:
@@ -58,7 +69,11 @@ class _Whole:
 
 
 class _Unreadable(ValueError):
-    """A value that cannot be decoded; `resync` says whether the next line may be read."""
+    """A value that cannot be decoded."""
+
+
+class _TooDeep(_Unreadable):
+    """Nested past the C scanner's stack: said of the whole value, not of an element."""
 
 
 class _Text:
@@ -122,8 +137,10 @@ class _Text:
             try:
                 value, end = _DECODER.raw_decode(self.buf, self.pos)
             except RecursionError:
-                raise _Unreadable("nested too deeply to be an alert") from None
-            except json.JSONDecodeError as exc:
+                raise _TooDeep(f"nested deeper than {ALERT.max_depth} levels") from None
+            except ValueError as exc:
+                if not isinstance(exc, json.JSONDecodeError):  # NaN, Infinity
+                    raise _Unreadable(f"not valid JSON: {exc}") from None
                 # Wrong before the end of the text read so far: wrong for good. (A string is
                 # "unterminated" only at the end: a raw newline inside one is an error.)
                 # Near the end it may be an escape cut in half: read on.
@@ -203,6 +220,8 @@ def read_stream(stream: IO[bytes], label: str) -> Iterator[StreamItem]:
             # NDJSON goes on at the next line; inside one pretty document nothing can.
             more = not pretty and text.skip_line() and _more(text)
             ndjson = values > 1 or more
+            if isinstance(exc, _TooDeep) and index == 0:
+                kind = None  # a line of brackets: no first element to name
             if kind is not None:
                 where, shape = f"{prefix} item {index + 1}", "ndjson" if ndjson else kind
             else:
