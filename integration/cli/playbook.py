@@ -277,7 +277,7 @@ def _render(result: Any, fmt: str, name: str, pretty: bool = True) -> str:
         warning_texts,
         with_file_name,
     )
-    from integration.render import table_block
+    from integration.render import printable, table_block, terminal_safe
 
     enrichment = result.enrichment
     if fmt in ("json", "ndjson"):
@@ -296,13 +296,14 @@ def _render(result: Any, fmt: str, name: str, pretty: bool = True) -> str:
     lines = [f"playbook {name}"]
     summary = enrichment.get("summary")
     if isinstance(summary, dict) and "total_machines" in summary:
-        lines.append(summary_line(summary).replace("**", ""))
-    lines += _details(enrichment)
-    lines += [f"warning: {text}" for text in warning_texts(enrichment.get("warnings"))]
+        lines.append(summary_line(summary, printable).replace("**", ""))
+    lines += map(printable, _details(enrichment))
+    lines += [f"warning: {printable(text)}" for text in warning_texts(enrichment.get("warnings"))]
     names = file_names(enrichment.get("indicators"))
-    blocks = [also_given(with_file_name(table_block(envelope), envelope, names), others)
+    blocks = [also_given(with_file_name(table_block(envelope), envelope, names, printable),
+                         others, printable)
               for envelope, others in one_per_file(result.envelopes)]
-    return "\n\n".join(["\n".join(lines), *blocks])
+    return terminal_safe("\n\n".join(["\n".join(lines), *blocks]))
 
 
 def _details(enrichment: dict[str, Any]) -> list[str]:

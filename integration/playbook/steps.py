@@ -317,21 +317,23 @@ def render_note(context: StepContext, params: dict[str, Any]) -> str:
 def note_markdown(envelopes: list[dict[str, Any]], *, title: Any = None,
                   summary: Any = None, indicators: list[Any] | None = None,
                   warnings: list[Any] | None = None, details: list[str] | None = None) -> str:
-    """A case note; `details` are lines said under the summary (skipped, recommendation)."""
-    from integration.render import markdown_block
+    """A case note; `details` are lines said under the summary (skipped, recommendation).
+    Platforms render it as HTML: every value in it is escaped markdown text."""
+    from integration.render import markdown_block, markdown_text
 
     lines: list[str] = []
     if title:
-        lines += [f"### {title}", ""]
+        lines += [f"### {markdown_text(title)}", ""]
     if isinstance(summary, dict) and "total_machines" in summary:
-        lines += [summary_line(summary), ""]
+        lines += [summary_line(summary, markdown_text), ""]
     if details:
-        lines += [*(f"- {line}" for line in details), ""]
-    lines += [f"> warning: {text}" for text in warning_texts(warnings)]
+        lines += [*(f"- {markdown_text(line)}" for line in details), ""]
+    lines += [f"> warning: {markdown_text(text)}" for text in warning_texts(warnings)]
     if warnings:
         lines.append("")
     names = file_names(indicators)
-    blocks = [also_given(with_file_name(markdown_block(envelope), envelope, names), others)
+    blocks = [also_given(with_file_name(markdown_block(envelope), envelope, names,
+                                        markdown_text), others, markdown_text)
               for envelope, others in one_per_file(envelopes)]
     lines.append("\n\n".join(blocks) if blocks else "_No indicator was looked up._")
     return "\n".join(lines)
@@ -358,14 +360,14 @@ def one_per_file(envelopes: list[dict[str, Any]]
     return shown
 
 
-def also_given(block: str, others: list[dict[str, Any]]) -> str:
+def also_given(block: str, others: list[dict[str, Any]], escape: Callable[[Any], str]) -> str:
     """A block whose first line also names the file's other spellings."""
     if not others:
         return block
     spellings = ", ".join(f"{(o.get('indicator') or {}).get('type')} "
                           f"{(o.get('indicator') or {}).get('value')}" for o in others)
     first, newline, rest = block.partition("\n")
-    return f"{first} (also given as {spellings}){newline}{rest}"
+    return f"{first} (also given as {escape(spellings)}){newline}{rest}"
 
 
 def warning_texts(warnings: list[Any] | None) -> list[str]:
@@ -385,21 +387,24 @@ def file_names(indicators: list[Any] | None) -> dict[str, str]:
     return names
 
 
-def with_file_name(block: str, envelope: Mapping[str, Any], names: Mapping[str, str]) -> str:
-    """A block whose first line names a file's hash, with the file's name beside it."""
+def with_file_name(block: str, envelope: Mapping[str, Any], names: Mapping[str, str],
+                   escape: Callable[[Any], str]) -> str:
+    """A block whose first line names a file's hash, with the file's name (from the alert,
+    so escaped for the block's format) beside it."""
     indicator = envelope.get("indicator") or {}
     name = names.get(str(indicator.get("value"))) or names.get(str(indicator.get("sha1")))
     if not name or indicator.get("type") == "domain":
         return block
     first, newline, rest = block.partition("\n")
-    return f"{first} ({name}){newline}{rest}"
+    return f"{first} ({escape(name)}){newline}{rest}"
 
 
-def summary_line(summary: Mapping[str, Any]) -> str:
+def summary_line(summary: Mapping[str, Any], escape: Callable[[Any], str]) -> str:
+    """`**3 machines**, highest risk **High**.` in markdown; a table drops the stars."""
     count = summary["total_machines"]
-    line = f"**{count} machine{'s' if count != 1 else ''}**"
+    line = f"**{escape(count)} machine{'s' if count != 1 else ''}**"
     if summary.get("highest_risk"):
-        line += f", highest risk **{summary['highest_risk']}**"
+        line += f", highest risk **{escape(summary['highest_risk'])}**"
     if summary.get("truncated"):
         line += "; Defender's 500-machine cap was reached"
     if summary.get("failed"):
