@@ -65,7 +65,8 @@ def _collection(url: str, verify: str | bool, proxy: str | None) -> Any:
                            "(https://host/api-root/collections/ID/)")
     user, password = os.environ.get(USER_VARIABLE), os.environ.get(PASSWORD_VARIABLE)
     connection = _HTTPConnection(user=user, password=password, verify=verify,
-                                 proxies={"https": proxy, "http": proxy} if proxy else None)
+                                 proxies={"https": proxy, "http": proxy} if proxy else None,
+                                 version="2.1")
     # A configured CA bundle must win over REQUESTS_CA_BUNDLE, as for every other request.
     connection.session.trust_env = False
     return Collection(url, conn=connection)
