@@ -240,3 +240,55 @@ def test_people_formats_name_the_hits_and_mark_the_new_machines(
     status, text = sweep(capsys, config_file, str(path), "--format", fmt)
     assert status == 0
     assert "evil[.]example" in text and "(new)" in text and "1 touched" in text
+
+
+def test_a_sweep_killed_mid_run_resumes_without_asking_anything_twice(
+        emulator: Emulator, config: dict[str, Any], tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from collections import Counter
+
+    import yaml
+
+    touched = touched_domains(emulator)
+    domains = [*touched, *(f"never-seen-{n}.example" for n in range(440))]  # 3 hunting chunks
+    path = bundle(tmp_path / "feed.json", [f"[domain-name:value = '{d}']" for d in domains])
+    config_path = tmp_path / "sweep-config.yaml"
+    config_path.write_text(yaml.safe_dump({**config, "rate_limit": {"per_minute": 10000,
+                                                                    "per_hour": 100000}}))
+    # The first chunk is answered; the second is held, then dropped: the kill lands there.
+    emulator.admin.add_fault(r"/runHuntingQuery$", "pass", {"delay_s": 3.0, "drop": True})
+    emulator.admin.clear_log()
+    command = [sys.executable, "-m", "integration.cli", "sweep", str(path), "--format", "json",
+               "--config", str(config_path)]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    first = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+
+    def hunted() -> list[dict[str, Any]]:
+        return [e for e in emulator.admin.requests_log() if e["path"].endswith("runHuntingQuery")]
+
+    deadline = time.monotonic() + 20
+    while not any(e["status"] == 200 for e in hunted()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the first chunk's answer is kept; the second is held for 3 s
+    first.send_signal(signal.SIGKILL)
+    _, stderr = first.communicate()
+    assert first.returncode == -signal.SIGKILL, f"the sweep ended on its own: {stderr!r}"
+
+    second = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert sorted(h["indicator"]["value"] for h in report["hits"]) == touched
+    assert report["summary"]["resumed"] is True
+    assert all(h["new_machines"] for h in report["hits"])  # the killed run committed nothing
+    time.sleep(3.0)  # the held request reaches the log once its delay is over
+    answered_hunting = [e for e in hunted() if e["status"] == 200]
+    assert len(answered_hunting) == 3  # three chunks, each answered once across both runs
+    api = Counter(e["path"] for e in emulator.admin.api_calls() if e["status"] is not None)
+    assert [p for p, count in api.items() if count > 1] == [] and len(api) == TOUCHED
