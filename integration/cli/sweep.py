@@ -5,6 +5,7 @@ are new since the last sweep."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -31,8 +32,6 @@ def add_command(commands: Any) -> None:
 
 
 def _sweep_command(args: argparse.Namespace) -> int:
-    from integration.cli.command import emit_json
-
     fmt = output_format(args)
     if not args.sources:
         args.subparser.error("give at least one SOURCE")
@@ -44,10 +43,9 @@ def _sweep_command(args: argparse.Namespace) -> int:
     from integration.sweep.render import render_markdown, render_ocsf, render_table
     from integration.sweep.run import exit_status
 
-    if fmt == "json":
-        emit_json(report)
-    elif fmt == "ocsf":
-        emit_json(render_ocsf(report))
+    if fmt in ("json", "ocsf"):
+        document = report if fmt == "json" else render_ocsf(report)
+        print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         print(render_markdown(report) if fmt == "markdown" else render_table(report))
     return exit_status(report, fail_on_new=args.fail_on_new)

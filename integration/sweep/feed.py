@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from integration.lookup.indicators import Indicator
+from integration.values.indicators import Indicator
 
 # The reasons a feed entry is not swept (stable words, for scripts that read the output).
 REASONS = ("unsupported_object", "unsupported_operator", "unsupported_type",

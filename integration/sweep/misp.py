@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from integration.errors import InvalidInput, PluginError
-from integration.lookup.indicators import parse_domain, parse_file_hash
 from integration.sweep.feed import FeedIndicator, FeedRead, Skipped
+from integration.values.indicators import parse_domain, parse_file_hash
 
 DOMAIN_TYPES = frozenset({"domain", "hostname", "url", "uri"})
 HASH_TYPES = frozenset({"md5", "sha1", "sha256"})

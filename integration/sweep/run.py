@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from integration.errors import EXIT_OK, InvalidInput, PermissionDenied
-from integration.lookup.indicators import Indicator
 from integration.state.lease import Lease
 from integration.sweep.feed import FeedIndicator, FeedRead
 from integration.sweep.state import FeedState, RunRecord, principal, run_id
+from integration.values.indicators import Indicator
 
 if TYPE_CHECKING:
     from integration.defender.hunting import Contact
@@ -171,7 +171,7 @@ class Sweep:
                 kept = record.get(key)
                 if kept is None:
                     try:
-                        found = self.enricher.parts.hunting.sightings(
+                        found = self.enricher.hunting.sightings(
                             kind, chunk, lookback_s=self.lookback_s, timespan=self.lookback,
                             lane="batch")
                     except PermissionDenied as error:

@@ -97,7 +97,7 @@ def _add(read: FeedRead, ref: str, name: str | None, found: PatternIndicators) -
 
 def _moment(value: Any) -> int:
     """A STIX timestamp as epoch ms (0 when missing or unreadable: the oldest)."""
-    from integration.lookup.normalize import parse_time
+    from integration.values.times import parse_time
 
     parsed = parse_time(value)
     return parsed[0] if parsed else 0

@@ -90,7 +90,7 @@ def _pages(method: Any, since: str | None) -> Any:
 
 
 def _later(one: str, other: str) -> bool:
-    from integration.lookup.normalize import parse_time
+    from integration.values.times import parse_time
 
     a, b = parse_time(one), parse_time(other)
     if a is None or b is None:

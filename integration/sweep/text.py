@@ -13,8 +13,8 @@ import io
 import re
 
 from integration.errors import PluginError
-from integration.lookup.indicators import parse_domain, parse_file_hash
 from integration.sweep.feed import FeedIndicator, FeedRead, Skipped
+from integration.values.indicators import parse_domain, parse_file_hash
 
 VALUE_COLUMNS = ("indicator", "ioc", "value", "domain", "url", "hash", "sha256", "sha1", "md5")
 _HASH_LIKE = re.compile(r"(?:(?:sha-?1|sha-?256|md5)\s*:\s*)?"
