@@ -98,7 +98,7 @@ ALLOWED_EDGES: dict[str, set[str]] = {
     "actions": {"compose", "config", "connectivity", "defender", "errors", "lookup", "schemas",
                 "values"},
     "playbook": {"actions", "bounded", "config", "defender", "errors", "lookup", "manifest",
-                 "render", "resources", "schemas", "state", "values"},
+                 "render", "resources", "schemas", "state", "sweep", "values"},
     "ocsf": {"playbook"},
     "sweep": {"config", "defender", "errors", "lookup", "render", "state", "values"},
     "platforms": {"errors", "lookup", "manifest", "resources", "schemas", "values"},

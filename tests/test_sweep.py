@@ -292,3 +292,38 @@ def test_a_sweep_killed_mid_run_resumes_without_asking_anything_twice(
     assert len(answered_hunting) == 3  # three chunks, each answered once across both runs
     api = Counter(e["path"] for e in emulator.admin.api_calls() if e["status"] is not None)
     assert [p for p, count in api.items() if count > 1] == [] and len(api) == TOUCHED
+
+
+PLAYBOOK = Path(__file__).resolve().parent.parent / "playbooks" / "ioc-sweep.yaml"
+
+
+def test_the_ioc_sweep_playbook_is_a_valid_scheduled_playbook(capsys) -> None:
+    import yaml
+
+    from integration import schemas
+
+    assert schemas.errors("playbook.schema.json", yaml.safe_load(PLAYBOOK.read_text())) == []
+    status = cli_main(["playbook", "validate", str(PLAYBOOK), "--format", "json"])
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert status == 0 and entry["valid"] and entry["trigger"] == "schedule"
+
+
+def test_the_ioc_sweep_playbook_sweeps_its_sources_and_recommends_high_for_new_machines(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']"])
+    argv = ["playbook", "run", "ioc-sweep", "--input", f"sources={json.dumps([str(path)])}",
+            "--config", str(config_file), "--format", "json"]
+    status = cli_main(argv)
+    first = json.loads(capsys.readouterr().out)["enrichment"]
+    assert status == 0
+    assert first["sweep"]["hits"][0]["indicator"]["value"] == "evil.example"
+    assert first["recommended_severity"]["severity"] == "High"
+    cli_main(argv)
+    second = json.loads(capsys.readouterr().out)["enrichment"]
+    assert second["sweep"]["summary"]["new_machines"] == 0
+    assert "recommended_severity" not in second
+
+
+def test_a_scheduled_alert_playbook_still_asks_for_alerts(capsys, config_file: Path) -> None:
+    status = cli_main(["playbook", "run", "scheduled-enrichment", "--config", str(config_file)])
+    assert status == 2 and "--alerts" in capsys.readouterr().err

@@ -69,14 +69,14 @@ def _run(args: argparse.Namespace) -> int:
     playbook = load_playbook(args.playbook)
     inputs = _inputs(playbook, args)
     playbook.resolve_inputs(inputs)  # refused now, not once per alert
-    _check_mode(playbook.trigger, args)
+    _check_mode(playbook, args)
     config = _config(args.config)
     if args.alerts:
         return _run_batch(playbook, inputs, config, args)
     # A manual playbook has an analyst waiting: the interactive lane of the rate budget.
     lane = "interactive" if playbook.trigger == "manual" else "batch"
     runner = PlaybookRunner(playbook, _lookups(config, priority=lane), inputs=inputs)
-    if playbook.trigger == "manual":
+    if not playbook.reads_alert and not args.alert:  # manual, or a sweep over feeds
         result = runner.run(source=args.playbook)
     else:
         batch, label = _read_alert(args.alert)
@@ -116,7 +116,8 @@ def _run_alert_list(runner: Any, alerts: list[Any], label: str, fmt: str, name: 
     return status
 
 
-def _check_mode(trigger: str, args: argparse.Namespace) -> None:
+def _check_mode(playbook: Any, args: argparse.Namespace) -> None:
+    trigger = playbook.trigger
     if args.out and not args.alerts:
         raise InvalidInput("--out goes with --alerts (a batch)")
     if args.alerts and args.alert:
@@ -131,7 +132,7 @@ def _check_mode(trigger: str, args: argparse.Namespace) -> None:
                            f"triggered by {'an alert' if trigger == 'alert' else 'a schedule'}")
     if args.alerts and not args.out:
         raise InvalidInput("--alerts needs --out DIR for the enriched alerts")
-    if not (args.alert or args.alerts):
+    if not (args.alert or args.alerts) and playbook.reads_alert:
         raise InvalidInput("give --alert FILE (or - for stdin), or --alerts DIR|FILE.ndjson "
                            "--out DIR")
 
@@ -226,6 +227,12 @@ def _render(result: Any, fmt: str, name: str) -> str:
     from integration.render import table_block
 
     enrichment = result.enrichment
+    report = enrichment.get("sweep")
+    if fmt in ("table", "markdown") and isinstance(report, dict) and "hits" in report:
+        from integration.sweep.render import render_markdown, render_table
+
+        text = render_markdown(report) if fmt == "markdown" else render_table(report)
+        return "\n".join([text, *_details(enrichment)])
     if fmt == "json":
         return json.dumps(result.document, indent=2, ensure_ascii=False)
     if fmt == "ocsf":

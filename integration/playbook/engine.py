@@ -55,7 +55,8 @@ class PlaybookRunner:
         with `on_error: fail` fails; lookup failures otherwise live in the envelopes."""
         playbook = self.playbook
         resolved = playbook.resolve_inputs(self.inputs if inputs is None else inputs)
-        if playbook.trigger != "manual":
+        on_alert = playbook.reads_alert or alert is not None
+        if on_alert:
             if not isinstance(alert, dict):
                 kind = "nothing" if alert is None else type(alert).__name__
                 raise AlertError(f"{source}: an alert is a JSON object, not {kind}")
@@ -65,7 +66,8 @@ class PlaybookRunner:
             if ENRICHMENT_KEY in alert:
                 raise AlertError(f"{source}: the alert already has a top-level "
                                  f"'{ENRICHMENT_KEY}' key (was it enriched before?)")
-        context = StepContext(source=source, formats=self.formats)
+        context = StepContext(source=source, formats=self.formats,
+                              enricher=lambda: self.lookups.enricher)
         # Steps read a private copy: nothing a step does can reach the caller's alert.
         document: dict[str, Any] = {
             "alert": copy.deepcopy(alert), "inputs": resolved, "steps": {},
@@ -74,7 +76,7 @@ class PlaybookRunner:
         envelopes: list[dict[str, Any]] = []
         for step in playbook.steps:
             self._run_step(step, document, context, envelopes)
-        if playbook.trigger == "manual":
+        if not on_alert:
             result = {"inputs": resolved, ENRICHMENT_KEY: context.enrichment}
         else:
             result = {**alert, ENRICHMENT_KEY: context.enrichment}
