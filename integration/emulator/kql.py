@@ -22,40 +22,21 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 # The columns the emulator's tables hold, with Graph's type names for the answer's schema.
+# Every table starts with the event's device and ends with its initiating process.
+_EVENT = {"Timestamp": "DateTime", "DeviceId": "String", "DeviceName": "String",
+          "ActionType": "String"}
+_INITIATING = {"InitiatingProcessFileName": "String", "InitiatingProcessSHA1": "String",
+               "InitiatingProcessCommandLine": "String"}
+_FILE = {"FileName": "String", "FolderPath": "String", "SHA1": "String", "SHA256": "String",
+         "MD5": "String"}
 TABLES: dict[str, dict[str, str]] = {
-    "DeviceNetworkEvents": {
-        "Timestamp": "DateTime", "DeviceId": "String", "DeviceName": "String",
-        "ActionType": "String", "RemoteUrl": "String", "RemoteIP": "String",
-        "RemotePort": "Int32", "InitiatingProcessFileName": "String",
-        "InitiatingProcessSHA1": "String", "InitiatingProcessCommandLine": "String",
-    },
-    "DeviceFileEvents": {
-        "Timestamp": "DateTime", "DeviceId": "String", "DeviceName": "String",
-        "ActionType": "String", "FileName": "String", "FolderPath": "String",
-        "SHA1": "String", "SHA256": "String", "MD5": "String",
-        "InitiatingProcessFileName": "String", "InitiatingProcessSHA1": "String",
-        "InitiatingProcessCommandLine": "String",
-    },
-    "DeviceEvents": {
-        "Timestamp": "DateTime", "DeviceId": "String", "DeviceName": "String",
-        "ActionType": "String", "RemoteUrl": "String", "AdditionalFields": "String",
-        "InitiatingProcessFileName": "String", "InitiatingProcessSHA1": "String",
-        "InitiatingProcessCommandLine": "String",
-    },
-    "DeviceImageLoadEvents": {
-        "Timestamp": "DateTime", "DeviceId": "String", "DeviceName": "String",
-        "ActionType": "String", "FileName": "String", "FolderPath": "String",
-        "SHA1": "String", "SHA256": "String", "MD5": "String",
-        "InitiatingProcessFileName": "String", "InitiatingProcessSHA1": "String",
-        "InitiatingProcessCommandLine": "String",
-    },
-    "DeviceProcessEvents": {
-        "Timestamp": "DateTime", "DeviceId": "String", "DeviceName": "String",
-        "ActionType": "String", "FileName": "String", "FolderPath": "String",
-        "SHA1": "String", "SHA256": "String", "MD5": "String", "ProcessCommandLine": "String",
-        "InitiatingProcessFileName": "String", "InitiatingProcessSHA1": "String",
-        "InitiatingProcessCommandLine": "String",
-    },
+    "DeviceNetworkEvents": {**_EVENT, "RemoteUrl": "String", "RemoteIP": "String",
+                            "RemotePort": "Int32", **_INITIATING},
+    "DeviceFileEvents": {**_EVENT, **_FILE, **_INITIATING},
+    "DeviceEvents": {**_EVENT, "RemoteUrl": "String", "AdditionalFields": "String",
+                     **_INITIATING},
+    "DeviceImageLoadEvents": {**_EVENT, **_FILE, **_INITIATING},
+    "DeviceProcessEvents": {**_EVENT, **_FILE, "ProcessCommandLine": "String", **_INITIATING},
 }
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 _TOKEN = re.compile(r"""
@@ -192,23 +173,20 @@ class _Parser:
     def condition(self, columns: Mapping[str, str],
                   now: dt.datetime) -> Callable[[dict[str, Any]], bool]:
         """`a and b or c and (d or e)`: a disjunction of conjunctions, as KQL binds them."""
-        alternatives = [self._conjunction(columns, now)]
-        while self.peek("or"):
-            self._at += 1
-            alternatives.append(self._conjunction(columns, now))
-        if len(alternatives) == 1:
-            return alternatives[0]
-        return lambda row: any(test(row) for test in alternatives)
+        return self._joined("or", any, lambda: self._joined(
+            "and", all, lambda: self._primary(columns, now)))
 
-    def _conjunction(self, columns: Mapping[str, str],
-                     now: dt.datetime) -> Callable[[dict[str, Any]], bool]:
-        tests = [self._primary(columns, now)]
-        while self.peek("and"):
+    def _joined(self, word: str, combine: Callable[[Iterable[bool]], bool],
+                operand: Callable[[], Callable[[dict[str, Any]], bool]]
+                ) -> Callable[[dict[str, Any]], bool]:
+        """Operands joined by `word` (and/or), combined by `combine` (all/any)."""
+        tests = [operand()]
+        while self.peek(word):
             self._at += 1
-            tests.append(self._primary(columns, now))
+            tests.append(operand())
         if len(tests) == 1:
             return tests[0]
-        return lambda row: all(test(row) for test in tests)
+        return lambda row: combine(test(row) for test in tests)
 
     def _primary(self, columns: Mapping[str, str],
                  now: dt.datetime) -> Callable[[dict[str, Any]], bool]:
