@@ -505,6 +505,18 @@ def test_test_module_says_ok(script, integration, config, private_tmp, calls,
     assert [call[0] for call in calls] == ["test_connectivity"]
 
 
+def test_test_module_names_a_missing_hunting_permission(script, integration, emulator,
+                                                       state_url, private_tmp,
+                                                       monkeypatch) -> None:
+    config = emulator.config(state=state_url, client_id=emulator.readwrite_client_id,
+                             client_secret=emulator.readwrite_client_secret, contact=True)
+    entry = XsoarRun("test-module", xsoar_params(config, integration), {}).run(script,
+                                                                                 monkeypatch)
+    assert entry["Type"] == 4
+    assert "permission_denied: missing permission: ThreatHunting.Read.All on Microsoft " \
+           "Graph" in entry["Contents"]
+
+
 def test_a_file_hash_with_a_certificate_and_the_private_key_file_is_removed(
         script, integration, emulator: Emulator, state_url, private_tmp, calls,
         monkeypatch) -> None:

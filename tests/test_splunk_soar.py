@@ -218,6 +218,15 @@ def test_connectivity_with_a_wrong_secret_fails(soar_app: Path, emulator: Emulat
     assert "auth_failed: " in result["message"]
 
 
+def test_connectivity_names_a_missing_hunting_permission(soar_app: Path, emulator: Emulator,
+                                                         asset: dict[str, Any]) -> None:
+    [result] = run_action(soar_app, "test_connectivity", [{}], asset | {
+        "client_id": emulator.readwrite_client_id,
+        "client_secret": emulator.readwrite_client_secret, "contact": True})
+    assert result["status"] is False
+    assert "missing permission: ThreatHunting.Read.All on Microsoft Graph" in result["message"]
+
+
 def test_soarapps_manifest(soar_venv: Path, python313: str, tmp_path: Path) -> None:
     """`soarapps manifests create` on the generated project: needs a uv.lock, and locking
     resolves the SDK's dependencies on PyPI (CI has it)."""

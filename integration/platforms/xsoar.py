@@ -31,7 +31,7 @@ CONTEXT_PREFIX = "MDEEnrich"
 COMMAND_PREFIX = "mde-"
 SECTION = "Connect"
 # XSOAR's own images do not hold mde-enrich and its dependencies: the Dockerfile we write
-# (or `/docker_image_create ... dependencies=mde-enrich`) builds this name from this base.
+# builds this name from this base (`/docker_image_create` installs from PyPI only).
 BASE_IMAGE = "demisto/python3:3.12.8.1983910"
 DEFAULT_DOCKER_IMAGE = f"mde-enrich/xsoar:{__version__}"
 FROM_VERSION = "6.10.0"
