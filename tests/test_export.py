@@ -609,3 +609,18 @@ def test_export_without_a_wheel_says_where_mde_enrich_must_come_from(
 def test_export_refuses_a_wheel_that_is_not_one(tmp_path: Path) -> None:
     assert cli_main(["export", "xsoar", str(tmp_path / "x"), "--wheel",
                      str(tmp_path / "missing.whl")]) == 2
+
+
+@pytest.mark.parametrize(("platform", "first_step"), [
+    ("xsoar", "docker build -t mde-enrich/xsoar:0.1.0"),
+    ("splunk", "make soar-package"),
+    ("cortex", "docker build -t mde-enrich/cortex-analyzer:0.1.0"),
+])
+def test_each_export_says_what_to_run_next(tmp_path: Path, capsys, platform: str,
+                                           first_step: str) -> None:
+    assert cli_main(["export", platform, str(tmp_path / platform)]) == 0
+    captured = capsys.readouterr()
+    steps = captured.err.split("Next steps:\n", 1)[1].splitlines()
+    assert steps[0].startswith("  1. ") and first_step in steps[0]
+    assert len(steps) >= 3
+    assert "Next steps" not in captured.out  # stdout stays the list of files
