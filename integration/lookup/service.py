@@ -107,6 +107,11 @@ class Enricher:
         return self._tokens()
 
     @property
+    def hunting(self) -> HuntingClient:
+        """Advanced hunting through Graph (the contact timeline, sweeps)."""
+        return self._hunting()
+
+    @property
     def graph_tokens(self) -> TokenProvider:
         """Tokens for Microsoft Graph (hunting, and test_connectivity's Graph checks)."""
         return self._graph_tokens()
