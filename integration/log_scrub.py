@@ -23,7 +23,7 @@ _NAMED = ("access_token", "refresh_token", "id_token", "client_secret", "client_
 _PATTERNS = (
     (re.compile(r"(?i)\b(" + "|".join(_NAMED) + r")=[^&\s\"']+"), r"\1=***"),
     (re.compile(r"(?i)\"(" + "|".join(_NAMED) + r")\"\s*:\s*\"[^\"]*\""), r'"\1": "***"'),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer ***"),
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+"), r"\1 ***"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "***"),
 )
 _known_secrets: set[str] = set()
