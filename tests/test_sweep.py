@@ -372,3 +372,29 @@ def test_the_sweep_state_lives_in_redis_like_any_other_state(
     first = sweep(capsys, config_path, str(path), "--format", "json")[1]
     second = sweep(capsys, config_path, str(path), "--format", "json")[1]
     assert first["summary"]["new_machines"] > 0 and second["summary"]["new_machines"] == 0
+
+
+def test_two_runs_of_one_sweep_never_work_at_once(emulator: Emulator, config: dict[str, Any],
+                                                  tmp_path: Path) -> None:
+    from integration.compose import new_enricher
+    from integration.config import load_settings
+    from integration.errors import ConfigError
+    from integration.state.lease import Lease
+    from integration.sweep.run import Sweep
+
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']"])
+    enricher = new_enricher(load_settings(config))
+    running = Sweep(enricher, [str(path)])
+    with Lease(enricher.store, f"sweep:{running.id}", "a sweep"), \
+            pytest.raises(ConfigError, match="another sweep of these feeds is in progress"):
+        Sweep(enricher, [str(path)]).run()
+    assert Sweep(enricher, [str(path)]).run()["summary"]["hits"] == 1  # free once it ends
+
+
+def test_the_lookback_bounds_what_hunting_sees(capsys, emulator: Emulator, config_file: Path,
+                                               tmp_path: Path) -> None:
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'phish.example']"])
+    month = sweep(capsys, config_file, str(path), "--format", "json")[1]
+    minute = sweep(capsys, config_file, str(path), "--format", "json", "--lookback", "PT1M")[1]
+    assert month["hits"] and minute["hits"] == []
+    assert minute["lookback"] == "PT1M"
