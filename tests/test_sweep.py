@@ -398,3 +398,55 @@ def test_the_lookback_bounds_what_hunting_sees(capsys, emulator: Emulator, confi
     minute = sweep(capsys, config_file, str(path), "--format", "json", "--lookback", "PT1M")[1]
     assert month["hits"] and minute["hits"] == []
     assert minute["lookback"] == "PT1M"
+
+
+# --- the sweep's hunting queries -------------------------------------------------------------
+
+
+def _rows(table: str, **row: Any) -> dict[str, list[dict[str, Any]]]:
+    base = {"Timestamp": "2025-06-01T00:00:00.0000000Z", "DeviceId": "a" * 40,
+            "DeviceName": "ws-1.contoso.com", "ActionType": "x"}
+    return {table: [{**base, **row}]}
+
+
+def test_the_sweep_domain_query_finds_connections_and_dns_answers_and_nothing_else() -> None:
+    import datetime as dt
+
+    from integration.defender.hunting import sweep_domain_query, sweep_sightings
+    from integration.emulator import kql
+    from integration.values.indicators import parse_domain
+
+    wanted = [parse_domain("evil.example")]
+    now = dt.datetime(2025, 6, 2, tzinfo=dt.timezone.utc)
+    query = sweep_domain_query(wanted, 30 * 86400)
+    for tables, found in [
+        (_rows("DeviceNetworkEvents", RemoteUrl="https://cdn.evil.example/x"), True),
+        (_rows("DeviceEvents", ActionType="DnsQueryResponse",
+               AdditionalFields=json.dumps({"DnsQueryString": "evil.example"})), True),
+        # the name in another action's fields, or a look-alike name, is no contact
+        (_rows("DeviceEvents", ActionType="FileCreated",
+               AdditionalFields=json.dumps({"DnsQueryString": "evil.example"})), False),
+        (_rows("DeviceEvents", ActionType="DnsQueryResponse",
+               AdditionalFields=json.dumps({"DnsQueryString": "evil.example.attacker.test"})),
+         False),
+        (_rows("DeviceNetworkEvents", RemoteUrl="notevil.example"), False),
+    ]:
+        rows = kql.run(query, tables, now).rows
+        contacts, _ = sweep_sightings("domain", wanted, rows)
+        assert bool(contacts) is found, tables
+
+
+def test_the_sweep_file_query_finds_a_file_by_md5_and_gives_its_sha1() -> None:
+    import datetime as dt
+
+    from integration.defender.hunting import sweep_file_query, sweep_sightings
+    from integration.emulator import kql
+    from integration.values.indicators import parse_file_hash
+
+    md5, sha1 = "1" * 32, "2" * 40
+    wanted = [parse_file_hash(md5), parse_file_hash("3" * 64)]
+    now = dt.datetime(2025, 6, 2, tzinfo=dt.timezone.utc)
+    tables = _rows("DeviceImageLoadEvents", SHA1=sha1, SHA256="4" * 64, MD5=md5)
+    rows = kql.run(sweep_file_query(wanted, 86400 * 7), tables, now).rows
+    contacts, sha1s = sweep_sightings("file", wanted, rows)
+    assert list(contacts) == [md5] and sha1s == {md5: sha1}
