@@ -450,3 +450,54 @@ def test_the_sweep_file_query_finds_a_file_by_md5_and_gives_its_sha1() -> None:
     rows = kql.run(sweep_file_query(wanted, 86400 * 7), tables, now).rows
     contacts, sha1s = sweep_sightings("file", wanted, rows)
     assert list(contacts) == [md5] and sha1s == {md5: sha1}
+
+
+def test_a_sweep_killed_during_its_lookups_asks_none_of_them_again(
+        emulator: Emulator, config: dict[str, Any], tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from collections import Counter
+
+    import yaml
+
+    touched = touched_domains(emulator)
+    path = bundle(tmp_path / "feed.json", [f"[domain-name:value = '{d}']" for d in touched])
+    config_path = tmp_path / "sweep-config.yaml"
+    # No result cache: only the sweep's own record can spare a second call.
+    config_path.write_text(yaml.safe_dump({**config, "cache_ttl_s": 0, "max_concurrency": 2,
+                                           "rate_limit": {"per_minute": 10000,
+                                                          "per_hour": 100000}}))
+    held = touched[-1]
+    emulator.admin.configure(latency_s=0.05)
+    emulator.admin.add_fault(f"/api/domains/{held}/machines$", {"delay_s": 3.0, "drop": True})
+    emulator.admin.clear_log()
+    command = [sys.executable, "-m", "integration.cli", "sweep", str(path), "--format", "json",
+               "--config", str(config_path)]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    first = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+
+    def answered() -> list[str]:
+        return [e["path"] for e in emulator.admin.api_calls() if e["status"] is not None]
+
+    deadline = time.monotonic() + 20
+    while len(answered()) < TOUCHED - 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # every other answer is kept; the held one waits for 3 s
+    first.send_signal(signal.SIGKILL)
+    _, stderr = first.communicate()
+    assert first.returncode == -signal.SIGKILL, f"the sweep ended on its own: {stderr!r}"
+    before = len(answered())
+
+    second = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert sorted(h["indicator"]["value"] for h in report["hits"]) == touched
+    assert len(answered()) - before == 1  # only the lookup in flight at the kill
+    counts = Counter(answered())
+    assert [p for p, n in counts.items() if n > 1] == []
