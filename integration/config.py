@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from integration import schemas
 from integration.defender.clouds import Endpoints, resolve_endpoints
 from integration.errors import ConfigError
+from integration.lookup.indicators import internal_suffixes
 
 CONFIG_SCHEMA = "config.schema.json"
 SECRET_KEYS = frozenset({"client_secret", "password"})
@@ -64,6 +65,9 @@ class Settings(NamedTuple):
     rate_windows_s: tuple[float, float] = (60.0, 3600.0)
     max_concurrency: int = 8
     contact: bool = False  # the lookups' default for their `contact` parameter
+    # A domain ending in one of these is a domain though its last label is no public suffix.
+    internal_domain_suffixes: tuple[str, ...] = ()
+    alert_formats: str | None = None  # the user's alert format rules, tried first
 
     def __repr__(self) -> str:  # never show a secret, even in a traceback or a debugger
         shown = self._replace(client_secret="***" if self.client_secret else None,
@@ -172,6 +176,9 @@ def _coerce(variable: str, text: str, spec: Mapping[str, Any]) -> Any:
                     "false": False, "0": False, "no": False}[text.strip().lower()]
         if kind == "object":
             return json.loads(text)
+        if kind == "array":  # JSON, or a comma-separated list: MDE_INTERNAL_DOMAIN_SUFFIXES=corp,lan
+            return json.loads(text) if text.lstrip().startswith("[") else \
+                [item.strip() for item in text.split(",") if item.strip()]
     except (ValueError, KeyError):
         shown = "" if variable.endswith(("SECRET", "CERTIFICATE")) else f" {text!r}"
         raise ConfigError(f"environment variable {variable}{shown} is not a valid {kind}") from None
@@ -281,6 +288,8 @@ def _settings_from(config: dict[str, Any]) -> Settings:
         per_hour=rate_limit.get("per_hour", 1500),
         rate_buckets=rate_limit.get("buckets", "per_api"),
         interactive_reserve=float(rate_limit.get("interactive_reserve", 0.2)),
+        internal_domain_suffixes=internal_suffixes(config.get("internal_domain_suffixes")),
+        alert_formats=config.get("alert_formats"),
         **optional,
     )
 
