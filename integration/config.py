@@ -303,3 +303,26 @@ def _managed_identity_label(config: dict[str, Any]) -> str:
     if config.get("managed_identity_resource_id"):
         return f"managed-identity:{config['managed_identity_resource_id']}"
     return "managed-identity:system-assigned"
+
+
+def alert_options(config: Mapping[str, Any] | None) -> tuple[str | None, tuple[str, ...]]:
+    """(`alert_formats`, `internal_domain_suffixes`) from the configuration a playbook run
+    was given: the dict, else $MDE_CONFIG's file, each overridden by its MDE_ variable. Read
+    without the credentials' checks: formats are needed before (and without) any lookup."""
+    environ = os.environ
+    given: Mapping[str, Any] = config or {}
+    if config is None and environ.get(ENV_PREFIX + "CONFIG"):
+        try:
+            given = read_config_file(environ[ENV_PREFIX + "CONFIG"])
+        except ConfigError:
+            given = {}  # the lookup that needs it says what is wrong with it
+    spec = schemas.schema("config.schema.json")["properties"]
+    values = dict(given)
+    for key in ("alert_formats", "internal_domain_suffixes"):
+        variable = ENV_PREFIX + key.upper()
+        if variable in environ:
+            values[key] = _coerce(variable, environ[variable], spec[key])
+    path = values.get("alert_formats")
+    if path is not None and (not isinstance(path, str) or not path.strip()):
+        raise ConfigError("alert_formats must name a YAML file of alert format rules")
+    return path, internal_suffixes(values.get("internal_domain_suffixes"))

@@ -142,9 +142,14 @@ def test_a_defender_users_nt_domain_is_not_taken_for_a_dns_domain() -> None:
     assert "contoso" not in {i["value"] for i in found["indicators"]}
 
 
-def test_an_alert_in_no_known_format_is_refused_naming_the_file() -> None:
-    with pytest.raises(AlertError, match=r"^incoming/odd\.json: not in any known alert format"):
-        alert_formats().detect({"hello": "world"}, "incoming/odd.json")
+def test_an_object_in_no_known_format_is_read_by_field_names_with_a_warning() -> None:
+    found = alert_formats().extract({"hello": "world", "event": {"Sha1": KNOWN_FILE["sha1"],
+                                     "message": "evil.example was seen", "url_id": "x.example"}},
+                                    "incoming/odd.json")
+    assert found["format"]["id"] == "generic"
+    assert [(i["value"], i["sources"][0]["field"]) for i in found["indicators"]] == [
+        (KNOWN_FILE["sha1"], "event.Sha1")]  # never from free text or ids
+    assert [w["code"] for w in found["warnings"]] == ["generic_format"]
 
 
 def test_an_alert_that_is_not_an_object_is_refused_naming_the_file() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from integration.errors import PluginError, exit_status_for
-from integration.playbook.alerts import AlertFormats, alert_formats
+from integration.playbook.alerts import AlertFormats, formats_for
 from integration.playbook.errors import AlertError, PlaybookError, StepFailed
 from integration.playbook.expressions import ExpressionError, render_template, truthy
 from integration.playbook.lookups import LookupService
@@ -45,7 +45,10 @@ class PlaybookRunner:
                  inputs: Mapping[str, Any] | None = None) -> None:
         self.playbook = playbook
         self.lookups = lookups
-        self.formats = formats or alert_formats()
+        from integration.config import alert_options
+
+        user_formats, self.internal_suffixes = alert_options(getattr(lookups, "config", None))
+        self.formats = formats or formats_for(user_formats)
         self.inputs = dict(inputs or {})  # used by every run that is given none
 
     def run(self, alert: Any = None, *, inputs: Mapping[str, Any] | None = None,
@@ -61,7 +64,8 @@ class PlaybookRunner:
             if ENRICHMENT_KEY in alert:
                 raise AlertError(f"{source}: the alert already has a top-level "
                                  f"'{ENRICHMENT_KEY}' key (was it enriched before?)")
-        context = StepContext(source=source, formats=self.formats)
+        context = StepContext(source=source, formats=self.formats,
+                              internal_suffixes=self.internal_suffixes)
         # Steps read a private copy: nothing a step does can reach the caller's alert.
         document: dict[str, Any] = {
             "alert": copy.deepcopy(alert), "inputs": resolved, "steps": {},
