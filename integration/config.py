@@ -176,7 +176,7 @@ def _coerce(variable: str, text: str, spec: Mapping[str, Any]) -> Any:
                     "false": False, "0": False, "no": False}[text.strip().lower()]
         if kind == "object":
             return json.loads(text)
-        if kind == "array":  # JSON, or a comma-separated list: MDE_INTERNAL_DOMAIN_SUFFIXES=corp,lan
+        if kind == "array":  # JSON, or a comma-separated list (MDE_INTERNAL_DOMAIN_SUFFIXES=a,b)
             return json.loads(text) if text.lstrip().startswith("[") else \
                 [item.strip() for item in text.split(",") if item.strip()]
     except (ValueError, KeyError):

@@ -347,7 +347,7 @@ def alert_formats(path: Traversable | Path = FORMATS_PATH, user_path: str | None
 
 def formats_for(user_path: str | None) -> AlertFormats:
     """The table a run uses: the shipped formats, with the configured user file first."""
-    return alert_formats(FORMATS_PATH, user_path or None)
+    return alert_formats(FORMATS_PATH, user_path or None)  # type: ignore[arg-type]
 
 
 def _load_formats(path: Traversable | Path, origin: str) -> tuple[AlertFormat, ...]:
@@ -382,7 +382,8 @@ def _format(entry: dict[str, Any], at: str, origin: str = "shipped") -> AlertFor
         nested=tuple(_rules(entry.get("nested") or [], None, at + ": nested")),
         warnings=tuple(_warning_rules(entry.get("warnings") or [], at + ": warnings")),
         prepare=prepare,
-        keys=tuple(_compile(key, f"{at}: keys[{i}]") for i, key in enumerate(entry.get("keys") or [])),
+        keys=tuple(_compile(key, f"{at}: keys[{index}]")
+                   for index, key in enumerate(entry.get("keys") or [])),
         origin=origin)
 
 
