@@ -5,7 +5,6 @@ Validated against schemas/config.schema.json. Errors name the key and never echo
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -13,9 +12,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from integration import schemas
-from integration.defender.clouds import Endpoints, resolve_endpoints
-from integration.errors import ConfigError
-from integration.lookup.indicators import internal_suffixes
+from integration.clouds import Endpoints, resolve_endpoints
+from integration.errors import ConfigError, PluginError
 
 CONFIG_SCHEMA = "config.schema.json"
 SECRET_KEYS = frozenset({"client_secret", "password"})
@@ -123,34 +121,28 @@ def load_settings(config: Mapping[str, Any] | None = None, *, path: str | os.Pat
     elif not isinstance(config, Mapping):
         raise ConfigError(f"the configuration must be a mapping of keys, not "
                           f"{type(config).__name__}")
+    else:
+        from integration.bounded import DOCUMENT, check_nesting
+
+        check_nesting(config, limits=DOCUMENT, what="the configuration", error=ConfigError)
     merged = {**config, **_environment_overrides(environ)}
     _validate(merged)
     return _settings_from(merged)
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(file)!r}: {exc.strerror}") from None
-    try:
-        if file.suffix == ".json":
-            data = json.loads(text)
-        else:
-            import yaml  # only when a YAML file is actually used: it costs start-up time
+    """A config file's keys. Read bounded (size, depth, YAML aliases), and a syntax error names
+    the line and column, never the line's text: that line may hold the client secret."""
+    from integration.bounded import DOCUMENT, read_json, read_yaml
 
-            data = yaml.safe_load(text)
-    except ValueError as exc:  # json.JSONDecodeError and yaml.YAMLError's position details
-        raise ConfigError(f"config file {str(file)!r} is not valid JSON: {exc}") from None
-    except Exception as exc:  # yaml.YAMLError, imported lazily
-        raise ConfigError(f"config file {str(file)!r} is not valid YAML: "
-                          f"{type(exc).__name__} {getattr(exc, 'problem_mark', '')}") from None
+    file = Path(path)
+    label = f"config file {str(file)!r}"
+    reader = read_json if file.suffix == ".json" else read_yaml
+    data = reader(file, limits=DOCUMENT, what=label, error=ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(file)!r} must hold a mapping of keys, "
-                          f"not {type(data).__name__}")
+        raise ConfigError(f"{label} must hold a mapping of keys, not {type(data).__name__}")
     return data
 
 
@@ -175,11 +167,16 @@ def _coerce(variable: str, text: str, spec: Mapping[str, Any]) -> Any:
             return {"true": True, "1": True, "yes": True,
                     "false": False, "0": False, "no": False}[text.strip().lower()]
         if kind == "object":
-            return json.loads(text)
+            from integration.bounded import DOCUMENT, parse_json
+
+            return parse_json(text, limits=DOCUMENT, what=variable)
         if kind == "array":  # JSON, or a comma-separated list (MDE_INTERNAL_DOMAIN_SUFFIXES=a,b)
-            return json.loads(text) if text.lstrip().startswith("[") else \
-                [item.strip() for item in text.split(",") if item.strip()]
-    except (ValueError, KeyError):
+            if text.lstrip().startswith("["):
+                from integration.bounded import DOCUMENT, parse_json
+
+                return parse_json(text, limits=DOCUMENT, what=variable)
+            return [item.strip() for item in text.split(",") if item.strip()]
+    except (ValueError, KeyError, PluginError):
         shown = "" if variable.endswith(("SECRET", "CERTIFICATE")) else f" {text!r}"
         raise ConfigError(f"environment variable {variable}{shown} is not a valid {kind}") from None
     return text
@@ -326,3 +323,12 @@ def alert_options(config: Mapping[str, Any] | None) -> tuple[str | None, tuple[s
     if path is not None and (not isinstance(path, str) or not path.strip()):
         raise ConfigError("alert_formats must name a YAML file of alert format rules")
     return path, internal_suffixes(values.get("internal_domain_suffixes"))
+
+
+def internal_suffixes(configured: object) -> tuple[str, ...]:
+    """`internal_domain_suffixes` as the domain parser takes them: lowercase, without leading
+    or trailing dots, sorted (a stable cache key). The config schema has checked each one."""
+    if not configured:
+        return ()
+    items = configured if isinstance(configured, (list, tuple)) else [configured]
+    return tuple(sorted({str(item).strip().strip(".").lower() for item in items} - {""}))

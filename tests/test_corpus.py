@@ -280,12 +280,16 @@ def test_the_detected_format_is_named_in_every_extraction() -> None:
             assert {"id", "title", "origin"} <= set(result["format"])
 
 
-@pytest.mark.parametrize("fmt", ["table", "markdown"])
+@pytest.mark.parametrize(("fmt", "said"), [
+    ("table", "format: TheHive alert (thehive_alert)"),
+    ("markdown", "- format: TheHive alert \\(thehive\\_alert\\)"),  # escaped as markdown
+])
 def test_table_and_markdown_name_the_detected_format(
-        fmt: str, config_file: Path, emulator: Any, capsys: pytest.CaptureFixture[str]) -> None:
+        fmt: str, said: str, config_file: Path, emulator: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
     status = run_cli("thehive3_alert_create_artifacts.json", config_file, "--format", fmt)
     assert status == 0
-    assert "format: TheHive alert (thehive_alert)" in capsys.readouterr().out
+    assert said in capsys.readouterr().out
 
 
 def test_a_file_name_in_an_alert_costs_no_lookup(

@@ -63,19 +63,14 @@ def _list_command(args: argparse.Namespace) -> int:
 
 
 def _test_command(args: argparse.Namespace) -> int:
-    from integration.cli.playbook import _read_alert
     from integration.playbook.alerts import ExtractPolicy
 
     try:
         formats, suffixes = _formats(args)
-        batch, label = _read_alert(args.alert)
         policy = ExtractPolicy(internal_suffixes=suffixes)
-        reports = []
-        for number, alert in enumerate(batch.alerts, 1):
-            source = label if batch.shape is None else f"{label}[{number}]"
-            result = formats.extract(alert, source, policy=policy)
-            others = [f.id for f in formats.matching(alert)[1:]]
-            reports.append({"alert": source, **result, "also_matched": others})
+        reports = [{"alert": label, **formats.extract(alert, label, policy=policy),
+                    "also_matched": [f.id for f in formats.matching(alert)[1:]]}
+                   for label, alert in _alerts(args.alert)]
     except PluginError as error:
         print(f"{PROG}: {error.message}", file=sys.stderr)
         return error.exit_status
@@ -84,6 +79,35 @@ def _test_command(args: argparse.Namespace) -> int:
     else:
         print("\n\n".join(_describe(report) for report in reports))
     return EXIT_OK
+
+
+def _alerts(path: str) -> list[tuple[str, Any]]:
+    """The alerts of a file (or stdin), read as `playbook run --alert` reads them: bounded,
+    one alert, a page, an array or NDJSON. An unreadable one is refused, naming where."""
+    import contextlib
+
+    from integration.playbook.errors import AlertError
+    from integration.playbook.stream import read_stream
+
+    label = "<stdin>" if path == "-" else path
+    try:
+        opened = contextlib.nullcontext(sys.stdin.buffer) if label == "<stdin>" \
+            else open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise AlertError(f"{label}: cannot be read: {exc.strerror}") from None
+    found = []
+    with opened as stream:
+        for item in read_stream(stream, label):
+            if item.empty:
+                continue
+            if item.problem:
+                raise AlertError(f"{item.label}: {item.problem}")
+            if not isinstance(item.alert, dict):
+                raise AlertError(f"{item.label}: an alert is a JSON object")
+            found.append((item.label, item.alert))
+    if not found:
+        raise AlertError(f"{label}: holds no alert")
+    return found
 
 
 def _describe(report: dict[str, Any]) -> str:

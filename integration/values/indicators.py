@@ -120,7 +120,7 @@ def _is_control(ch: str) -> bool:
 def parse_domain(text: str, internal_suffixes: tuple[str, ...] = ()) -> Indicator:
     """A domain, a defanged domain, or a URL (of which only the host is kept). Its last label
     must be a public suffix (or a special-use name), or the domain must end in one of
-    `internal_suffixes` (normalized, as `internal_suffixes()` gives them)."""
+    `internal_suffixes` (normalized, as integration.config.internal_suffixes gives them)."""
     if not isinstance(text, str):
         raise InvalidInput(f"domain must be a string, got {type(text).__name__}")
     return _parse_domain_text(text, internal_suffixes)
@@ -289,15 +289,6 @@ class NotADomain(InvalidInput):
     (`resume.pdf`, `igfxtray.exe`). An alert's rule skips it as `not_a_domain`."""
 
     reason = "not_a_domain"
-
-
-def internal_suffixes(configured: object) -> tuple[str, ...]:
-    """The `internal_domain_suffixes` configuration as parse_domain takes it: lowercase,
-    without leading or trailing dots. Validated by the config schema before it gets here."""
-    if not configured:
-        return ()
-    items = configured if isinstance(configured, (list, tuple)) else [configured]
-    return tuple(sorted({str(item).strip().strip(".").lower() for item in items} - {""}))
 
 
 def _under_known_suffix(host: str, last_label: str, internal: tuple[str, ...]) -> bool:
