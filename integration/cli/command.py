@@ -63,7 +63,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-COMMANDS = ("domain", "file", "run", "playbook", "formats", "emulator", "demo", "export")
+COMMANDS = ("domain", "file", "run", "playbook", "formats", "sweep", "emulator", "demo",
+            "export")
 _TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
 
 
@@ -106,6 +107,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from integration.cli import formats
 
         formats.add_command(wanted)
+    if only in (None, "sweep"):
+        from integration.cli import sweep
+
+        sweep.add_command(wanted)
     _add_emulator(wanted)
     _add_demo(wanted)
     _add_export(wanted)
