@@ -107,7 +107,8 @@ def redact_url(url: str) -> str:
         return url.split("://", 1)[0] + "://***"
 
 
-def load_settings(config: Mapping[str, Any] | None = None, *, path: str | os.PathLike | None = None,
+def load_settings(config: Mapping[str, Any] | None = None, *,
+                  path: str | os.PathLike[str] | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from `config` (a platform's dict) or `path`/$MDE_CONFIG, then MDE_<KEY>."""
     environ = os.environ if environ is None else environ
@@ -130,7 +131,7 @@ def load_settings(config: Mapping[str, Any] | None = None, *, path: str | os.Pat
     return _settings_from(merged)
 
 
-def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A config file's keys. Read bounded (size, depth, YAML aliases), and a syntax error names
     the line and column, never the line's text: that line may hold the client secret."""
     from integration.bounded import DOCUMENT, read_json, read_yaml

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -57,9 +56,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             args.subparser.error(f"unexpected values: {' '.join(values)}")
         args.values = [*args.values, *values]
     if getattr(args, "verbose", False):
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                            format="mde-enrich: %(message)s")
-        logging.getLogger("mde_enrich").setLevel(logging.DEBUG)
+        from integration.log_scrub import verbose_to_stderr
+
+        verbose_to_stderr()
     return args
 
 

@@ -295,7 +295,7 @@ def _render(result: Any, fmt: str, name: str, pretty: bool = True) -> str:
         return _json(render_run(result, name), pretty)
     if fmt == "markdown":
         if isinstance(enrichment.get("note"), str):
-            return enrichment["note"]
+            return str(enrichment["note"])
         return note_markdown(result.envelopes, title=f"Enrichment ({name})",
                              summary=enrichment.get("summary"),
                              indicators=enrichment.get("indicators"),

@@ -33,7 +33,8 @@ class RunResult:
 
     @property
     def enrichment(self) -> dict[str, Any]:
-        return self.document[ENRICHMENT_KEY]
+        enrichment: dict[str, Any] = self.document[ENRICHMENT_KEY]
+        return enrichment
 
     @property
     def exit_status(self) -> int:

@@ -184,9 +184,9 @@ def _related(envelope: Mapping[str, Any]) -> dict[str, Any]:
 
 def _file_identity(envelope: Mapping[str, Any]) -> str | None:
     indicator = envelope.get("indicator", {})
-    if indicator.get("type") == "sha1":
-        return indicator.get("value")
-    return indicator.get("sha1")
+    identity = indicator.get("value") if indicator.get("type") == "sha1" else \
+        indicator.get("sha1")
+    return identity if isinstance(identity, str) else None
 
 
 def _indicators_with_results(indicators: list[Any], envelopes: list[dict[str, Any]]
