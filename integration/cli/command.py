@@ -62,7 +62,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-COMMANDS = ("domain", "file", "run", "playbook", "sweep", "emulator", "demo", "export")
+COMMANDS = ("domain", "file", "run", "playbook", "formats", "sweep", "emulator", "demo",
+            "export")
 _TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
 
 
@@ -101,6 +102,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from integration.cli import playbook
 
         playbook.add_command(wanted)
+    if only in (None, "formats"):
+        from integration.cli import formats
+
+        formats.add_command(wanted)
     if only in (None, "sweep"):
         from integration.cli import sweep
 
