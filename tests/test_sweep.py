@@ -501,3 +501,20 @@ def test_a_sweep_killed_during_its_lookups_asks_none_of_them_again(
     assert len(answered()) - before == 1  # only the lookup in flight at the kill
     counts = Counter(answered())
     assert [p for p, n in counts.items() if n > 1] == []
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_a_hostile_device_name_cannot_attack_the_reader(capsys, emulator: Emulator,
+                                                        config_file: Path, tmp_path: Path,
+                                                        fmt: str) -> None:
+    dataset = seed.build_dataset()
+    dataset["hunting"]["tables"]["DeviceNetworkEvents"].append({
+        "Timestamp": dataset["hunting"]["reference_now"].replace("Z", ".0000000Z"),
+        "DeviceId": "e" * 40, "DeviceName": "\x1b[2Jpwn [click](http://attacker.test)",
+        "ActionType": "ConnectionSuccess", "RemoteUrl": "hostile-name.example"})
+    emulator.admin.load_dataset(dataset)
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'hostile-name.example']"])
+    text = sweep(capsys, config_file, str(path), "--format", fmt)[1]
+    assert "\x1b" not in text
+    if fmt == "markdown":
+        assert "](http://attacker.test)" not in text
