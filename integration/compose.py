@@ -13,8 +13,10 @@ import hashlib
 import json
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from integration.config import DEVICE_CODE, ON_BEHALF_OF
+from integration.errors import InvalidInput
 from integration.lookup.service import Enricher
 
 if TYPE_CHECKING:
@@ -70,6 +72,17 @@ def _secret_fingerprint(settings: Settings) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# Users whose callers (token provider, client) one Enricher keeps at once.
+MAX_CALLERS = 256
+
+
+class Caller(NamedTuple):
+    """Whom a call runs as: the token provider of that principal and a client using it."""
+
+    tokens: TokenProvider
+    client: DefenderClient
+
+
 class Parts:
     """The wiring of one Enricher: state, transport, retry policy, budget, tokens, client."""
 
@@ -81,6 +94,8 @@ class Parts:
         self._tokens: TokenProvider | None = None
         self._wiring: tuple[Transport, RetryPolicy] | None = None
         self._hunting: HuntingClient | None = None
+        self._budgets: Any = None
+        self._callers: dict[bytes, Caller] = {}  # by the assertion's hash, oldest first
 
     @property
     def store(self) -> StateStore:
@@ -120,12 +135,52 @@ class Parts:
                                      max_retry_after_s=settings.max_retry_after_s)
                 budgets = Budgets(lambda name: _budget(settings, store, name),
                                   shared=settings.rate_buckets == "shared")
-                self._tokens = TokenProvider(settings, transport, store, policy)
+                if settings.auth == DEVICE_CODE:  # the analyst who ran `mde-enrich login`
+                    from integration.defender.delegated import DeviceCodeTokens
+
+                    self._tokens = DeviceCodeTokens(settings, transport, store, policy)
+                else:
+                    self._tokens = TokenProvider(settings, transport, store, policy)
                 self._wiring = (transport, policy)  # shared with the hunting client
+                self._budgets = budgets
                 self._client = DefenderClient(settings.endpoints.api_base, transport=transport,
                                               tokens=self._tokens, budgets=budgets,
                                               policy=policy)
             return self._client
+
+    def caller(self, user_assertion: str | None = None) -> Caller:
+        """The tokens and client of whoever a call runs as: the configured principal, or
+        the user whose token the platform passed (on behalf of them). Each user's caller is
+        kept (a bounded few), so their token is reused like the application's."""
+        client = self._build_client()
+        assertion = user_assertion or self.settings.user_assertion
+        if assertion is None:
+            if self.settings.auth == ON_BEHALF_OF:
+                raise InvalidInput("auth: on_behalf_of: this call carries no user_assertion "
+                                   "(the analyst's token); lookups here never run as the "
+                                   "application")
+            assert self._tokens is not None
+            return Caller(self._tokens, client)
+        from integration.defender.delegated import OnBehalfOfTokens, check_user_assertion
+
+        check_user_assertion(self.settings, assertion)
+        key = hashlib.sha256(assertion.encode()).digest()
+        with self._lock:
+            known = self._callers.pop(key, None)
+            if known is None:
+                from integration.defender.client import DefenderClient
+
+                assert self._wiring is not None and self._store is not None
+                transport, policy = self._wiring
+                tokens = OnBehalfOfTokens(self.settings, transport, self._store, policy,
+                                          assertion)
+                known = Caller(tokens, DefenderClient(
+                    self.settings.endpoints.api_base, transport=transport, tokens=tokens,
+                    budgets=self._budgets, policy=policy))
+            self._callers[key] = known  # most recently used last
+            while len(self._callers) > MAX_CALLERS:
+                del self._callers[next(iter(self._callers))]
+            return known
 
     @property
     def hunting(self) -> HuntingClient:
