@@ -12,12 +12,10 @@ from typing import Any
 
 from integration import schemas
 from integration.compose import enricher_for
-from integration.errors import InvalidInput, PermissionDenied, PluginError
+from integration.errors import ConfigError, InvalidInput, PermissionDenied, PluginError
 from integration.lookup.envelope import error_envelope
+from integration.lookup.principal import Principal
 from integration.lookup.service import Enricher, Kind
-
-MACHINE_ROLES = frozenset({"Machine.Read.All", "Machine.ReadWrite.All"})
-MACHINE_SCOPES = frozenset({"Machine.Read", "Machine.ReadWrite"})  # delegated
 
 
 def get_machines_for_domain(params: Mapping[str, Any],
@@ -38,7 +36,7 @@ def test_connectivity(params: Mapping[str, Any] | None = None,
     try:
         validate_params("connectivity.input.schema.json", params or {})
         enricher = enricher_for(config)
-        return _connectivity(enricher, (params or {}).get("user_assertion"))
+        return _connectivity(enricher, params or {})
     except PluginError as error:
         return {"action": action, "status": "error", "summary": {"api_calls": error.api_calls},
                 "error": error.to_dict()}
@@ -58,7 +56,7 @@ def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str,
     return enricher.lookup(kind, params[key], use_cache=params.get("use_cache", True),
                            include_raw=params.get("include_raw", False),
                            priority=params.get("priority", "batch"),
-                           contact=params.get("contact", False),
+                           contact=params.get("contact", enricher.settings.contact),
                            user_assertion=params.get("user_assertion"))
 
 
@@ -76,16 +74,21 @@ def validate_params(schema: str, params: Any) -> None:
         raise InvalidInput(f"invalid parameters: {problems[0]}")
 
 
-def _connectivity(enricher: Enricher, user_assertion: str | None) -> dict[str, Any]:
+def _connectivity(enricher: Enricher, params: Mapping[str, Any]) -> dict[str, Any]:
+    from integration.connectivity import check_capabilities, missing_error
     from integration.defender.auth import token_claims
 
     settings = enricher.settings
-    caller = enricher.parts.caller(user_assertion)
+    # Whoever the call runs as: the application, the signed-in user, or the user whose token
+    # the platform passed. Their Defender token first: without it nothing else can be checked
+    # (a wrong secret is auth_failed, as for a lookup). Other services' tokens come only when
+    # a check needs them.
+    caller = enricher.parts.caller(params.get("user_assertion"))
     claims = token_claims(caller.tokens.access_token())
     principal = caller.tokens.principal()
-    roles = sorted(claims.get("roles", []))
-    scopes = sorted(str(claims.get("scp", "")).split())
-    warnings: list[str] = []
+    token_sources = {"defender": lambda: claims, "graph": lambda: _graph_claims(enricher,
+                                                                                principal)}
+    checks = check_capabilities(settings, params, lambda service: token_sources[service]())
     connectivity: dict[str, Any] = {
         "api_base": settings.endpoints.api_base,
         # A managed identity's token comes from the Azure host, not from an authority URL.
@@ -93,34 +96,42 @@ def _connectivity(enricher: Enricher, user_assertion: str | None) -> dict[str, A
         f"managed identity ({settings.managed_identity_endpoint or 'endpoint from the host'})",
         "scope": settings.endpoints.scope,
         "principal": principal.to_dict(),
-        "roles": roles,
-        "warnings": warnings,
+        "roles": sorted(claims.get("roles", [])),
+        "capabilities": [check.to_dict() for check in checks],
+        "warnings": [check.message for check in checks if check.status != "ok"],
     }
+    if principal.is_user:
+        connectivity["scopes"] = sorted(str(claims.get("scp", "")).split())
     if "exp" in claims:
         connectivity["token_expires_in_s"] = int(claims["exp"] - time.time())
-    if principal.is_user:
-        connectivity["scopes"] = scopes
-        if not MACHINE_SCOPES & set(scopes):
-            # Said before any call: Defender would refuse it, and the fix is the app's consent.
-            error = PermissionDenied(
-                f"the token of {principal.name or principal.id} lacks the delegated permission "
-                f"Machine.Read or Machine.ReadWrite (it has: {', '.join(scopes) or 'none'}); "
-                "grant one of them to the app and consent, then sign in again")
-            return {"action": "test_connectivity", "status": "error",
-                    "connectivity": connectivity, "summary": {"api_calls": 0},
-                    "error": error.to_dict()}
-    elif not MACHINE_ROLES & set(roles):
-        warnings.append("the token carries neither Machine.Read.All nor Machine.ReadWrite.All; "
-                        "the machine lookups will be denied")
     try:
-        if principal.is_user:  # which of the tenant's device groups this user's answers reach
+        # The one live call: the Defender permission at work, not only read from the token.
+        # A user's: which of the tenant's device groups their answers reach.
+        if principal.is_user:
             groups, calls = caller.client.visible_device_groups()
             connectivity["device_groups"] = len(groups)
         else:
             calls = caller.client.first_machine().api_calls
     except PermissionDenied as error:
-        # The token is fine; what it may do is not. Say which roles it has.
+        # The token is fine; what it may do is not. Say which roles it has; for a user,
+        # which delegated permission is missing when that is why (else: no Defender role).
+        named = missing_error(checks) if principal.is_user else None
         return {"action": "test_connectivity", "status": "error", "connectivity": connectivity,
-                "summary": {"api_calls": error.api_calls}, "error": error.to_dict()}
+                "summary": {"api_calls": error.api_calls},
+                "error": (named.replace(api_calls=error.api_calls) if named else error).to_dict()}
+    missing = missing_error(checks)
+    if missing is not None:
+        return {"action": "test_connectivity", "status": "error", "connectivity": connectivity,
+                "summary": {"api_calls": calls}, "error": missing.to_dict()}
     return {"action": "test_connectivity", "status": "success", "connectivity": connectivity,
             "summary": {"api_calls": calls}}
+
+
+def _graph_claims(enricher: Enricher, principal: Principal) -> dict[str, Any]:
+    from integration.defender.auth import token_claims
+
+    if principal.is_user:
+        raise ConfigError("the contact timeline runs advanced hunting as the application; "
+                          "for a user it is not added (it would show machines outside their "
+                          "device groups)")
+    return token_claims(enricher.parts.graph_tokens.access_token())

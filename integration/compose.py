@@ -96,6 +96,7 @@ class Parts:
         self._hunting: HuntingClient | None = None
         self._budgets: Any = None
         self._callers: dict[bytes, Caller] = {}  # by the assertion's hash, oldest first
+        self._graph_tokens: TokenProvider | None = None
 
     @property
     def store(self) -> StateStore:
@@ -183,21 +184,33 @@ class Parts:
             return known
 
     @property
+    def graph_tokens(self) -> TokenProvider:
+        """Tokens for Microsoft Graph (the cloud's Graph scope), shared by every Graph client
+        and by test_connectivity's Graph checks."""
+        self._build_client()
+        with self._lock:
+            if self._graph_tokens is None:
+                from integration.defender.auth import TokenProvider
+
+                assert self._wiring is not None and self._store is not None
+                transport, policy = self._wiring
+                self._graph_tokens = TokenProvider(self.settings, transport, self._store, policy,
+                                                   scope=self.settings.endpoints.graph_scope)
+            return self._graph_tokens
+
+    @property
     def hunting(self) -> HuntingClient:
         """Advanced hunting through Graph (the contact timeline): built on first use, with
         its own token (Graph's scope) and its own budget bucket, whatever `rate_limit.buckets`
         says: Graph's limits are not Defender's."""
-        self._build_client()
+        tokens = self.graph_tokens
         with self._lock:
             if self._hunting is None:
-                from integration.defender.auth import TokenProvider
                 from integration.defender.hunting import HuntingClient
 
                 assert self._wiring is not None and self._store is not None
                 transport, policy = self._wiring
                 settings, store = self.settings, self._store
-                tokens = TokenProvider(settings, transport, store, policy,
-                                       scope=settings.endpoints.graph_scope)
                 self._hunting = HuntingClient(settings.endpoints.graph_base, transport=transport,
                                               tokens=tokens, policy=policy,
                                               budget=_budget(settings, store, "hunting"))

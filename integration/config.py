@@ -67,6 +67,7 @@ class Settings(NamedTuple):
     # The budget's windows; Defender's are a minute and an hour (benchmarks shrink them).
     rate_windows_s: tuple[float, float] = (60.0, 3600.0)
     max_concurrency: int = 8
+    contact: bool = False  # the lookups' default for their `contact` parameter
 
     def __repr__(self) -> str:  # never show a secret, even in a traceback or a debugger
         shown = self._replace(client_secret="***" if self.client_secret else None,
@@ -286,7 +287,7 @@ def _settings_from(config: dict[str, Any]) -> Settings:
     optional = {key: config[key] for key in (
         "cloud", "ca_bundle", "proxy", "timeout_s", "state", "cache_ttl_s", "max_attempts",
         "deadline_s", "backoff_base_s", "backoff_cap_s", "max_retry_after_s", "max_rate_wait_s",
-        "max_concurrency", "user_assertion", *MANAGED_IDENTITY_KEYS) if key in config}
+        "max_concurrency", "contact", "user_assertion", *MANAGED_IDENTITY_KEYS) if key in config}
     return Settings(
         tenant_id=config["tenant_id"],
         client_id=config.get("client_id") or _managed_identity_label(config),
