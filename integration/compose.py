@@ -114,6 +114,12 @@ class Parts:
         return self._tokens
 
     @property
+    def transport(self) -> Transport:
+        self._build_client()
+        assert self._wiring is not None
+        return self._wiring[0]
+
+    @property
     def client(self) -> DefenderClient:
         return self._build_client()
 

@@ -211,6 +211,10 @@ def _refuse_unknown_keys(config: Mapping[str, Any]) -> None:
 
 
 def _validate_managed_identity(config: dict[str, Any]) -> None:
+    if "user_assertion" in config:
+        raise ConfigError("config key 'user_assertion' cannot be used with auth: "
+                          "managed_identity (on behalf of a user needs the app's "
+                          "client_secret or client_certificate)")
     for key in ("client_secret", "client_certificate"):
         if key in config:
             raise ConfigError(f"config key '{key}' cannot be used with auth: managed_identity "
@@ -272,6 +276,11 @@ def _describe(error: Any) -> str:
         problem = schemas.unknown_names(error.instance, error.schema.get("properties", {}),
                                         "key")
         return where + (problem or error.message)
+    if error.validator in ("oneOf", "anyOf"):  # jsonschema would quote the whole config
+        where = f"config key '{key}'" if key else "config"
+        return (f"{where}: the keys fit none of the sign-in methods (auth: client_secret, "
+                "client_certificate, managed_identity, device_code, on_behalf_of); see each "
+                "method's keys in the README")
     if SECRET_KEYS.intersection(str(part) for part in error.absolute_path):
         return f"config key '{key}' is invalid (it must be a non-empty string)"
     if key in URL_KEYS and isinstance(error.instance, str):

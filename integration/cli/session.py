@@ -1,0 +1,91 @@
+"""`mde-enrich login`, `logout` and `whoami`: an analyst signed in as themself (auth:
+device_code), so lookups answer with the machines of their own device groups only.
+
+The refresh token msal receives stays in the owner-only state; nothing here prints or logs
+a token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from integration.cli.options import command, output_format
+from integration.errors import PluginError
+
+
+def add_commands(commands: Any) -> None:
+    command(commands, "login", _login_command, help="sign in as yourself (auth: device_code)",
+            description="Sign in as yourself with a device code: open the page shown, enter "
+                        "the code, and later lookups run as you (your device groups only), "
+                        "renewed silently until you log out.")
+    command(commands, "logout", _logout_command, help="forget the signed-in user's tokens",
+            description="Delete the signed-in user's tokens (refresh token included) from the "
+                        "state.")
+    command(commands, "whoami", _whoami_command, help="who lookups run as, scopes, expiry",
+            description="Who lookups run as (the signed-in user, or the application), with "
+                        "the token's permissions and expiry.")
+
+
+def _fail(name: str, error: PluginError) -> int:
+    print(f"mde-enrich {name}: {error.code}: {error.message}", file=sys.stderr)
+    return error.exit_status
+
+
+def _login_command(args: argparse.Namespace) -> int:
+    from integration.compose import enricher_for
+    from integration.defender.delegated import login
+
+    try:
+        parts = enricher_for(path=args.config).parts
+        principal = login(parts.settings, parts.transport, parts.store,
+                          lambda message: print(message, file=sys.stderr, flush=True))
+    except PluginError as error:
+        return _fail("login", error)
+    print(f"Signed in {principal.describe()}.")
+    return 0
+
+
+def _logout_command(args: argparse.Namespace) -> int:
+    from integration.compose import enricher_for
+    from integration.defender.delegated import logout
+
+    try:
+        parts = enricher_for(path=args.config).parts
+        who = logout(parts.settings, parts.store)
+    except PluginError as error:
+        return _fail("logout", error)
+    print(f"Signed out {who}: their tokens are deleted from the state." if who
+          else "Nobody was signed in.")
+    return 0
+
+
+def _whoami_command(args: argparse.Namespace) -> int:
+    from integration.cli.command import emit_json
+    from integration.compose import enricher_for
+    from integration.defender.auth import token_claims
+
+    fmt = output_format(args)
+    try:
+        enricher = enricher_for(path=args.config)
+        tokens = enricher.parts.caller().tokens
+        claims = token_claims(tokens.access_token())  # renewed silently when it is due
+        principal = tokens.principal()
+    except PluginError as error:
+        return _fail("whoami", error)
+    expires_in = int(float(claims.get("exp", time.time())) - time.time())
+    scopes = sorted(str(claims.get("scp", "")).split())
+    roles = sorted(claims.get("roles", []))
+    report = {"principal": principal.to_dict(), "auth": enricher.settings.auth,
+              "scopes": scopes, "roles": roles, "token_expires_in_s": expires_in}
+    if fmt == "json":
+        emit_json(report)
+        return 0
+    permissions = f"scopes {', '.join(scopes) or 'none'}" if principal.is_user \
+        else f"roles {', '.join(roles) or 'none'}"
+    print(f"Lookups run {principal.describe()}; {permissions}; the token expires in "
+          f"{max(expires_in, 0) // 60} min" + (" (renewed silently)" if principal.is_user
+                                               else ""))
+    return 0
