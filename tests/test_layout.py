@@ -66,7 +66,8 @@ def test_integration_has_no_import_cycle() -> None:
 
 @pytest.mark.parametrize(("library", "home"), [
     ("requests", {"integration.defender.transport", "integration.emulator.admin"}),
-    ("msal", {"integration.defender.auth"}),
+    # The application's sign-in, and a user's (device code, on-behalf-of) beside it.
+    ("msal", {"integration.defender.auth", "integration.defender.delegated"}),
     ("jsonschema", {"integration.schemas"}),
     ("sqlite3", {"integration.state.sqlite"}),
     ("redis", {"integration.state.redis"}),

@@ -8,6 +8,7 @@ a token.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
@@ -63,7 +64,6 @@ def _logout_command(args: argparse.Namespace) -> int:
 
 
 def _whoami_command(args: argparse.Namespace) -> int:
-    from integration.cli.command import emit_json
     from integration.compose import enricher_for
     from integration.defender.auth import token_claims
 
@@ -81,7 +81,7 @@ def _whoami_command(args: argparse.Namespace) -> int:
     report = {"principal": principal.to_dict(), "auth": enricher.settings.auth,
               "scopes": scopes, "roles": roles, "token_expires_in_s": expires_in}
     if fmt == "json":
-        emit_json(report)
+        print(json.dumps(report, indent=2))
         return 0
     permissions = f"scopes {', '.join(scopes) or 'none'}" if principal.is_user \
         else f"roles {', '.join(roles) or 'none'}"

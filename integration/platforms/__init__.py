@@ -18,6 +18,19 @@ from integration import schemas
 from integration.manifest import manifest
 
 CONFIG_SCHEMA = "config.schema.json"
+# The analyst's token: neither a platform setting nor an argument. None of these platforms
+# hands an integration the analyst's Entra token, so their lookups run as the application
+# (README, "Who is asking"); an argument would also leave the token in the platform's records.
+NOT_ON_PLATFORMS = frozenset({"user_assertion"})
+# Sign-in methods for a person, not a platform: device_code needs someone at a terminal
+# (and would share one analyst's session with every user of the platform); on_behalf_of
+# needs the analyst's token on each call, which these platforms do not have.
+PERSONAL_AUTH = frozenset({"device_code", "on_behalf_of"})
+RUNS_AS = ("Lookups run as the application (every device group its roles reach): this "
+           "platform does not pass the analyst's Microsoft Entra identity to an integration, "
+           "so answers are not limited to the analyst's device groups. Limit them with the "
+           "app registration's roles, or sign analysts in with `mde-enrich login` at a "
+           "terminal.")
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,8 @@ def config_fields() -> list[ConfigField]:
 def _fields(node: Mapping[str, Any], prefix: tuple[str, ...],
             required: set[str]) -> Iterable[ConfigField]:
     for key, prop in node.get("properties", {}).items():
+        if key in NOT_ON_PLATFORMS:
+            continue
         path = (*prefix, key)
         if prop.get("type") == "object":
             # A nested object's own `required` only holds once the object is used at all.
@@ -55,7 +70,14 @@ def _fields(node: Mapping[str, Any], prefix: tuple[str, ...],
             # writeOnly is how the schema marks a secret: never echoed back.
             sensitive=bool(prop.get("writeOnly")),
             default=prop.get("default"),
-            choices=tuple(str(choice) for choice in prop.get("enum", ())))
+            choices=tuple(str(choice) for choice in prop.get("enum", ())
+                          if key != "auth" or choice not in PERSONAL_AUTH))
+
+
+def action_parameters(input_schema: str) -> dict[str, Any]:
+    """An action's parameters as a platform offers them (the analyst's token left out)."""
+    return {name: node for name, node in schemas.properties(input_schema).items()
+            if name not in NOT_ON_PLATFORMS}
 
 
 def _kind(prop: Mapping[str, Any]) -> str:

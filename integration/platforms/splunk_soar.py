@@ -20,7 +20,13 @@ from typing import Any
 
 from integration import schemas
 from integration.manifest import Action, manifest
-from integration.platforms import ConfigField, config_fields, copy_wheel, plugin_version
+from integration.platforms import (
+    ConfigField,
+    action_parameters,
+    config_fields,
+    copy_wheel,
+    plugin_version,
+)
 
 RUNTIME = Path(__file__).with_name("splunk_soar_app") / "mde_runtime.py"
 SDK_REQUIREMENT = "splunk-soar-sdk>=7,<8"
@@ -182,7 +188,7 @@ def _asset_class(fields: Iterable[ConfigField]) -> str:
 
 def _params_class(action: Action) -> str:
     lines = [f"class {_camel(action.id)}Params(Params):"]
-    for name, prop in schemas.properties(action.input_schema).items():
+    for name, prop in action_parameters(action.input_schema).items():
         args = [f"description={_literal(prop.get('description', name))}"]
         if name in PARAM_CONTAINS:
             args += ["primary=True", f"cef_types={PARAM_CONTAINS[name]!r}"]
@@ -218,6 +224,11 @@ def _summary_class(summary: Mapping[str, Any]) -> str:
              "    indicator_value: str | None"]
     required = set(summary.get("required", ()))
     for name, prop in summary["properties"].items():
+        if name == "principal":  # an object: its two words for people, flat
+            lines += ["    principal_type: str | None = OutputField(example_values=["
+                      "'application', 'user'])",
+                      "    principal_name: str | None"]
+            continue
         kind = _SCALARS[prop["type"]]
         lines.append(f"    {name}: {kind if name in required else f'{kind} | None'}")
     return "\n".join(lines) + "\n"

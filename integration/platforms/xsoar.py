@@ -23,7 +23,13 @@ import yaml
 
 from integration import __version__, schemas
 from integration.manifest import manifest
-from integration.platforms import ConfigField, config_fields, copy_wheel
+from integration.platforms import (
+    RUNS_AS,
+    ConfigField,
+    action_parameters,
+    config_fields,
+    copy_wheel,
+)
 from integration.resources import PACKAGE_ROOT
 
 INTEGRATION_ID = "MDEEnrich"
@@ -189,7 +195,7 @@ def commands() -> list[dict[str, Any]]:
 def arguments(input_schema: str) -> list[dict[str, Any]]:
     """Arguments from an input schema; the first required one is the default (unnamed) one."""
     schema = schemas.schema(input_schema)
-    properties = schemas.properties(input_schema)
+    properties = action_parameters(input_schema)
     required = list(schema.get("required", ()))
     listed = []
     for name, node in properties.items():
@@ -216,7 +222,7 @@ def action_arguments() -> dict[str, dict[str, Any]]:
     table = {}
     for entry in manifest().data["actions"]:
         input_schema = Path(entry["input"]["$ref"]).name
-        properties = schemas.properties(input_schema)
+        properties = action_parameters(input_schema)
         table[command_name(entry["id"])] = {
             "entry_point": entry["entry_point"],
             "arguments": list(properties),
@@ -353,6 +359,7 @@ Which of our machines touched this domain or this file? Generated from mde-enric
    package: build it from the Dockerfile written next to this integration, or in the War
    Room: `/docker_image_create name={docker_image} dependencies=mde-enrich`.
 3. **Test** calls Defender once (GET /api/machines?$top=1) and reports missing roles.
+4. {RUNS_AS}
 """
 
 
