@@ -13,9 +13,9 @@ from typing import Any
 from integration import schemas
 from integration.compose import enricher_for
 from integration.errors import ConfigError, InvalidInput, PermissionDenied, PluginError
-from integration.lookup.envelope import error_envelope
-from integration.lookup.principal import Principal
 from integration.lookup.service import Enricher, Kind
+from integration.values.envelope import error_envelope
+from integration.values.principal import Principal
 
 
 def get_machines_for_domain(params: Mapping[str, Any],
@@ -83,7 +83,7 @@ def _connectivity(enricher: Enricher, params: Mapping[str, Any]) -> dict[str, An
     # the platform passed. Their Defender token first: without it nothing else can be checked
     # (a wrong secret is auth_failed, as for a lookup). Other services' tokens come only when
     # a check needs them.
-    caller = enricher.parts.caller(params.get("user_assertion"))
+    caller = enricher.caller(params.get("user_assertion"))
     claims = token_claims(caller.tokens.access_token())
     principal = caller.tokens.principal()
     token_sources = {"defender": lambda: claims, "graph": lambda: _graph_claims(enricher,
@@ -134,4 +134,4 @@ def _graph_claims(enricher: Enricher, principal: Principal) -> dict[str, Any]:
         raise ConfigError("the contact timeline runs advanced hunting as the application; "
                           "for a user it is not added (it would show machines outside their "
                           "device groups)")
-    return token_claims(enricher.parts.graph_tokens.access_token())
+    return token_claims(enricher.graph_tokens.access_token())

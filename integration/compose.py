@@ -12,12 +12,12 @@ import copy
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from integration.config import DEVICE_CODE, ON_BEHALF_OF
 from integration.errors import InvalidInput
-from integration.lookup.service import Enricher
+from integration.lookup.service import Caller, Enricher
 
 if TYPE_CHECKING:
     import os
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from integration.defender.retry import RetryPolicy
     from integration.defender.transport import Transport
     from integration.state import StateStore
+    from integration.values.principal import Principal
 
 _enrichers: dict[str, Enricher] = {}
 _last_config: dict[int, tuple[Any, Enricher]] = {}  # id -> (a copy to compare, its Enricher)
@@ -61,7 +62,44 @@ def enricher_for(config: Mapping[str, Any] | None = None, *,
 
 def new_enricher(settings: Settings) -> Enricher:
     """An Enricher of its own (tests and benchmarks that want separate state)."""
-    return Enricher(settings, Parts(settings))
+    parts = Parts(settings)
+    return Enricher(settings, store=lambda: parts.store, client=lambda: parts.client,
+                    tokens=lambda: parts.tokens, graph_tokens=lambda: parts.graph_tokens,
+                    hunting=lambda: parts.hunting, caller=parts.caller)
+
+
+def sign_in(path: str | os.PathLike[str] | None, say: Callable[[str], None]) -> Principal:
+    """`mde-enrich login`: the device-code flow for the configuration at `path`."""
+    from integration.config import load_settings
+    from integration.defender.delegated import login
+
+    parts = Parts(load_settings(path=path))
+    return login(parts.settings, parts.transport, parts.store, say)
+
+
+def sign_out(path: str | os.PathLike[str] | None) -> str | None:
+    """`mde-enrich logout`: the signed-in user's tokens deleted; who that was, if anyone."""
+    from integration.config import load_settings
+    from integration.defender.delegated import logout
+
+    parts = Parts(load_settings(path=path))
+    return logout(parts.settings, parts.store)
+
+
+def who_am_i(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """`mde-enrich whoami`: whom lookups run as, from a token valid now (renewed silently
+    when due), with its permissions and expiry."""
+    import time
+
+    from integration.defender.auth import token_claims
+
+    enricher = enricher_for(path=path)
+    tokens = enricher.caller(None).tokens
+    claims = token_claims(tokens.access_token())
+    return {"principal": tokens.principal().to_dict(), "auth": enricher.settings.auth,
+            "scopes": sorted(str(claims.get("scp", "")).split()),
+            "roles": sorted(claims.get("roles", [])),
+            "token_expires_in_s": int(float(claims.get("exp", time.time())) - time.time())}
 
 
 def _secret_fingerprint(settings: Settings) -> str:
@@ -74,13 +112,6 @@ def _secret_fingerprint(settings: Settings) -> str:
 
 # Users whose callers (token provider, client) one Enricher keeps at once.
 MAX_CALLERS = 256
-
-
-class Caller(NamedTuple):
-    """Whom a call runs as: the token provider of that principal and a client using it."""
-
-    tokens: TokenProvider
-    client: DefenderClient
 
 
 class Parts:

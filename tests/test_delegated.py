@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from integration import actions
-from integration.compose import new_enricher
+from integration.compose import Parts, new_enricher
 from integration.config import load_settings
 from integration.defender.auth import TOKEN_CACHE_NAMESPACE
 from integration.defender.delegated import device_code_cache_key, login
@@ -66,10 +66,10 @@ def approve_when_asked(emu: Emulator, decide: Any) -> threading.Thread:
 
 
 def sign_in(emu: Emulator, config: dict[str, Any], user: str) -> None:
-    enricher = new_enricher(load_settings(config))
+    parts = Parts(load_settings(config))
     shown: list[str] = []
     approve_when_asked(emu, lambda code: emu.admin.approve_device_code(code, user))
-    login(enricher.settings, enricher.parts.transport, enricher.parts.store, shown.append)
+    login(parts.settings, parts.transport, parts.store, shown.append)
     assert shown and "/devicelogin" in shown[0]
 
 
@@ -333,9 +333,9 @@ def test_the_access_token_is_renewed_silently_with_the_refresh_token(
 
 def test_login_refuses_a_configuration_that_is_not_device_code(emu: Emulator,
                                                                state_url: str) -> None:
-    enricher = new_enricher(load_settings(app_config(emu, state_url)))
+    parts = Parts(load_settings(app_config(emu, state_url)))
     with pytest.raises(Exception, match="auth: device_code"):
-        login(enricher.settings, enricher.parts.transport, enricher.parts.store, print)
+        login(parts.settings, parts.transport, parts.store, print)
 
 
 # ---------------------------------------------------------------- test_connectivity as a user
@@ -377,6 +377,6 @@ def test_a_user_assertion_is_never_echoed_in_a_config_error(emu: Emulator,
 
 
 def test_not_signed_in_is_auth_failed(emu: Emulator, state_url: str) -> None:
-    tokens = new_enricher(load_settings(user_config(emu, state_url))).parts.caller().tokens
+    tokens = new_enricher(load_settings(user_config(emu, state_url))).caller(None).tokens
     with pytest.raises(AuthFailed, match="mde-enrich login"):
         tokens.access_token()

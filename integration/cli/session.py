@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 from integration.cli.options import command, output_format
 from integration.errors import PluginError
+from integration.values.principal import Principal
 
 
 def add_commands(commands: Any) -> None:
@@ -36,13 +36,11 @@ def _fail(name: str, error: PluginError) -> int:
 
 
 def _login_command(args: argparse.Namespace) -> int:
-    from integration.compose import enricher_for
-    from integration.defender.delegated import login
+    from integration.compose import sign_in
 
     try:
-        parts = enricher_for(path=args.config).parts
-        principal = login(parts.settings, parts.transport, parts.store,
-                          lambda message: print(message, file=sys.stderr, flush=True))
+        principal = sign_in(args.config,
+                            lambda message: print(message, file=sys.stderr, flush=True))
     except PluginError as error:
         return _fail("login", error)
     print(f"Signed in {principal.describe()}.")
@@ -50,12 +48,10 @@ def _login_command(args: argparse.Namespace) -> int:
 
 
 def _logout_command(args: argparse.Namespace) -> int:
-    from integration.compose import enricher_for
-    from integration.defender.delegated import logout
+    from integration.compose import sign_out
 
     try:
-        parts = enricher_for(path=args.config).parts
-        who = logout(parts.settings, parts.store)
+        who = sign_out(args.config)
     except PluginError as error:
         return _fail("logout", error)
     print(f"Signed out {who}: their tokens are deleted from the state." if who
@@ -64,28 +60,21 @@ def _logout_command(args: argparse.Namespace) -> int:
 
 
 def _whoami_command(args: argparse.Namespace) -> int:
-    from integration.compose import enricher_for
-    from integration.defender.auth import token_claims
+    from integration.compose import who_am_i
 
     fmt = output_format(args)
     try:
-        enricher = enricher_for(path=args.config)
-        tokens = enricher.parts.caller().tokens
-        claims = token_claims(tokens.access_token())  # renewed silently when it is due
-        principal = tokens.principal()
+        report = who_am_i(args.config)
     except PluginError as error:
         return _fail("whoami", error)
-    expires_in = int(float(claims.get("exp", time.time())) - time.time())
-    scopes = sorted(str(claims.get("scp", "")).split())
-    roles = sorted(claims.get("roles", []))
-    report = {"principal": principal.to_dict(), "auth": enricher.settings.auth,
-              "scopes": scopes, "roles": roles, "token_expires_in_s": expires_in}
     if fmt == "json":
         print(json.dumps(report, indent=2))
         return 0
-    permissions = f"scopes {', '.join(scopes) or 'none'}" if principal.is_user \
-        else f"roles {', '.join(roles) or 'none'}"
+    principal = Principal.from_dict(report["principal"])
+    assert principal is not None
+    permissions = f"scopes {', '.join(report['scopes']) or 'none'}" if principal.is_user \
+        else f"roles {', '.join(report['roles']) or 'none'}"
     print(f"Lookups run {principal.describe()}; {permissions}; the token expires in "
-          f"{max(expires_in, 0) // 60} min" + (" (renewed silently)" if principal.is_user
-                                               else ""))
+          f"{max(report['token_expires_in_s'], 0) // 60} min"
+          + (" (renewed silently)" if principal.is_user else ""))
     return 0

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from integration.config import MANAGED_IDENTITY
 from integration.defender import managed_identity
 from integration.errors import AuthFailed, ConfigError, PluginError, UpstreamError, first_line
-from integration.lookup.principal import Principal, principal_of
+from integration.values.principal import Principal, principal_of
 
 if TYPE_CHECKING:
     from integration.config import Settings

@@ -31,7 +31,7 @@ from integration.defender.auth import (
     token_claims,
 )
 from integration.errors import AuthFailed, ConfigError, PluginError, UpstreamError, first_line
-from integration.lookup.principal import Principal, principal_of
+from integration.values.principal import Principal, principal_of
 
 if TYPE_CHECKING:
     from integration.config import Settings

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from integration.errors import PluginError
 
 if TYPE_CHECKING:
-    from integration.lookup.principal import Principal
     from integration.state import StateStore
+    from integration.values.principal import Principal
 
 T = TypeVar("T")
 RESULT_NAMESPACE = "results"

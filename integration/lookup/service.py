@@ -1,27 +1,36 @@
 """Enricher: indicator in, envelope out. It parses the indicator, asks the cache or Defender,
-normalizes the machines and builds the envelope; the parts it uses (state, client, tokens)
-come from the composition root (`integration.compose`).
+normalizes the machines and builds the envelope. It is given its collaborators (state,
+clients, tokens) as providers, called on first need, so a call refused for bad input builds
+none of them; `integration.compose` is what wires them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from integration.errors import PluginError
 from integration.lookup.cache import LookupCache
-from integration.lookup.envelope import ACTION_BY_KIND, Envelope, error_envelope, lookup_envelope
-from integration.lookup.indicators import Indicator, parse, parse_file_hash
-from integration.lookup.principal import Principal
+from integration.values.envelope import ACTION_BY_KIND, Envelope, error_envelope, lookup_envelope
+from integration.values.indicators import Indicator, parse, parse_file_hash
+from integration.values.principal import Principal
 
 if TYPE_CHECKING:
-    from integration.compose import Caller, Parts
     from integration.config import Settings
     from integration.defender.auth import TokenProvider
     from integration.defender.budget import Lane
     from integration.defender.client import DefenderClient
+    from integration.defender.hunting import HuntingClient
     from integration.state import StateStore
 
 Kind = Literal["domain", "file"]
+
+
+class Caller(NamedTuple):
+    """Whom a call runs as: the token provider of that principal, and a client using it."""
+
+    tokens: TokenProvider
+    client: DefenderClient
 
 
 class Answer:
@@ -57,24 +66,35 @@ class Answer:
 
 
 class Enricher:
-    def __init__(self, settings: Settings, parts: Parts) -> None:
+    def __init__(self, settings: Settings, *, store: Callable[[], StateStore],
+                 client: Callable[[], DefenderClient], tokens: Callable[[], TokenProvider],
+                 graph_tokens: Callable[[], TokenProvider],
+                 hunting: Callable[[], HuntingClient],
+                 caller: Callable[[str | None], Caller]) -> None:
         self.settings = settings
-        self.parts = parts
-        use_ttl = settings.cache_ttl_s
-        self.cache = LookupCache(lambda: parts.store,
-                                 f"{settings.endpoints.api_base}|{settings.tenant_id}", use_ttl)
+        self._store, self._client, self._tokens, self._hunting = store, client, tokens, hunting
+        self._graph_tokens = graph_tokens
+        self.caller = caller  # whom a call runs as, by its user_assertion (or none)
+        self.cache = LookupCache(store, f"{settings.endpoints.api_base}|{settings.tenant_id}",
+                                 settings.cache_ttl_s)
 
     @property
     def store(self) -> StateStore:
-        return self.parts.store
+        return self._store()
 
     @property
     def client(self) -> DefenderClient:
-        return self.parts.client
+        return self._client()
 
     @property
     def tokens(self) -> TokenProvider:
-        return self.parts.tokens
+        """Tokens for the Defender API."""
+        return self._tokens()
+
+    @property
+    def graph_tokens(self) -> TokenProvider:
+        """Tokens for Microsoft Graph (hunting, and test_connectivity's Graph checks)."""
+        return self._graph_tokens()
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -117,7 +137,7 @@ class Enricher:
 
     def principal(self, user_assertion: str | None = None) -> Principal:
         """Whom a call with this assertion (or none) runs as, from a token valid now."""
-        return self.parts.caller(user_assertion).tokens.principal()
+        return self.caller(user_assertion).tokens.principal()
 
     def _with_contact(self, kind: Kind, envelopes: list[dict[str, Any]],
                       lane: Lane) -> list[dict[str, Any]]:
@@ -131,7 +151,7 @@ class Enricher:
                        "and would show machines outside your device groups")
             return [e._replace(warnings=(*e.warnings, warning)).to_dict()
                     if e.status != "error" else e.to_dict() for e in typed]
-        merged = with_contact(typed, kind, lambda: self.parts.hunting,
+        merged = with_contact(typed, kind, self._hunting,
                               portal_base=self.settings.endpoints.portal_base, lane=lane)
         return [envelope.to_dict() for envelope in merged]
 
@@ -154,7 +174,7 @@ class Enricher:
         try:
             # Who is asking, from a token valid now: a credential that no longer signs in
             # is refused here, never served an answer cached earlier.
-            caller = self.parts.caller(user_assertion)
+            caller = self.caller(user_assertion)
             principal = caller.tokens.principal()
             target: Indicator | None = indicator
             if indicator.type in ("sha256", "md5"):

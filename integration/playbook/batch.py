@@ -24,19 +24,29 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from integration.errors import EXIT_INPUT, ConfigError, InvalidInput, PluginError
+from integration.errors import ConfigError, InvalidInput
 from integration.playbook.lookups import StoreMemo
+from integration.playbook.outcome import (
+    Enriched,
+    Failed,
+    Outcome,
+    Quarantined,
+    alert_digest,
+    enrich_item,
+    in_order,
+)
 
 if TYPE_CHECKING:
     from integration.playbook.engine import PlaybookRunner
     from integration.state import StateStore
 
 STATE_TTL_S = 30 * 86400  # a batch's progress and memo are kept for a month
+OUT_CLAIMS = "batch-out"  # output directory -> the source whose outputs it holds
 LEASE_TTL_S = 30.0
 _HOLDER_KEY = "holder"
 
@@ -45,7 +55,8 @@ _HOLDER_KEY = "holder"
 class BatchItem:
     name: str  # the output's file name
     label: str  # where the alert came from, for messages
-    read: Callable[[], bytes]
+    alert: Any  # None when `problem` says why it could not be read
+    problem: str | None = None
 
 
 @dataclass
@@ -53,7 +64,8 @@ class BatchSummary:
     total: int = 0
     enriched: int = 0  # written by this run, every lookup answered
     incomplete: int = 0  # written, but some lookups failed: done again by the next run
-    failed: int = 0  # not written: a malformed alert or a failed step
+    failed: int = 0  # not written (a failed step, an output that could not be written)
+    quarantined: int = 0  # never enrichable as given (unreadable, not an alert): set aside
     already_done: int = 0  # done by an earlier run
     lookups: int = 0  # indicators sent to Defender by this run
     memo_hits: int = 0  # indicators answered from the batch memo
@@ -66,51 +78,46 @@ class BatchSummary:
 
     def describe(self) -> str:
         return (f"{self.total} alert(s): {self.enriched} enriched, {self.already_done} already "
-                f"done, {self.incomplete} with failed lookups, {self.failed} failed; "
-                f"{self.lookups} lookup(s), {self.memo_hits} answered from the batch memo; "
-                f"output in {self.out_dir}")
+                f"done, {self.incomplete} with failed lookups, {self.failed} failed, "
+                f"{self.quarantined} quarantined; {self.lookups} lookup(s), {self.memo_hits} "
+                f"answered from the batch memo; output in {self.out_dir}")
 
 
-def batch_items(source: Path) -> list[BatchItem]:
-    """A directory's *.json files by name, or an NDJSON file's non-blank lines by number. A
-    file or line holding a page (`{"value": [...]}`) or an array of alerts is split into its
-    alerts, as `--alert` does, each with an output of its own (`name-0001.json`, ...)."""
+def batch_items(source: Path) -> Iterator[BatchItem]:
+    """A directory's *.json files by name, or an NDJSON file's non-blank lines by number,
+    read one alert at a time. A file or line holding a page (`{"value": [...]}`) or an array
+    of alerts is split into its alerts, as `--alert` does, each with an output of its own
+    (`name-0001.json`, ...). An item that cannot be read comes with its problem."""
     if source.is_dir():
-        items: list[BatchItem] = []
         for path in sorted(source.glob("*.json")):
-            if path.is_file():
-                items += _split(path.stem, str(path), path.read_bytes(), path.read_bytes)
-        return items
+            if path.is_file() and not path.name.startswith("."):  # not temp files
+                yield from _file_items(path, path.stem, by_line=False)
+        return
     if source.is_file():
-        try:
-            lines = source.read_bytes().splitlines()
-        except OSError as exc:
-            raise InvalidInput(f"{source}: cannot be read: {exc.strerror}") from None
-        width = max(6, len(str(len(lines))))
-        items = []
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                items += _split(f"{source.stem}-{number:0{width}d}", f"{source} line {number}",
-                                line, _constant(line))
-        return items
+        yield from _file_items(source, source.stem, by_line=True)
+        return
     raise InvalidInput(f"{source}: no such directory or NDJSON file")
 
 
-def _split(stem: str, label: str, data: bytes, read: Callable[[], bytes]) -> list[BatchItem]:
-    """One item, or one per alert when `data` is a page or an array of alerts. Unreadable
-    JSON stays one item: enriching it reports the problem where it belongs."""
-    from integration.playbook.alerts import split_alerts
+def _file_items(path: Path, stem: str, *, by_line: bool) -> Iterator[BatchItem]:
+    from integration.playbook.stream import read_stream
 
     try:
-        batch = split_alerts(json.loads(data))
-    except ValueError:
-        batch = None
-    if batch is None or batch.shape is None:
-        return [BatchItem(f"{stem}.json", label, read)]
-    width = max(4, len(str(len(batch.alerts))))
-    return [BatchItem(f"{stem}-{index:0{width}d}.json", f"{label} item {index}",
-                      _constant(json.dumps(alert).encode()))
-            for index, alert in enumerate(batch.alerts, 1)]
+        stream = path.open("rb")
+    except OSError as exc:
+        yield BatchItem(f"{stem}.json", str(path), None, f"cannot be read: {exc.strerror}")
+        return
+    with stream:
+        try:
+            for item in read_stream(stream, str(path)):
+                if item.empty:
+                    continue
+                name = f"{stem}-{item.line:06d}" if by_line or item.shape == "ndjson" else stem
+                if item.index is not None:
+                    name += f"-{item.index:04d}"
+                yield BatchItem(f"{name}.json", item.label, item.alert, item.problem)
+        except OSError as exc:  # a read error halfway: the rest of the file is unreadable
+            yield BatchItem(f"{stem}.json", str(path), None, f"cannot be read: {exc.strerror}")
 
 
 class Batch:
@@ -146,20 +153,34 @@ class Batch:
         self.store.release_lease(self.namespace, self._owner)
 
     def run(self, runner: PlaybookRunner, *, progress: IO[str] | None = None,
-            report: Callable[[str], None] = lambda message: None) -> BatchSummary:
+            report: Callable[[str], None] = lambda message: None,
+            on_outcome: Callable[[BatchItem, Outcome], None] | None = None) -> BatchSummary:
+        """Every item, up to 2 x max_concurrency alerts in flight at once (their lookups
+        bounded by max_concurrency together), outputs written in input order.
+        `on_outcome` sees what became of each item that was not already done."""
+        if not (self.source.is_dir() or self.source.is_file()):
+            raise InvalidInput(f"{self.source}: no such directory or NDJSON file")
         items = batch_items(self.source)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._claim_out_dir()
         self._remove_stale_temp_files()
-        summary = BatchSummary(total=len(items), out_dir=str(self.out_dir))
-        bar = _Progress(len(items), progress)
+        summary = BatchSummary(out_dir=str(self.out_dir))
+        bar = _Progress(progress)
         lookups, memo_hits = runner.lookups.looked_up, runner.lookups.memo_hits
         def say(message: str) -> None:
             bar.clear()  # a message on its own line, not glued to the bar
             report(message)
 
-        for done, item in enumerate(items, 1):
-            self._one(item, runner, summary, say)
-            bar.show(done)
+        window = 2 * runner.lookups.in_flight
+        for item, outcome in in_order(items, lambda item: (item, self._enrich(item, runner)),
+                                      window):
+            summary.total += 1
+            if outcome is None:
+                summary.already_done += 1
+            else:
+                outcome = self._record(item, outcome, summary, say)
+                if on_outcome is not None:
+                    on_outcome(item, outcome)
+            bar.show(summary.total)
         bar.close()
         summary.lookups = runner.lookups.looked_up - lookups
         summary.memo_hits = runner.lookups.memo_hits - memo_hits
@@ -171,43 +192,58 @@ class Batch:
 
     # -- one alert -----------------------------------------------------------------------
 
-    def _one(self, item: BatchItem, runner: PlaybookRunner, summary: BatchSummary,
-             report: Callable[[str], None]) -> None:
-        output = self.out_dir / item.name
-        try:
-            data = item.read()
-        except OSError as exc:
-            self._failed(summary, InvalidInput(f"{item.label}: cannot be read: {exc.strerror}"),
-                         report)
-            return
-        digest = hashlib.sha256(data).hexdigest()
-        if self.store.get(self.namespace, f"done:{item.name}") == digest and output.is_file():
-            summary.already_done += 1
-            return
-        try:
-            alert = json.loads(data)
-        except ValueError as exc:
-            self._failed(summary, InvalidInput(f"{item.label}: not valid JSON: {exc}"), report)
-            return
-        try:
-            result = runner.run(alert, source=item.label)
-        except PluginError as error:
-            self._failed(summary, error, report)
-            return
-        write_atomically(output, _json_bytes(result.document), tag=self.id[:12])
-        summary.exit_status = max(summary.exit_status, result.exit_status)
-        if result.exit_status:
-            summary.incomplete += 1  # not marked done: its failed lookups are tried again
-            return
-        self.store.put(self.namespace, f"done:{item.name}", digest, ttl_s=STATE_TTL_S)
-        summary.enriched += 1
+    def _enrich(self, item: BatchItem, runner: PlaybookRunner) -> Outcome | None:
+        """The item's outcome, or None when an earlier run did it (on an alert thread)."""
+        if item.problem is not None:
+            return enrich_item(runner, item.label, None, item.problem)
+        digest = alert_digest(item.alert)
+        if self.store.get(self.namespace, f"done:{item.name}") == digest \
+                and (self.out_dir / item.name).is_file():
+            return None
+        return enrich_item(runner, item.label, item.alert, digest=digest)
 
-    def _failed(self, summary: BatchSummary, error: PluginError,
-                report: Callable[[str], None]) -> None:
-        summary.failed += 1
-        summary.exit_status = max(summary.exit_status, error.exit_status or EXIT_INPUT)
-        summary.errors.append(error.message)
-        report(f"{error.code}: {error.message}")
+    def _record(self, item: BatchItem, outcome: Outcome, summary: BatchSummary,
+                report: Callable[[str], None]) -> Outcome:
+        """Write an enriched alert and count the outcome (in input order, one at a time)."""
+        if isinstance(outcome, Enriched):
+            try:
+                write_atomically(self.out_dir / item.name, _json_bytes(outcome.result.document),
+                                 tag=self.id[:12])
+            except OSError as exc:
+                outcome = Failed(item.label, ConfigError(
+                    f"{item.label}: cannot write {self.out_dir / item.name}: "
+                    f"{exc.strerror or exc}"), outcome.digest)
+        summary.exit_status = max(summary.exit_status, outcome.exit_status)
+        if isinstance(outcome, Enriched):
+            if not outcome.complete:
+                summary.incomplete += 1  # not marked done: its failed lookups are tried again
+                return outcome
+            self.store.put(self.namespace, f"done:{item.name}", outcome.digest,
+                           ttl_s=STATE_TTL_S)
+            summary.enriched += 1
+            return outcome
+        if isinstance(outcome, Failed):
+            summary.failed += 1
+            message = outcome.error.message
+        else:
+            summary.quarantined += 1
+            message = outcome.reason
+        summary.errors.append(message)
+        report(f"{'invalid_input' if isinstance(outcome, Quarantined) else outcome.error.code}"
+               f": {message}")
+        return outcome
+
+    def _claim_out_dir(self) -> None:
+        """One --out belongs to one batch: a second batch over another source is refused,
+        so that its outputs never mix with (or overwrite) the first one's. The claim lives
+        in the state store, beside the batch's progress, as long as that progress."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        out, mine = str(self.out_dir.resolve()), str(self.source.resolve())
+        owner = self.store.get(OUT_CLAIMS, out)
+        if owner is not None and owner != mine:
+            raise ConfigError(f"{self.out_dir}: holds the outputs of another batch (over "
+                              f"{owner}); give each batch its own --out")
+        self.store.put(OUT_CLAIMS, out, mine, ttl_s=STATE_TTL_S)
 
     def _remove_stale_temp_files(self) -> None:
         # Ours only (they carry the batch id), and only while we hold the lease.
@@ -269,7 +305,9 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _json_bytes(document: Any) -> bytes:
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """Compact: a batch's files are read by programs (pretty output is for a terminal)."""
+    return (json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n"
+            ).encode("utf-8")
 
 
 def _split_holder(holder: str) -> tuple[str, int] | None:
@@ -299,29 +337,27 @@ def _alive(pid: int) -> bool:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when it is a terminal."""
+    """A one-line count of the alerts done on stderr, only when it is a terminal (the input
+    is a stream: its length is not known in advance)."""
 
-    WIDTH = 30
-
-    def __init__(self, total: int, stream: IO[str] | None) -> None:
-        self.total = total
+    def __init__(self, stream: IO[str] | None) -> None:
         self.stream = stream if stream is not None and _isatty(stream) else None
+        self.shown = 0
 
     def show(self, done: int) -> None:
-        if self.stream is None or not self.total:
+        if self.stream is None:
             return
-        filled = self.WIDTH * done // self.total
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] "
-                          f"{done}/{self.total} alerts")
+        self.shown = done
+        self.stream.write(f"\r{done} alert(s) done")
         self.stream.flush()
 
     def clear(self) -> None:
         if self.stream is not None:
-            self.stream.write("\r" + " " * (self.WIDTH + 30) + "\r")
+            self.stream.write("\r" + " " * 40 + "\r")
             self.stream.flush()
 
     def close(self) -> None:
-        if self.stream is not None and self.total:
+        if self.stream is not None and self.shown:
             self.stream.write("\n")
             self.stream.flush()
 
@@ -331,8 +367,3 @@ def _isatty(stream: IO[str]) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-def _constant(line: bytes) -> Callable[[], bytes]:
-    """A reader for a line already read (each NDJSON item's bytes)."""
-    return lambda: line

@@ -7,11 +7,11 @@ step's result is `steps.<id>` (null when its `when` was falsy).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from integration.bounded import ALERT, check_nesting
 from integration.errors import PluginError, exit_status_for
 from integration.playbook.alerts import AlertFormats, alert_formats
 from integration.playbook.errors import AlertError, PlaybookError, StepFailed
@@ -21,6 +21,9 @@ from integration.playbook.model import Playbook, Step
 from integration.playbook.steps import BUILTINS, StepContext, put_output
 
 ENRICHMENT_KEY = "enrichment"
+# 2: envelopes name their machines by `machine_uids`; each machine is listed once, in
+# `machines` (1 repeated every machine inside each envelope).
+ENRICHMENT_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -58,13 +61,18 @@ class PlaybookRunner:
             if not isinstance(alert, dict):
                 kind = "nothing" if alert is None else type(alert).__name__
                 raise AlertError(f"{source}: an alert is a JSON object, not {kind}")
+            # A platform's dict is not read through a bounded reader: nested past the limit,
+            # copying it (or any step walking it) would be a RecursionError.
+            check_nesting(alert, limits=ALERT, what=source, error=AlertError)
             if ENRICHMENT_KEY in alert:
                 raise AlertError(f"{source}: the alert already has a top-level "
                                  f"'{ENRICHMENT_KEY}' key (was it enriched before?)")
-        context = StepContext(source=source, formats=self.formats)
-        # Steps read a private copy: nothing a step does can reach the caller's alert.
+        context = StepContext(source=source, formats=self.formats,
+                              enrichment={"schema_version": ENRICHMENT_SCHEMA_VERSION})
+        # No copy of the alert: expressions only read, builtins never write to what they are
+        # given, and outputs are copied on write (put_output), so the caller's alert is safe.
         document: dict[str, Any] = {
-            "alert": copy.deepcopy(alert), "inputs": resolved, "steps": {},
+            "alert": alert, "inputs": resolved, "steps": {},
             "enrichment": context.enrichment,
             "playbook": {"name": playbook.name, "trigger": playbook.trigger}}
         envelopes: list[dict[str, Any]] = []
