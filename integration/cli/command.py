@@ -201,7 +201,7 @@ def _add_export(commands: Any) -> None:
 
 
 def _export_command(args: argparse.Namespace) -> int:
-    from integration.platforms.export import export
+    from integration.platforms.export import export, next_steps
 
     try:
         written = export(args.platform, args.outdir, args.wheel)
@@ -210,10 +210,14 @@ def _export_command(args: argparse.Namespace) -> int:
         return error.exit_status
     for path in written:
         print(path)
+    # The paths on stdout (for scripts), what to do with them on stderr (for people).
     if not args.wheel:
         print(f"mde-enrich export: these files install mde-enrich=={__version__} from your "
               "package index; publish it there, or pass --wheel FILE to bundle a built wheel",
               file=sys.stderr)
+    print("Next steps:", file=sys.stderr)
+    for number, step in enumerate(next_steps(args.platform, args.outdir, args.wheel), 1):
+        print(f"  {number}. {step}", file=sys.stderr)
     return 0
 
 
