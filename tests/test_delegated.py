@@ -380,3 +380,24 @@ def test_not_signed_in_is_auth_failed(emu: Emulator, state_url: str) -> None:
     tokens = new_enricher(load_settings(user_config(emu, state_url))).caller(None).tokens
     with pytest.raises(AuthFailed, match="mde-enrich login"):
         tokens.access_token()
+
+
+# ---------------------------------------------------------------- platforms
+
+def test_platform_forms_offer_neither_the_users_token_nor_personal_sign_in() -> None:
+    from integration.platforms import action_parameters, config_fields
+
+    fields = {field.name: field for field in config_fields()}
+    assert "user_assertion" not in fields
+    assert "device_code" not in fields["auth"].choices
+    assert "on_behalf_of" not in fields["auth"].choices
+    assert "user_assertion" not in action_parameters("domain.input.schema.json")
+
+
+@pytest.mark.parametrize("advanced", ['{"user_assertion": "a.b.c"}', '{"auth": "device_code"}'])
+def test_a_platforms_advanced_settings_cannot_make_one_user_everyones(advanced: str) -> None:
+    from integration.errors import ConfigError
+    from integration.platforms import ADVANCED_FIELD, nest_config
+
+    with pytest.raises(ConfigError, match="runs as the application"):
+        nest_config({ADVANCED_FIELD: advanced})
