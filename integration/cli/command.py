@@ -63,8 +63,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-COMMANDS = ("domain", "file", "run", "playbook", "emulator", "demo", "export", "login",
-            "logout", "whoami")
+COMMANDS = ("domain", "file", "run", "playbook", "sweep", "emulator", "demo", "export",
+            "login", "logout", "whoami")
 _TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
 
 
@@ -103,6 +103,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from integration.cli import playbook
 
         playbook.add_command(wanted)
+    if only in (None, "sweep"):
+        from integration.cli import sweep
+
+        sweep.add_command(wanted)
     if only in (None, "login", "logout", "whoami"):
         from integration.cli import session
 
