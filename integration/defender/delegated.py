@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,9 @@ from integration.defender.auth import (
     TOKEN_CACHE_NAMESPACE,
     TOKEN_CACHE_TTL_S,
     TRANSIENT_SIGN_IN_ERRORS,
+    SignInHttp,
     TokenProvider,
+    _token_and_expiry,
     credential_fingerprint,
     token_claims,
 )
@@ -88,10 +89,11 @@ class DeviceCodeTokens(TokenProvider):
         if result.get("token_source") != "cache":
             self.tokens_fetched += 1
             log.info("token request: renewed the signed-in user's token (attempt %d)", attempt)
+        token = _token_and_expiry(result)  # checked before anything is shared
         if cache.has_state_changed:
             self._store.put(TOKEN_CACHE_NAMESPACE, self._cache_key, cache.serialize(),
                             ttl_s=USER_CACHE_TTL_S)
-        return result["access_token"], time.time() + float(result.get("expires_in", 0))
+        return token
 
 
 class OnBehalfOfTokens(TokenProvider):
@@ -114,7 +116,9 @@ class OnBehalfOfTokens(TokenProvider):
         try:
             app = msal.ConfidentialClientApplication(
                 settings.client_id, client_credential=self._credential(),
-                authority=settings.authority, token_cache=cache, http_client=self._transport,
+                authority=settings.authority, token_cache=cache,
+                # The app's secret (or signed assertion) goes to the authority's origin only.
+                http_client=SignInHttp(self._transport, settings.endpoints.authority_host),
                 instance_discovery=None if settings.endpoints.is_microsoft_authority else False)
             result = app.acquire_token_on_behalf_of(self._assertion, [self._scope])
         except msal.exceptions.MsalServiceError as exc:
@@ -127,10 +131,11 @@ class OnBehalfOfTokens(TokenProvider):
             raise _failure(result, "signing in on behalf of the user (user_assertion)")
         self.tokens_fetched += 1
         log.info("token request: new token on behalf of a user (attempt %d)", attempt)
+        token = _token_and_expiry(result)
         if cache.has_state_changed:
             self._store.put(TOKEN_CACHE_NAMESPACE, self._cache_key, cache.serialize(),
                             ttl_s=TOKEN_CACHE_TTL_S)
-        return result["access_token"], time.time() + float(result.get("expires_in", 0))
+        return token
 
 
 def on_behalf_of_cache_key(settings: Settings, user_assertion: str) -> str:
@@ -158,9 +163,10 @@ def check_user_assertion(settings: Settings, user_assertion: Any) -> str:
 def public_client(settings: Settings, transport: Any, cache: Any) -> Any:
     import msal
 
+    # A refresh token is a credential too: sent to the authority's origin only.
     return msal.PublicClientApplication(
         settings.client_id, authority=settings.authority, token_cache=cache,
-        http_client=transport,
+        http_client=SignInHttp(transport, settings.endpoints.authority_host),
         instance_discovery=None if settings.endpoints.is_microsoft_authority else False)
 
 
