@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import requests
 
@@ -34,17 +34,18 @@ class AdminClient:
     def close(self) -> None:
         self._session.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._session.request(method, f"{self.base_url}/_admin/{path}",
                                          verify=self._ca_path, timeout=self._timeout_s, **kwargs)
         if response.status_code >= 400:
             raise AdminError(f"{method} /_admin/{path}: {response.status_code} {response.text}")
-        return response.json()
+        answer: dict[str, Any] = response.json()  # every admin endpoint answers an object
+        return answer
 
     # -- request log
     def requests_log(self, path_prefix: str | None = None) -> list[dict[str, Any]]:
         params = {"path_prefix": path_prefix} if path_prefix else None
-        return self._call("GET", "requests", params=params)["requests"]
+        return cast(list[dict[str, Any]], self._call("GET", "requests", params=params)["requests"])
 
     def clear_log(self) -> None:
         self._call("DELETE", "requests")
@@ -84,10 +85,10 @@ class AdminClient:
         """
         steps = [_fault_step(r) for r in responses]
         spec = {"path": path, "method": method, "responses": steps, "repeat_last": repeat_last}
-        return self._call("POST", "faults", json=spec)["id"]
+        return int(self._call("POST", "faults", json=spec)["id"])
 
     def faults(self) -> list[dict[str, Any]]:
-        return self._call("GET", "faults")["faults"]
+        return cast(list[dict[str, Any]], self._call("GET", "faults")["faults"])
 
     def clear_faults(self) -> None:
         self._call("DELETE", "faults")

@@ -238,7 +238,7 @@ def analyzer_class() -> type:
     (to write the definition) does not need cortexutils installed."""
     from cortexutils.analyzer import Analyzer
 
-    class MDEEnrichAnalyzer(Analyzer):  # cortexutils has no types: Analyzer is Any
+    class MDEEnrichAnalyzer(Analyzer):  # type: ignore[misc]  # cortexutils has no types
         def run(self) -> None:
             target = ACTION_BY_DATA_TYPE.get(self.data_type)
             if target is None:

@@ -349,7 +349,7 @@ def package(app_dir: Path, output: Path) -> None:
             algorithm, digest = wheel.hash.split(":")
             if hashlib.new(algorithm, data).hexdigest() != digest:
                 raise ValueError(f"wheels/{wheel.filename} does not match uv.lock")
-            return data
+            return bytes(data)
         async with limit:
             for attempt in range(3):
                 try:
