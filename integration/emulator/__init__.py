@@ -26,6 +26,7 @@ import yaml
 
 from integration.emulator import backend as _backend
 from integration.emulator import delegated as _delegated
+from integration.emulator import seed as _seed
 from integration.emulator.admin import AdminClient, AdminError
 from integration.emulator.backend import Backend, Settings, load_dataset_source
 from integration.emulator.certs import KeyMaterial, ensure_key_material
@@ -45,7 +46,7 @@ def default_state_dir() -> Path:
 class Emulator:
     """Runs the emulator on a background thread; use as a context manager or start()/stop()."""
 
-    tenant_id = _backend.TENANT_ID
+    tenant_id = _seed.TENANT_ID
     client_id = _backend.CLIENT_ID
     client_secret = _backend.CLIENT_SECRET
     cert_client_id = _backend.CERT_CLIENT_ID

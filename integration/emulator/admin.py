@@ -95,10 +95,10 @@ class AdminClient:
 
     # -- users (the browser side of delegated sign-in)
     def users(self) -> list[dict[str, Any]]:
-        return self._call("GET", "users")["users"]
+        return cast(list[dict[str, Any]], self._call("GET", "users")["users"])
 
     def pending_device_codes(self) -> list[dict[str, Any]]:
-        return self._call("GET", "device-codes")["pending"]
+        return cast(list[dict[str, Any]], self._call("GET", "device-codes")["pending"])
 
     def approve_device_code(self, user_code: str, user: str) -> None:
         """The user signs in at the verification page and enters `user_code`."""
@@ -113,11 +113,11 @@ class AdminClient:
         body: dict[str, Any] = {"user": user, "audience": audience}
         if lifetime_s is not None:
             body["lifetime_s"] = lifetime_s
-        return self._call("POST", "users/token", json=body)["access_token"]
+        return str(self._call("POST", "users/token", json=body)["access_token"])
 
     def revoke_user_sessions(self, user: str | None = None) -> int:
         """End a user's (every user's) refresh tokens, as an admin revoking sessions."""
-        return self._call("POST", "users/revoke", json={"user": user})["revoked"]
+        return int(self._call("POST", "users/revoke", json={"user": user})["revoked"])
 
     # -- dataset
     def dataset_summary(self) -> dict[str, Any]:

@@ -35,14 +35,13 @@ from integration.emulator import graph, identity
 from integration.emulator.backend import (
     CALL_TYPES,
     CLIENT_ID,
-    TENANT_DOMAIN,
-    TENANT_ID,
     ApiError,
     Backend,
     SignInError,
     TokenExpired,
 )
 from integration.emulator.delegated import User
+from integration.emulator.seed import TENANT_DOMAIN, TENANT_ID
 
 logger = logging.getLogger(__name__)
 
