@@ -373,14 +373,7 @@ class TokenService:
                                               if assertion else None)
         if not client_id:
             raise _missing("client_id")
-        app = self.apps.get(client_id)
-        if app is None:
-            raise SignInError(400, "unauthorized_client", 700016,
-                              f"Application with identifier '{client_id}' was not found in the "
-                              f"directory '{TENANT_DOMAIN}'. This can happen if the application "
-                              "has not been installed by the administrator of the tenant or "
-                              "consented to by any user in the tenant. You may have sent your "
-                              "authentication request to the wrong tenant.")
+        app = self._app(client_id)
         if assertion:
             if form.get("client_assertion_type") != ASSERTION_TYPE:
                 raise SignInError(400, "invalid_request", 900144,
@@ -403,34 +396,36 @@ class TokenService:
                           "The request body must contain the following parameter: "
                           "'client_assertion' or 'client_secret'.")
 
+    def _app(self, client_id: str) -> App:
+        app = self.apps.get(client_id)
+        if app is None:
+            raise SignInError(400, "unauthorized_client", 700016,
+                              f"Application with identifier '{client_id}' was not found in the "
+                              f"directory '{TENANT_DOMAIN}'. This can happen if the application "
+                              "has not been installed by the administrator of the tenant or "
+                              "consented to by any user in the tenant. You may have sent your "
+                              "authentication request to the wrong tenant.")
+        return app
+
     def start_device_code(self, tenant: str, form: Mapping[str, str], origin: str,
                           settings: Settings) -> dict[str, Any]:
         """The device authorization endpoint: a user code for the person, a device code
         for the app to poll with."""
         _check_tenant(tenant)
-        client_id = form.get("client_id")
-        if not client_id:
-            raise _missing("client_id")
-        app = self.apps.get(client_id)
-        if app is None:
-            raise SignInError(400, "unauthorized_client", 700016,
-                              f"Application with identifier '{client_id}' was not found in the "
-                              f"directory '{TENANT_DOMAIN}'.")
+        app = self._app(_required(form, "client_id"))
         if not app.public:
             raise SignInError(400, "invalid_client", 7000218,
                               "The request body must contain the following parameter: "
                               "'client_assertion' or 'client_secret'. (The application is not "
                               "a public client: enable 'Allow public client flows'.)")
         _delegated_resource(form.get("scope"))
-        return self.device_codes.start(client_id, form.get("scope") or "",
+        return self.device_codes.start(app.client_id, form.get("scope") or "",
                                        settings.device_code_lifetime_s,
                                        settings.device_code_interval_s, origin)
 
     def _redeem_device_code(self, form: Mapping[str, str], token_endpoints: set[str],
                             lifetime_s: int) -> dict[str, Any]:
-        device_code = form.get("device_code")
-        if not device_code:
-            raise _missing("device_code")
+        device_code = _required(form, "device_code")
         app, auth_method = self._client(form, token_endpoints, public_ok=True)
         code = self.device_codes.redeem(device_code, app.client_id)
         assert code.user is not None  # redeem returns approved codes only
@@ -439,9 +434,7 @@ class TokenService:
 
     def _redeem_refresh_token(self, form: Mapping[str, str], token_endpoints: set[str],
                               lifetime_s: int) -> dict[str, Any]:
-        token = form.get("refresh_token")
-        if not token:
-            raise _missing("refresh_token")
+        token = _required(form, "refresh_token")
         app, auth_method = self._client(form, token_endpoints, public_ok=True)
         grant = self.refresh_tokens.redeem(token, app.client_id)
         user = self.users.get(grant.upn)
@@ -459,9 +452,7 @@ class TokenService:
         app, auth_method = self._client(form, token_endpoints)
         if form.get("requested_token_use") != "on_behalf_of":
             raise _missing("requested_token_use")
-        assertion = form.get("assertion")
-        if not assertion:
-            raise _missing("assertion")
+        assertion = _required(form, "assertion")
         try:
             claims = jwt.decode(assertion, self._key.public_key(), algorithms=["RS256"],
                                 options={"verify_aud": False, "require": ["exp", "iat"]})
@@ -689,6 +680,13 @@ def _delegated_resource(scope: str | None) -> str:
                           f"found in the tenant named {TENANT_DOMAIN}, or the scopes name "
                           "more than one resource.")
     return known.pop()  # type: ignore[return-value]
+
+
+def _required(form: Mapping[str, str], parameter: str) -> str:
+    value = form.get(parameter)
+    if not value:
+        raise _missing(parameter)
+    return value
 
 
 def _missing(parameter: str) -> SignInError:
