@@ -270,6 +270,42 @@ def test_mde_enrich_login_completes_when_the_code_is_approved(
     assert f"1 machine as {emu.alice} (their device groups only)" in table.stdout
 
 
+def test_verbose_login_lookup_and_whoami_never_print_a_token(
+        emu: Emulator, device_code_file: Path, state_url: str) -> None:
+    emu.admin.configure(token_lifetime_s=300)  # so the lookup renews with the refresh token
+    approve_when_asked(emu, lambda code: emu.admin.approve_device_code(code, emu.carol))
+    printed = [cli(device_code_file, "login", "--verbose")]
+    emu.admin.configure(token_lifetime_s=3599)
+    emu.admin.clear_log()
+    printed += [cli(device_code_file, "domain", seed.EVIL_DOMAIN, "--verbose", "--no-cache"),
+                cli(device_code_file, "whoami", "--verbose", fmt="table")]
+    assert all(done.returncode == 0 for done in printed), [d.stderr for d in printed]
+    assert "Lookups run as carol@" in printed[-1].stdout
+    text = "".join(done.stdout + done.stderr for done in printed)
+    assert "GET /api/domains/evil.example/machines -> 200" in text  # it did log
+    assert len(emu.admin.token_calls()) == 1  # the renewal, with the refresh token
+    blob = json.loads(open_store(state_url).get(
+        TOKEN_CACHE_NAMESPACE, device_code_cache_key(load_settings(
+            user_config(emu, state_url)))) or "{}")
+    secrets = [entry["secret"] for kind in ("RefreshToken", "AccessToken", "IdToken")
+               for entry in blob.get(kind, {}).values()]
+    assert secrets and not [secret for secret in secrets if secret in text]
+    assert "0.EmuRT." not in text  # no refresh token of this emulator, rotated ones included
+
+
+def test_verbose_on_behalf_of_lookup_never_prints_the_users_token(
+        emu: Emulator, state_url: str, tmp_path: Path) -> None:
+    assertion = emu.admin.user_token(emu.alice, audience=emu.client_id)
+    path = tmp_path / "obo.yaml"
+    path.write_text(yaml.safe_dump(app_config(emu, state_url, auth="on_behalf_of",
+                                              user_assertion=assertion)))
+    done = cli(path, "domain", seed.EVIL_DOMAIN, "--verbose")
+    assert done.returncode == 0, done.stderr
+    assert groups(json.loads(done.stdout)[0]) == {"Finance"}
+    assert assertion not in done.stdout + done.stderr
+    assert assertion.split(".")[1] not in done.stdout + done.stderr
+
+
 def test_a_declined_code_ends_login_with_one_clear_line(emu: Emulator,
                                                         device_code_file: Path) -> None:
     done = login_cli(emu, device_code_file, emu.admin.decline_device_code)
