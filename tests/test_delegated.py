@@ -192,13 +192,33 @@ def test_a_files_sha1_resolution_is_shared_across_principals(emu: Emulator,
         [f"/api/files/{seed.KNOWN_FILE['sha1']}/machines"]  # no second /api/files/{sha256}
 
 
-def test_contact_is_not_added_for_a_user(emu: Emulator, state: str) -> None:
+def contact_hosts(envelope: dict[str, Any]) -> set[str]:
+    return {m["hostname"] for m in envelope["machines"] if "contact" in m.get("mde", {})}
+
+
+def test_a_users_contact_timeline_is_hunted_as_them_their_device_groups_only(
+        emu: Emulator, state: str) -> None:
+    from integration.emulator.events import HUNTING_ONLY_DEVICE_NAME
+
+    enricher = new_enricher(load_settings(app_config(emu, state)))
+    application = domain(enricher, contact=True)
+    assert HUNTING_ONLY_DEVICE_NAME in contact_hosts(application)  # no device group
     assertion = emu.admin.user_token(emu.alice, audience=emu.client_id)
-    envelope = domain(new_enricher(load_settings(app_config(emu, state))), contact=True,
-                      user_assertion=assertion)
-    assert groups(envelope) == {"Finance"}
-    assert any("outside your device groups" in w for w in envelope["warnings"])
-    assert not emu.admin.requests_log("/v1.0/security")
+    alice = domain(enricher, contact=True, user_assertion=assertion)
+    assert groups(alice) == {"Finance"} and not alice.get("warnings")
+    assert contact_hosts(alice) == {m["hostname"] for m in alice["machines"]}
+    assert HUNTING_ONLY_DEVICE_NAME not in {m["hostname"] for m in alice["machines"]}
+    assert len(alice["machines"]) == 1
+
+
+def test_the_signed_in_users_hunting_token_comes_from_their_refresh_token(
+        emu: Emulator, state_url: str) -> None:
+    sign_in(emu, user_config(emu, state_url), emu.carol)
+    emu.admin.clear_log()
+    carol = domain(new_enricher(load_settings(user_config(emu, state_url))), contact=True)
+    assert groups(carol) == {"The-A-Team"} and not carol.get("warnings")
+    assert contact_hosts(carol) == {m["hostname"] for m in carol["machines"]}
+    assert len(emu.admin.token_calls()) == 1  # Graph's token: a refresh, no new sign-in
 
 
 def test_playbook_memo_does_not_serve_the_applications_answer_to_a_user(
@@ -385,6 +405,16 @@ def test_connectivity_as_a_user_says_who_which_scopes_and_how_many_groups(
     details = result["connectivity"]
     assert details["principal"]["name"] == emu.carol
     assert details["scopes"] == ["Machine.Read"] and details["device_groups"] == 2
+
+
+def test_connectivity_as_a_user_checks_their_own_hunting_permission(
+        emu: Emulator, state_url: str) -> None:
+    assertion = emu.admin.user_token(emu.alice, audience=emu.client_id)
+    result = actions.test_connectivity({"user_assertion": assertion, "contact": True},
+                                       app_config(emu, state_url))
+    assert result["status"] == "success", result
+    hunting = [c for c in result["connectivity"]["capabilities"] if c["service"] == "graph"]
+    assert [c["status"] for c in hunting] == ["ok"]
 
 
 def test_connectivity_with_a_token_lacking_machine_read_names_what_is_missing(

@@ -288,6 +288,7 @@ class App:
     certificate: x509.Certificate | None = None
     graph_roles: tuple[str, ...] = ()  # application roles on Microsoft Graph
     delegated: tuple[str, ...] = ()  # delegated permissions on Defender, consented
+    graph_delegated: tuple[str, ...] = ()  # delegated permissions on Microsoft Graph
     public: bool = False  # "Allow public client flows": device code without a credential
 
     @property
@@ -299,12 +300,14 @@ class App:
 def default_apps(client_certificate: x509.Certificate) -> dict[str, App]:
     apps = [
         App(CLIENT_ID, ("Machine.Read.All",), secret=CLIENT_SECRET,
-            graph_roles=(HUNTING_ROLE,), delegated=("Machine.Read",)),
+            graph_roles=(HUNTING_ROLE,), delegated=("Machine.Read",),
+            graph_delegated=(HUNTING_ROLE,)),
         App(CERT_CLIENT_ID, ("Machine.Read.All",), certificate=client_certificate,
             graph_roles=(HUNTING_ROLE,)),
         App(NOROLES_CLIENT_ID, ("Alert.Read.All",), secret=NOROLES_CLIENT_SECRET,
             delegated=("Alert.Read",)),
-        App(PUBLIC_CLIENT_ID, (), delegated=("Machine.Read", "User.Read"), public=True),
+        App(PUBLIC_CLIENT_ID, (), delegated=("Machine.Read", "User.Read"),
+            graph_delegated=(HUNTING_ROLE,), public=True),
         App(PUBLIC_NOSCOPE_CLIENT_ID, (), delegated=("Alert.Read",), public=True),
         App(READWRITE_CLIENT_ID, ("Machine.ReadWrite.All",), secret=READWRITE_CLIENT_SECRET),
     ]
@@ -481,7 +484,8 @@ class TokenService:
                      lifetime_s: int) -> dict[str, Any]:
         """A delegated answer as msal expects it: access, refresh and ID tokens, client_info
         (the account's home id) and the granted scopes."""
-        scopes = [f"{resource}/{name}" for name in app.delegated] + [f"{resource}/.default"]
+        scopes = [f"{resource}/{name}" for name in _consented(app, resource)] + \
+            [f"{resource}/.default"]
         token = self._mint_user(app, user, resource, auth_method, lifetime_s)
         now = int(time.time())
         id_token = jwt.encode({
@@ -505,7 +509,8 @@ class TokenService:
             "aud": resource, "iss": self.issuer, "iat": now, "nbf": now,
             "exp": now + lifetime_s, "acr": "1", "amr": ["pwd", "mfa"], "appid": app.client_id,
             "appidacr": auth_method, "idtyp": "user", "name": user.display_name,
-            "oid": user.object_id, "scp": " ".join(app.delegated), "sub": user.object_id,
+            "oid": user.object_id, "scp": " ".join(_consented(app, resource)),
+            "sub": user.object_id,
             "tid": TENANT_ID, "unique_name": user.upn, "upn": user.upn, "uti": token_id,
             "ver": "1.0",
         }
@@ -629,6 +634,17 @@ class TokenService:
         if str(claims.get("aud", "")).rstrip("/").lower() != GRAPH_RESOURCE:
             raise ApiError(401, "InvalidAuthenticationToken",
                            "Access token validation failure. Invalid audience.", _CHALLENGE)
+        if claims.get("idtyp") == "user":
+            # Delegated hunting: the scope, and a Defender role that may view data.
+            user = self._user_of(claims)
+            if HUNTING_ROLE not in str(claims.get("scp", "")).split():
+                raise ApiError(403, "Forbidden", "Missing scope permissions on the request. "
+                                                 f"API requires one of '{HUNTING_ROLE}'.")
+            if user is None or not user.can_view_data:
+                raise ApiError(403, "Forbidden", f"The user {claims.get('upn')} has no "
+                                                 "Microsoft Defender role with the 'View "
+                                                 "Data' permission.")
+            return claims
         if HUNTING_ROLE not in (claims.get("roles") or []):
             raise ApiError(403, "Forbidden", "Missing role permissions on the request. API "
                                              f"requires one of '{HUNTING_ROLE}'.")
@@ -666,14 +682,19 @@ def _check_tenant(tenant: str) -> None:
                           "correct tenant ID and are signing into the correct cloud.")
 
 
+def _consented(app: App, resource: str) -> tuple[str, ...]:
+    """The delegated permissions an app was consented on a resource."""
+    return app.graph_delegated if resource == GRAPH_RESOURCE else app.delegated
+
+
 def _delegated_resource(scope: str | None) -> str:
-    """The resource of a delegated request's scopes: one resource, Defender's (its .default,
-    or permissions by name, which the app then gets as consented)."""
+    """The resource of a delegated request's scopes: one resource, Defender's or Graph's (its
+    .default, or permissions by name, which the app then gets as consented)."""
     scopes = delegated.requested_scopes(scope)
     if not scopes:
         raise _missing("scope")
     resources = {s.rpartition("/")[0] for s in scopes}
-    known = {_canonical_resource(r) for r in resources}
+    known = {_canonical_resource(r, (*ACCEPTED_RESOURCES, GRAPH_RESOURCE)) for r in resources}
     if len(resources) != 1 or None in known:
         raise SignInError(400, "invalid_resource", 500011,
                           f"The resource principal named {' '.join(sorted(resources))} was not "
