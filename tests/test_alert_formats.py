@@ -87,7 +87,7 @@ def test_each_fixture_yields_its_indicators_and_skips_what_cannot_be_looked_up(
 
 # Families no public sample was found for (tests/corpus/README.md): each is pinned by a test
 # below on a payload built from the vendor's documented fields.
-DOCUMENTED_ONLY = {"defender_streaming_records", "crowdstrike_detect", "qradar_offense"}
+DOCUMENTED_ONLY = {"defender_streaming_records", "crowdstrike_detect"}
 
 
 def test_every_format_has_a_sample_or_a_corpus_payload() -> None:
