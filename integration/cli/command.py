@@ -63,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-COMMANDS = ("domain", "file", "run", "playbook", "emulator", "demo", "export")
+COMMANDS = ("domain", "file", "run", "playbook", "worker", "emulator", "demo", "export")
 _TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
 
 
@@ -102,6 +102,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from integration.cli import playbook
 
         playbook.add_command(wanted)
+    if only in (None, "worker"):
+        from integration.cli import worker
+
+        worker.add_command(wanted)
     _add_emulator(wanted)
     _add_demo(wanted)
     _add_export(wanted)

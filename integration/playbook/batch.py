@@ -287,10 +287,10 @@ def write_atomically(path: Path, data: bytes, *, tag: str = "") -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """The rename itself survives a power cut only once the directory is synced."""
     try:
         fd = os.open(directory, os.O_RDONLY)

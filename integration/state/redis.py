@@ -256,6 +256,10 @@ class RedisStore:
     def close(self) -> None:
         self._redis.close()
 
+    def redis_client(self) -> Any:
+        """The connection itself, for what only Redis does (the workers' alert streams)."""
+        return self._redis
+
     # -- helpers --------------------------------------------------------------------------
 
     @staticmethod
