@@ -18,14 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from integration.cli.options import command, output_format
-from integration.errors import (
-    EXIT_INPUT,
-    EXIT_OK,
-    EXIT_UPSTREAM,
-    InvalidInput,
-    PluginError,
-    first_line,
-)
+from integration.errors import EXIT_INPUT, EXIT_OK, InvalidInput, PluginError
 
 if TYPE_CHECKING:
     from integration.lookup.service import Enricher
@@ -68,38 +61,28 @@ def _run_command(args: argparse.Namespace) -> int:
     except PluginError as error:
         print(f"{PROG}: {error.code}: {error.message}", file=sys.stderr)
         return error.exit_status
-    except Exception as exc:
-        from redis.exceptions import RedisError
-
-        if not isinstance(exc, RedisError):
-            raise
-        # Lost mid-run: what was not acknowledged is claimed by the fleet (or this worker
-        # when it is started again); nothing is lost.
-        print(f"{PROG}: network_error: the Redis state failed: {first_line(exc)}",
-              file=sys.stderr)
-        return EXIT_UPSTREAM
 
 
 def _run(args: argparse.Namespace) -> int:
     from integration.compose import enricher_for
     from integration.config import read_config_file
-    from integration.playbook.worker import enqueue, redis_client
+    from integration.playbook.worker import enqueue, streams_of
 
     config = read_config_file(args.config) if args.config else None
     enricher = enricher_for(config)
-    client = redis_client(enricher.store)
+    streams = streams_of(enricher.store)
     if args.enqueue:
-        added, unreadable = enqueue(client, Path(args.enqueue), stream=args.stream,
+        added, unreadable = enqueue(streams, Path(args.enqueue), stream=args.stream,
                                     report=lambda text: print(f"{PROG}: {text}",
                                                               file=sys.stderr))
         report = {"stream": args.stream, "added": added, "unreadable": unreadable}
         _say(args, report, f"{added} alert(s) added to {args.stream}"
                            + (f", {unreadable} unreadable" if unreadable else ""))
         return EXIT_INPUT if unreadable else EXIT_OK
-    return _work(args, enricher, client, config)
+    return _work(args, enricher, streams, config)
 
 
-def _work(args: argparse.Namespace, enricher: Enricher, client: Any,
+def _work(args: argparse.Namespace, enricher: Enricher, streams: Any,
           config: dict[str, Any] | None) -> int:
     from integration.playbook import LookupService, PlaybookRunner, load_playbook
     from integration.playbook.worker import Worker, stop_on_signals
@@ -109,7 +92,7 @@ def _work(args: argparse.Namespace, enricher: Enricher, client: Any,
         raise InvalidInput(f"{args.playbook}: a manual playbook takes an analyst's inputs; a "
                            "worker runs a playbook triggered by alerts (enrich-alert)")
     runner = PlaybookRunner(playbook, LookupService(lambda: enricher, config=config))
-    worker = Worker(client, runner, stream=args.stream, group=args.group, consumer=args.name,
+    worker = Worker(streams, runner, stream=args.stream, group=args.group, consumer=args.name,
                     out_dir=Path(args.out) if args.out else None,
                     output_stream=args.output_stream or None, claim_idle_s=args.claim_idle)
     stop_on_signals(worker)

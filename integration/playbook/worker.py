@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,7 @@ from integration.playbook.outcome import (
 
 if TYPE_CHECKING:
     from integration.playbook.engine import PlaybookRunner
+    from integration.state.redis import RedisStreams
 
 STREAM = "mde-enrich:alerts"
 GROUP = "mde-enrich"
@@ -54,20 +55,6 @@ DONE_TTL_S = 30 * 86400  # an alert's digest is remembered (not enriched again) 
 MAX_ATTEMPTS = 5  # deliveries of an alert whose lookups keep failing before it is written
 ALERT_FIELD = "alert"
 QUARANTINE_ECHO = 65536  # characters of a quarantined entry kept beside its reason
-
-# KEYS: done key, attempts key, output stream (or ""), alerts stream
-# ARGV: group, message id, done ttl ms, digest, output (or ""), label
-FINISH_LUA = """
-local fresh = redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3])
-if fresh and KEYS[3] ~= '' and ARGV[5] ~= '' then
-  redis.call('XADD', KEYS[3], '*', 'digest', ARGV[4], 'source', ARGV[6], 'enriched', ARGV[5])
-end
-redis.call('DEL', KEYS[2])
-redis.call('XACK', KEYS[4], ARGV[1], ARGV[2])
-if fresh then return 1 end
-return 0
-"""
-
 
 @dataclass
 class WorkerSummary:
@@ -97,20 +84,19 @@ class _Written:
 
 
 class Worker:
-    def __init__(self, client: Any, runner: PlaybookRunner, *, stream: str = STREAM,
+    def __init__(self, streams: RedisStreams, runner: PlaybookRunner, *, stream: str = STREAM,
                  group: str = GROUP, consumer: str | None = None, out_dir: Path | None = None,
                  output_stream: str | None = OUTPUT_STREAM, claim_idle_s: float = 60.0,
                  block_s: float = 2.0) -> None:
         if out_dir is None and not output_stream:
             raise InvalidInput("a worker needs somewhere durable to put its outputs: --out "
                                "DIR and/or --output-stream NAME")
-        self.client, self.runner = client, runner
+        self.streams, self.runner = streams, runner
         self.stream, self.group, self.output_stream = stream, group, output_stream or ""
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
         self.out_dir, self.claim_idle_s, self.block_s = out_dir, claim_idle_s, block_s
         self.summary = WorkerSummary()
         self.stopping = threading.Event()
-        self._finish = client.register_script(FINISH_LUA)
         self._claim_cursor = "0-0"
         self._batch = 2 * runner.lookups.in_flight
 
@@ -119,7 +105,7 @@ class Worker:
     def run(self, *, exit_when_idle_s: float | None = None) -> WorkerSummary:
         """Until stopped (SIGTERM, SIGINT), or, with `exit_when_idle_s`, until the stream
         has had nothing new for us and nothing pending for anyone for that long."""
-        self._ensure_group()
+        self.streams.ensure_group(self.stream, self.group)
         if exit_when_idle_s is not None:  # never block past the idle time asked for
             self.block_s = min(self.block_s, max(0.1, exit_when_idle_s))
         if self.out_dir is not None:
@@ -136,33 +122,22 @@ class Worker:
                 break
         return self.summary
 
-    def _ensure_group(self) -> None:
-        from redis.exceptions import ResponseError
-
-        try:
-            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
     def _claim(self) -> list[Message]:
         """Entries idle for claim_idle_s in anyone's pending list (a dead worker's, or ours
         whose lookups failed)."""
-        reply = self.client.xautoclaim(self.stream, self.group, self.consumer,
-                                       min_idle_time=int(self.claim_idle_s * 1000),
-                                       start_id=self._claim_cursor, count=self._batch)
-        self._claim_cursor = reply[0] if reply[0] else "0-0"
-        messages = [Message(i, f) for i, f in reply[1] if f is not None]
-        self.summary.claimed += len(messages)
-        return messages
+        self._claim_cursor, entries = self.streams.claim(
+            self.stream, self.group, self.consumer, min_idle_s=self.claim_idle_s,
+            start=self._claim_cursor, count=self._batch)
+        self.summary.claimed += len(entries)
+        return [Message(i, f) for i, f in entries]
 
     def _read(self) -> list[Message]:
-        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
-                                       count=self._batch, block=int(self.block_s * 1000))
-        return [Message(i, f) for _, entries in reply or [] for i, f in entries]
+        entries = self.streams.read(self.stream, self.group, self.consumer, count=self._batch,
+                                    block_s=self.block_s)
+        return [Message(i, f) for i, f in entries]
 
     def _pending(self) -> int:
-        return int(self.client.xpending(self.stream, self.group)["pending"])
+        return self.streams.pending(self.stream, self.group)
 
     # -- one round of messages -----------------------------------------------------------
 
@@ -194,7 +169,7 @@ class Worker:
         if item.problem is not None:
             return Quarantined(label, f"{label}: {item.problem}")
         digest = alert_digest(item.alert)
-        if self.client.exists(self._done_key(digest)):
+        if self.streams.exists(self._done_key(digest)):
             return None
         written = self._output_path(digest)
         if written is not None and written.is_file():
@@ -212,8 +187,7 @@ class Worker:
             return
         if isinstance(outcome, Failed) or (isinstance(outcome, Enriched)
                                            and not outcome.complete):
-            attempts = int(self.client.incr(self._attempts_key(message.id)))
-            self.client.pexpire(self._attempts_key(message.id), int(DONE_TTL_S * 1000))
+            attempts = self.streams.count(self._attempts_key(message.id), DONE_TTL_S)
             if attempts < MAX_ATTEMPTS:
                 self.summary.retried += 1  # left pending: claimed again once idle
                 return
@@ -230,10 +204,11 @@ class Worker:
             path = self._output_path(digest)
             if path is not None:
                 write_once(path, text.encode("utf-8"))
-        fresh = self._finish(keys=[self._done_key(digest), self._attempts_key(message.id),
-                                   self.output_stream, self.stream],
-                             args=[self.group, message.id, int(DONE_TTL_S * 1000), digest,
-                                   text.rstrip("\n") if self.output_stream else "", label])
+        fresh = self.streams.finish(
+            stream=self.stream, group=self.group, entry_id=message.id,
+            done_key=self._done_key(digest), attempts_key=self._attempts_key(message.id),
+            ttl_s=DONE_TTL_S, digest=digest, output_stream=self.output_stream,
+            output=text.rstrip("\n") if self.output_stream else "", source=label)
         if fresh:
             self.summary.enriched += 1
         else:
@@ -241,15 +216,15 @@ class Worker:
 
     def _quarantine(self, message: Message, reason: str) -> None:
         """Set aside on <stream>:quarantine (nothing is dropped silently), then acknowledged."""
-        self.client.xadd(f"{self.stream}:quarantine",
-                         {"source": f"{self.stream} {message.id}", "reason": reason,
-                          ALERT_FIELD: message.fields.get(ALERT_FIELD, "")[:QUARANTINE_ECHO]})
+        self.streams.add(f"{self.stream}:quarantine", iter([{
+            "source": f"{self.stream} {message.id}", "reason": reason,
+            ALERT_FIELD: message.fields.get(ALERT_FIELD, "")[:QUARANTINE_ECHO]}]))
         self._ack(message)
         self.summary.quarantined += 1
         self.summary.errors.append(reason)
 
     def _ack(self, message: Message) -> None:
-        self.client.xack(self.stream, self.group, message.id)
+        self.streams.ack(self.stream, self.group, message.id)
 
     def _output_path(self, digest: str) -> Path | None:
         return None if self.out_dir is None else self.out_dir / f"{digest}.json"
@@ -281,35 +256,35 @@ def write_once(path: Path, data: bytes) -> bool:
     return True
 
 
-def enqueue(client: Any, source: Path, *, stream: str = STREAM,
+def enqueue(streams: RedisStreams, source: Path, *, stream: str = STREAM,
             report: Callable[[str], None] = lambda message: None) -> tuple[int, int]:
-    """Add every alert of a file or directory (as `--alerts` reads them) to the stream:
-    (added, unreadable). An unreadable item is reported, not added."""
+    """Add every alert of a file or directory (as `--alerts` reads them, one at a time) to
+    the stream: (added, unreadable). An unreadable item is reported, not added."""
     if not (source.is_dir() or source.is_file()):
         raise InvalidInput(f"{source}: no such file or directory")
-    added = unreadable = 0
-    pipe = client.pipeline(transaction=False)
-    for item in batch_items(source):
-        if item.problem is not None:
-            unreadable += 1
-            report(f"invalid_input: {item.label}: {item.problem}")
-            continue
-        pipe.xadd(stream, {ALERT_FIELD: json.dumps(item.alert, ensure_ascii=False,
-                                                   separators=(",", ":"))})
-        added += 1
-        if added % 500 == 0:
-            pipe.execute()
-    pipe.execute()
+    unreadable = 0
+
+    def entries() -> Iterator[dict[str, str]]:
+        nonlocal unreadable
+        for item in batch_items(source):
+            if item.problem is not None:
+                unreadable += 1
+                report(f"invalid_input: {item.label}: {item.problem}")
+                continue
+            yield {ALERT_FIELD: json.dumps(item.alert, ensure_ascii=False,
+                                           separators=(",", ":"))}
+    added = streams.add(stream, entries())
     return added, unreadable
 
 
-def redis_client(store: Any) -> Any:
-    """The Redis connection of a Redis state store; ConfigError for any other state."""
-    client = getattr(store, "redis_client", None)
-    if client is None:
+def streams_of(store: Any) -> RedisStreams:
+    """The alert streams of a Redis state store; ConfigError for any other state."""
+    streams = getattr(store, "streams", None)
+    if streams is None:
         raise ConfigError("config key 'state': a worker needs the Redis state every worker "
                           "shares (state: redis://host:6379/0)")
-    return client()
+    made: RedisStreams = streams()
+    return made
 
 
 def stop_on_signals(worker: Worker) -> None:
