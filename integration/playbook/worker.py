@@ -26,14 +26,13 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from integration.errors import ConfigError, InvalidInput
-from integration.playbook.batch import batch_items, fsync_directory
+from integration.playbook.batch import batch_items, fsync_directory, open_temp
 from integration.playbook.outcome import (
     Enriched,
     Failed,
@@ -238,8 +237,7 @@ class Worker:
 
 def write_once(path: Path, data: bytes) -> bool:
     """Write `path` whole and durably unless it exists: False when it did (never replaced)."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    temp, fd = open_temp(path)
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
