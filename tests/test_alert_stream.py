@@ -278,3 +278,23 @@ def test_a_second_batch_over_another_source_is_refused_the_same_out(
     assert status == 2
     assert f"{out}: holds the outputs of another batch (over {first})" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["first-000001.json"]
+
+
+def test_the_fast_interpreter_answers_as_jmespath_does_on_every_format_rule_and_alert() -> None:
+    """Every alert-format expression over every sample and corpus alert: the same answer as
+    jmespath.search (the interpreter's fast path must not change a result)."""
+    import jmespath
+
+    from integration.playbook.alerts import alert_formats, read_alerts
+
+    alerts = []
+    for path in sorted([*(ROOT / "playbooks" / "samples").glob("*.json"),
+                        *(ROOT / "tests" / "corpus" / "alerts").glob("*.json")]):
+        alerts += read_alerts(path.read_text(encoding="utf-8"), path.name).alerts
+    expressions = [e for f in alert_formats().formats
+                   for e in [f.detect, *(r.expression for r in (*f.extract, *f.skip, *f.nested)),
+                             *(w.when for w in f.warnings)]]
+    for alert in alerts:
+        for expression in expressions:
+            assert expression.search(alert) == jmespath.search(expression.source, alert), \
+                expression.source

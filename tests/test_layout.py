@@ -98,13 +98,15 @@ ALLOWED_EDGES: dict[str, set[str]] = {
     "actions": {"compose", "config", "connectivity", "defender", "errors", "lookup", "schemas",
                 "values"},
     "playbook": {"actions", "bounded", "config", "defender", "errors", "lookup", "manifest",
-                 "render", "resources", "schemas", "state", "values"},
+                 "render", "resources", "schemas", "state", "sweep", "values"},
     "ocsf": {"playbook"},
+    "sweep": {"config", "defender", "errors", "lookup", "render", "state", "values"},
     "platforms": {"errors", "lookup", "manifest", "resources", "schemas", "values"},
     # The emulator is a world of its own, reached over HTTP only.
     "emulator": set(),
     "cli": {"actions", "bounded", "compose", "config", "emulator", "errors", "lookup",
-            "manifest", "ocsf", "platforms", "playbook", "render", "resources", "values"},
+            "manifest", "ocsf", "platforms", "playbook", "render", "resources", "sweep",
+            "values"},
     "__main__": {"cli"},
 }
 
@@ -199,8 +201,10 @@ def test_each_library_is_used_in_one_place(library: str, home: set[str]) -> None
     ("class RetryPolicy", "integration/defender/retry.py"),
     ("def enricher_for", "integration/compose.py"),
     ("def take_slot", None),
+    ('"Bearer ', "integration/defender/pipeline.py"),
+    ("== 403", "integration/defender/pipeline.py"),
 ], ids=["URL building", "Retry-After parsing", "single-flight", "retry policy",
-        "composition root", "budget"])
+        "composition root", "budget", "authorized request", "status to error"])
 def test_each_concern_lives_in_one_module(needle: str, home: str | None) -> None:
     holders = sorted(str(path.relative_to(PACKAGE.parent)) for path in PACKAGE.rglob("*.py")
                      if needle in path.read_text(encoding="utf-8")

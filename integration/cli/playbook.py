@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     playbook = load_playbook(args.playbook)
     inputs = _inputs(playbook, args)
     playbook.resolve_inputs(inputs)  # refused now, not once per alert
-    _check_mode(playbook.trigger, args)
+    _check_mode(playbook, args)
     config = _config(args.config)
     if args.alerts:
         return _run_batch(playbook, inputs, config, args)
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     fmt = output_format(args)
     pretty = args.pretty or sys.stdout.isatty()
     try:
-        if playbook.trigger == "manual":
+        if not playbook.reads_alert and not args.alert:  # manual, or a sweep over feeds
             result = runner.run(source=args.playbook)
             print(_render(result, fmt, playbook.name, pretty))
             return result.exit_status
@@ -182,7 +182,8 @@ def _json(document: Any, pretty: bool) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
-def _check_mode(trigger: str, args: argparse.Namespace) -> None:
+def _check_mode(playbook: Any, args: argparse.Namespace) -> None:
+    trigger = playbook.trigger
     if args.out and not args.alerts:
         raise InvalidInput("--out goes with --alerts (a batch)")
     if args.alerts and args.alert:
@@ -197,7 +198,7 @@ def _check_mode(trigger: str, args: argparse.Namespace) -> None:
                            f"triggered by {'an alert' if trigger == 'alert' else 'a schedule'}")
     if args.alerts and not args.out:
         raise InvalidInput("--alerts needs --out DIR for the enriched alerts")
-    if not (args.alert or args.alerts):
+    if not (args.alert or args.alerts) and playbook.reads_alert:
         raise InvalidInput("give --alert FILE (or - for stdin), or --alerts DIR|FILE.ndjson "
                            "--out DIR")
 
@@ -218,7 +219,7 @@ def _inputs(playbook: Any, args: argparse.Namespace) -> dict[str, Any]:
         try:
             given[name] = spec.coerce(text)
         except ValueError as exc:
-            raise InvalidInput(f"--input {name}: {exc}") from None
+            raise InvalidInput(f"--input {name}: {exc}") from exc
     return given
 
 
@@ -280,6 +281,12 @@ def _render(result: Any, fmt: str, name: str, pretty: bool = True) -> str:
     from integration.render import printable, table_block, terminal_safe
 
     enrichment = result.enrichment
+    report = enrichment.get("sweep")
+    if fmt in ("table", "markdown") and isinstance(report, dict) and "hits" in report:
+        from integration.sweep.render import render_markdown, render_table
+
+        text = render_markdown(report) if fmt == "markdown" else render_table(report)
+        return "\n".join([text, *_details(enrichment)])
     if fmt in ("json", "ndjson"):
         return _json(result.document, pretty and fmt == "json")
     if fmt == "ocsf":

@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from integration.config import MANAGED_IDENTITY
@@ -24,7 +23,7 @@ from integration.errors import AuthFailed, ConfigError, PluginError, UpstreamErr
 
 if TYPE_CHECKING:
     from integration.config import Settings
-    from integration.defender.retry import Outcome, RetryPolicy
+    from integration.defender.retry import RetryPolicy
     from integration.defender.transport import Transport
     from integration.state import StateStore
 
@@ -86,10 +85,9 @@ class TokenProvider:
         with self._lock:
             if self._token == token:
                 self._token, self._expires_on = None, 0.0
-            blob = self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key)
-            if not blob:
+            data = token_cache_data(self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key))
+            if data is None:
                 return
-            data = json.loads(blob)
             entries = data.get("AccessToken", {})
             kept = {key: entry for key, entry in entries.items() if entry.get("secret") != token}
             if len(kept) != len(entries):
@@ -130,8 +128,10 @@ class TokenProvider:
         settings = self._settings
         cache = msal.SerializableTokenCache()
         blob = self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key)
-        if blob:
+        readable = token_cache_data(blob) is not None
+        if readable:
             cache.deserialize(blob)
+        # else: no cache yet, or a row that is not msal's cache: ignored, and rewritten below
         if settings.auth == MANAGED_IDENTITY:
             result = self._managed_identity_token(cache)
         else:
@@ -140,10 +140,11 @@ class TokenProvider:
             self.tokens_fetched += 1
             log.info("token request: new token for client %s (attempt %d)",
                      settings.client_id, attempt)
-        if cache.has_state_changed:
+        token = _token_and_expiry(result)  # checked before anything is shared
+        if cache.has_state_changed or (blob and not readable):
             self._store.put(TOKEN_CACHE_NAMESPACE, self._cache_key, cache.serialize(),
                             ttl_s=TOKEN_CACHE_TTL_S)
-        return result["access_token"], time.time() + float(result.get("expires_in", 0))
+        return token
 
     def _app_token(self, cache: Any) -> dict[str, Any]:
         """The confidential client's answer with an access token, or our error."""
@@ -158,26 +159,42 @@ class TokenProvider:
                 client_credential=self._credential(),
                 authority=settings.authority,
                 token_cache=cache,
-                http_client=self._transport,
+                http_client=SignInHttp(self._transport, settings.endpoints.authority_host),
                 instance_discovery=None if settings.endpoints.is_microsoft_authority else False,
             )
-            result = app.acquire_token_for_client(scopes=[self._scope])
         except msal.exceptions.MsalServiceError as exc:  # msal's form of a 5xx answer
             raise UpstreamError(f"the sign-in service failed: {first_line(exc)}",
-                                retryable=True) from None
-        except json.JSONDecodeError:
+                                retryable=True) from exc
+        except json.JSONDecodeError as exc:
             raise UpstreamError("the sign-in service answered with a body that is not JSON",
-                                retryable=True) from None
+                                retryable=True) from exc
         except ValueError as exc:
             # msal's answer to an authority it cannot use (unknown tenant, not a sign-in host).
             raise AuthFailed(f"the sign-in service rejected the authority "
-                             f"{settings.authority}: {first_line(exc)}") from None
+                             f"{settings.authority}: {first_line(exc)}") from exc
+        try:
+            return self._checked_answer(app.acquire_token_for_client(scopes=[self._scope]))
+        except msal.exceptions.MsalServiceError as exc:
+            raise UpstreamError(f"the sign-in service failed: {first_line(exc)}",
+                                retryable=True) from exc
+        except json.JSONDecodeError as exc:
+            raise UpstreamError("the sign-in service answered with a body that is not JSON",
+                                retryable=True) from exc
+        except (ValueError, AttributeError, TypeError, KeyError) as exc:
+            # msal reads the token answer as an object of strings and numbers: an array, a
+            # scalar or an expires_in of "soon" fails inside it.
+            raise UpstreamError("the sign-in service answered with JSON that is not a token "
+                                "answer (an object with access_token and expires_in)",
+                                retryable=True) from exc
+
+    def _checked_answer(self, result: dict[str, Any]) -> dict[str, Any]:
+        """msal's result: a token, or the sign-in service's refusal as our error."""
         if "access_token" not in result:
             error = result.get("error", "unknown_error")
             description = first_line(result.get("error_description", ""))
             failure = AuthFailed(f"sign-in failed: {error}: {description}")
             if error in TRANSIENT_SIGN_IN_ERRORS:
-                raise UpstreamError(failure.message, retryable=True) from None
+                raise UpstreamError(failure.message, retryable=True)
             raise failure
         return result
 
@@ -195,11 +212,11 @@ class TokenProvider:
                                                 http_client=http, token_cache=cache)
             result = client.acquire_token_for_client(
                 resource=managed_identity.resource(self._scope))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
             raise UpstreamError(f"the managed identity endpoint answered {http.last_status} "
-                                "with a body that is not JSON", retryable=True) from None
+                                "with a body that is not JSON", retryable=True) from exc
         except (msal.ManagedIdentityError, OSError) as exc:
-            raise managed_identity.refusal(settings, exc) from None
+            raise managed_identity.refusal(settings, exc) from exc
         if "access_token" not in result:
             raise managed_identity.failure(settings, result, http.last_status)
         managed_identity.check_tenant(settings, token_claims(result["access_token"]))
@@ -240,7 +257,7 @@ def certificate_credential(path: str, password: str | None) -> dict[str, str]:
                           "cert.pfx -out cert.pem -nodes`)") from None
     except OSError as exc:
         raise ConfigError(f"config key 'client_certificate.path': cannot read {path!r}: "
-                          f"{type(exc).__name__}") from None
+                          f"{type(exc).__name__}") from exc
     certificate = _pem_block(pem, "CERTIFICATE")
     key = _pem_block(pem, "PRIVATE KEY") or _pem_block(pem, "RSA PRIVATE KEY") \
         or _pem_block(pem, "ENCRYPTED PRIVATE KEY")
@@ -263,13 +280,66 @@ def _check_key_opens(key: str, password: str | None) -> None:
 
     try:
         load_pem_private_key(key.encode(), password.encode() if password else None)
-    except TypeError:  # encrypted without a password, or a password for a plain key
+    except TypeError as exc:  # encrypted without a password, or a password for a plain key
         needs = "is encrypted: set config key 'client_certificate.password'" if not password \
             else "is not encrypted: remove config key 'client_certificate.password'"
-        raise ConfigError(f"the client certificate's private key {needs}") from None
-    except ValueError:
+        raise ConfigError(f"the client certificate's private key {needs}") from exc
+    except ValueError as exc:
         raise ConfigError("config key 'client_certificate.password' does not open the client "
-                          "certificate's private key (wrong password, or not a key)") from None
+                          "certificate's private key (wrong password, or not a key)") from exc
+
+
+def _token_and_expiry(result: dict[str, Any]) -> tuple[str, float]:
+    """The token msal handed over, checked: a sign-in answer of the wrong shape (a token that
+    is not a string, an expiry that is not a number) is the service's fault, not a crash."""
+    token, lifetime = result.get("access_token"), result.get("expires_in", 0)
+    try:
+        seconds = float(lifetime)
+    except (TypeError, ValueError, OverflowError):
+        seconds = float("nan")
+    if not isinstance(token, str) or not token or not 0 <= seconds < 10 * 86400:
+        raise UpstreamError("the sign-in service answered with a token answer of the wrong "
+                            "shape (access_token or expires_in)", retryable=True)
+    return token, time.time() + seconds
+
+
+class SignInHttp:
+    """msal's http_client for an application's sign-in: the Transport, sending POSTs only to
+    the authority's own origin. msal takes the token endpoint from the OpenID discovery
+    document; one naming another host would be sent the client secret (or the certificate's
+    signed assertion). GETs carry no credential and pass as they are."""
+
+    def __init__(self, transport: Transport, authority_host: str) -> None:
+        self._transport = transport
+        self._origin = _origin(authority_host)
+
+    def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        return self._transport.get(url, params=params, headers=headers, **kwargs)
+
+    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None,
+             **kwargs: Any) -> Any:
+        if _origin(url) != self._origin:
+            from urllib.parse import urlsplit
+
+            raise AuthFailed(f"the sign-in service's discovery document names a token "
+                             f"endpoint on {urlsplit(url).netloc or url!r}, not on the "
+                             f"authority {self._origin}: refused, the credential was not sent")
+        return self._transport.post(url, params=params, data=data, headers=headers, **kwargs)
+
+    def close(self) -> None:
+        """msal calls this; the transport outlives it."""
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port, lowercase, the port always given."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower(), 0)
+    except ValueError:
+        port = -1  # a garbled port matches nothing
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
 
 
 def _pem_block(pem: str, label: str) -> str | None:
@@ -283,23 +353,47 @@ def find_access_token(blob: str, *, client_id: str | None, tenant_id: str, scope
                       now: float | None = None) -> tuple[str, float] | None:
     """A still-valid access token from msal's serialized cache, read without msal."""
     now = time.time() if now is None else now
-    try:
-        entries = json.loads(blob).get("AccessToken", {})
-    except (ValueError, AttributeError):
+    data = token_cache_data(blob)
+    if data is None:
         return None
     wanted = scope.lower()
-    for entry in entries.values():
+    for entry in data.get("AccessToken", {}).values():
         if entry.get("client_id") != client_id or entry.get("realm") != tenant_id:
             continue
-        if wanted not in entry.get("target", "").lower().split():
+        if not isinstance(entry.get("target"), str) or \
+                wanted not in entry["target"].lower().split():
             continue
         try:
             expires_on = float(entry["expires_on"])
         except (KeyError, ValueError):
             continue
-        if expires_on - now > REFRESH_MARGIN_S and entry.get("secret"):
+        if expires_on - now > REFRESH_MARGIN_S and isinstance(entry.get("secret"), str) \
+                and entry["secret"]:
             return entry["secret"], expires_on
     return None
+
+
+def token_cache_data(blob: str | None) -> dict[str, Any] | None:
+    """msal's serialized cache as stored, or None when there is none or the stored row is not
+    one (corrupted, or written by something else): such a row is ignored, never a crash, and
+    the next token fetched overwrites it. msal writes sections of entries whose fields are
+    all strings (or null); anything else would fail inside msal."""
+    if not blob:
+        return None
+    try:
+        data = json.loads(blob)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    for section in data.values():
+        if not isinstance(section, dict):
+            return None
+        for entry in section.values():
+            if not isinstance(entry, dict) or not all(
+                    value is None or isinstance(value, str) for value in entry.values()):
+                return None
+    return data
 
 
 def token_claims(token: str) -> dict[str, Any]:
@@ -309,16 +403,3 @@ def token_claims(token: str) -> dict[str, Any]:
         return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError):
         return {}
-
-
-def send_authorized(tokens: TokenProvider, send: Callable[[str], Outcome]) -> Outcome:
-    """send(token) with a token from `tokens`. A 401 drops that token everywhere (here and in
-    the shared cache), fetches a fresh one and sends once more; a second 401 is the caller's
-    to report. The token is fetched before `send` runs its retry loop, not inside it, so a
-    sign-in outage is retried by the sign-in's own policy only, not once per API attempt."""
-    token = tokens.access_token()
-    outcome = send(token)
-    if outcome.status == 401:
-        tokens.invalidate(token)
-        outcome = send(tokens.access_token())
-    return outcome

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from integration.bounded import ALERT, check_nesting
-from integration.errors import PluginError, exit_status_for
+from integration.errors import PluginError, error_from_record, exit_status_for
 from integration.playbook.alerts import AlertFormats, alert_formats
 from integration.playbook.errors import AlertError, PlaybookError, StepFailed
 from integration.playbook.expressions import ExpressionError, render_template, truthy
@@ -57,7 +57,8 @@ class PlaybookRunner:
         with `on_error: fail` fails; lookup failures otherwise live in the envelopes."""
         playbook = self.playbook
         resolved = playbook.resolve_inputs(self.inputs if inputs is None else inputs)
-        if playbook.trigger != "manual":
+        on_alert = playbook.reads_alert or alert is not None
+        if on_alert:
             if not isinstance(alert, dict):
                 kind = "nothing" if alert is None else type(alert).__name__
                 raise AlertError(f"{source}: an alert is a JSON object, not {kind}")
@@ -68,7 +69,8 @@ class PlaybookRunner:
                 raise AlertError(f"{source}: the alert already has a top-level "
                                  f"'{ENRICHMENT_KEY}' key (was it enriched before?)")
         context = StepContext(source=source, formats=self.formats,
-                              enrichment={"schema_version": ENRICHMENT_SCHEMA_VERSION})
+                              enrichment={"schema_version": ENRICHMENT_SCHEMA_VERSION},
+                              enricher=lambda: self.lookups.enricher)
         # No copy of the alert: expressions only read, builtins never write to what they are
         # given, and outputs are copied on write (put_output), so the caller's alert is safe.
         document: dict[str, Any] = {
@@ -78,7 +80,7 @@ class PlaybookRunner:
         envelopes: list[dict[str, Any]] = []
         for step in playbook.steps:
             self._run_step(step, document, context, envelopes)
-        if playbook.trigger == "manual":
+        if not on_alert:
             result = {"inputs": resolved, ENRICHMENT_KEY: context.enrichment}
         else:
             result = {**alert, ENRICHMENT_KEY: context.enrichment}
@@ -109,8 +111,10 @@ class PlaybookRunner:
         except (PluginError, ExpressionError) as exc:
             # An expression failing on real data is the playbook's fault: config_error, exit 2.
             error = exc if isinstance(exc, PluginError) else PlaybookError(str(exc))
+            if error is not exc:
+                error.__cause__ = exc
             if step.on_error == "fail":
-                raise StepFailed(f"{where}: {error.message}", error) from None
+                raise StepFailed(f"{where}: {error.message}", error) from error
             context.enrichment.setdefault("step_errors", []).append(
                 {"step": step.id, "code": error.code, "message": error.message})
             return
@@ -119,7 +123,7 @@ class PlaybookRunner:
             failed = [r for r in results if isinstance(r, dict) and r.get("status") == "error"]
             if failed and step.on_error == "fail":
                 first = failed[0]["error"]
-                cause = _error_from(first)
+                cause = error_from_record(first)
                 raise StepFailed(f"{where}: {len(failed)} lookup(s) failed; first: "
                                  f"{first['code']}: {first['message']}", cause)
         value = results if step.for_each is not None else results[0]
@@ -133,13 +137,3 @@ class PlaybookRunner:
             return self.lookups.run_action(step.action, params)
         builtin = BUILTINS[step.builtin or ""]
         return [builtin.run(context, one) for one in params]
-
-
-def _error_from(error: Mapping[str, Any]) -> PluginError:
-    """A PluginError carrying an envelope error's code (and so its exit status)."""
-    from integration.errors import EXIT_STATUS_BY_CODE
-
-    made = PluginError(error.get("message", ""), retryable=error.get("retryable", False))
-    made.code = error.get("code", made.code)  # type: ignore[misc]
-    made.exit_status = EXIT_STATUS_BY_CODE.get(made.code, made.exit_status)  # type: ignore[misc]
-    return made

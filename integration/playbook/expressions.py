@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 EXPR_KEY = "expr"
@@ -27,13 +28,34 @@ class Expression:
         from jmespath.exceptions import JMESPathError
 
         try:
-            return self.parsed.search(data)
+            return _interpreter().visit(self.parsed.parsed, data)
         except JMESPathError as exc:
             raise ExpressionError(f"expression {self.source!r} failed: {_one_line(exc)}") from None
 
     def root_references(self) -> Iterator[tuple[str, str]]:
         """(`steps`|`inputs`|..., name) pairs read from the root, for load-time typo checks."""
         yield from _root_references(self.parsed.parsed, at_root=True)
+
+
+@cache
+def _interpreter() -> Any:
+    """One JMESPath interpreter for every search (ParsedResult.search builds a new one each
+    time), with a fast path for the comparison alert formats make most: `field == 'text'`."""
+    from jmespath.visitor import TreeInterpreter
+
+    class Interpreter(TreeInterpreter):
+        def visit_comparator(self, node: Any, value: Any) -> Any:
+            op = node["value"]
+            if op in ("eq", "ne"):
+                left, right = node["children"]
+                if left["type"] == "field" and right["type"] == "literal" \
+                        and isinstance(right["value"], str):
+                    # JMESPath's own equality, for a string: only an equal string is equal.
+                    found = value.get(left["value"]) if isinstance(value, dict) else None
+                    return (found == right["value"]) is (op == "eq")
+            return super().visit_comparator(node, value)
+
+    return Interpreter()
 
 
 def compile_expression(source: Any) -> Expression:

@@ -72,7 +72,7 @@ class InputSpec:
         try:
             return parse_json(text, limits=DOCUMENT, what=f"input {self.name!r}")
         except PluginError as exc:
-            raise ValueError(exc.message) from None
+            raise ValueError(exc.message) from exc
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,16 @@ class Step:
     description: str = ""
 
 
+def _names_alert(template: Any) -> bool:
+    if isinstance(template, Expression):
+        return re.search(r"\balert\b", template.source) is not None
+    if isinstance(template, Mapping):
+        return any(_names_alert(value) for value in template.values())
+    if isinstance(template, (list, tuple)):
+        return any(_names_alert(value) for value in template)
+    return False
+
+
 @dataclass(frozen=True)
 class Playbook:
     name: str
@@ -100,6 +110,18 @@ class Playbook:
 
     def where(self, step: Step | None = None) -> str:
         return where(self.source, step.index, step.id) if step else self.source
+
+    @property
+    def reads_alert(self) -> bool:
+        """Whether a run needs an alert: an alert playbook always; a scheduled one when a step
+        extracts from it or an expression names it (a sweep over feeds reads none)."""
+        if self.trigger == "alert":
+            return True
+        if self.trigger == "manual":
+            return False
+        return any(step.builtin == "extract_indicators"
+                   or any(_names_alert(e) for e in (step.for_each, step.when, step.params))
+                   for step in self.steps)
 
     def resolve_inputs(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults filled in, types and enums checked. A bad value is the caller's input, not
@@ -143,7 +165,7 @@ def load_playbook(path: str | Path | Traversable) -> Playbook:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PlaybookError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+        raise PlaybookError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
     data = parse_yaml(text, limits=DOCUMENT, what=source, error=PlaybookError,
                       locate=lambda line: _step_at(text.splitlines(), line))
     return parse_playbook(data, source)
@@ -209,12 +231,12 @@ def _step(index: int, raw: Mapping[str, Any], source: str) -> Step:
         try:
             return compile_expression(raw[key])
         except ExpressionError as exc:
-            raise PlaybookError(f"{prefix}: {key}: {exc}") from None
+            raise PlaybookError(f"{prefix}: {key}: {exc}") from exc
 
     try:
         params = compile_template(raw.get("params") or {}, "params")
     except ExpressionError as exc:
-        raise PlaybookError(f"{prefix}: {exc}") from None
+        raise PlaybookError(f"{prefix}: {exc}") from exc
     return Step(index=index, id=raw["id"], action=raw.get("action"), builtin=raw.get("builtin"),
                 params=params, for_each=expression("for_each"), when=expression("when"),
                 on_error=raw.get("on_error", "fail"), output=raw.get("output"),
@@ -279,7 +301,7 @@ def _action_params(action_id: str, prefix: str) -> tuple[frozenset[str], frozens
     try:
         action = manifest().action(action_id)
     except PluginError as exc:
-        raise PlaybookError(f"{prefix}: {exc.message}") from None
+        raise PlaybookError(f"{prefix}: {exc.message}") from exc
     schema = schemas.schema(action.input_schema)
     properties = frozenset(schema.get("properties", {}))
     required = frozenset(schema.get("required", []))
