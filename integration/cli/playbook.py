@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from integration.cli.options import command, output_format
-from integration.errors import EXIT_INPUT, EXIT_OK, InvalidInput, PluginError
+from integration.cli.options import command, output_format, reporting_errors
+from integration.errors import EXIT_INPUT, EXIT_OK, InvalidInput
 
 PROG = "mde-enrich playbook"
 
@@ -30,7 +30,7 @@ def add_command(commands: Any) -> None:
                   description="Run playbooks on alerts, or check them.")
     steps = sub.add_subparsers(title="subcommands", metavar="SUBCOMMAND",
                                prog="mde-enrich playbook")  # no formatter: see command.py
-    run = command(steps, "run", _run_command, help="run a playbook",
+    run = command(steps, "run", reporting_errors(PROG, _run), help="run a playbook",
                   description="Run a playbook on an alert (or a page, array or NDJSON of "
                               "alerts), a batch of alerts, or an analyst's inputs. FILE is a "
                               "path or the name of a playbook the plugin ships "
@@ -56,14 +56,6 @@ def add_command(commands: Any) -> None:
 def _usage(args: argparse.Namespace) -> int:
     args.subparser.print_help(sys.stderr)
     return EXIT_INPUT
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except PluginError as error:
-        print(f"{PROG}: {error.code}: {error.message}", file=sys.stderr)
-        return error.exit_status
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -295,7 +287,7 @@ def _render(result: Any, fmt: str, name: str, pretty: bool = True) -> str:
         return _json(render_run(result, name), pretty)
     if fmt == "markdown":
         if isinstance(enrichment.get("note"), str):
-            return enrichment["note"]
+            return str(enrichment["note"])
         return note_markdown(result.envelopes, title=f"Enrichment ({name})",
                              summary=enrichment.get("summary"),
                              indicators=enrichment.get("indicators"),
@@ -316,6 +308,11 @@ def _render(result: Any, fmt: str, name: str, pretty: bool = True) -> str:
 def _details(enrichment: dict[str, Any]) -> list[str]:
     """What was skipped and the recommendation: said in tables and case notes alike."""
     details = []
+    found = enrichment.get("format")
+    if isinstance(found, dict) and found.get("id"):
+        origin = found.get("origin")
+        mine = f", from {origin}" if origin not in (None, "shipped", "built-in") else ""
+        details.append(f"format: {found.get('title', found['id'])} ({found['id']}{mine})")
     summary = enrichment.get("summary")
     skipped = summary.get("skipped") if isinstance(summary, dict) else None
     if skipped:

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from integration.cli.options import command, output_format
-from integration.errors import EXIT_INPUT, EXIT_OK, InvalidInput, PluginError
+from integration.cli.options import command, output_format, reporting_errors
+from integration.errors import EXIT_INPUT, EXIT_OK, InvalidInput
 
 if TYPE_CHECKING:
     from integration.lookup.service import Enricher
@@ -29,7 +29,7 @@ PROG = "mde-enrich worker"
 def add_command(commands: object) -> None:
     from integration.playbook.worker import GROUP, OUTPUT_STREAM, STREAM
 
-    sub = command(commands, "worker", _run_command,
+    sub = command(commands, "worker", reporting_errors(PROG, _run),
                   help="enrich alerts from a Redis Stream, one worker of a fleet",
                   description="Consume alerts from a Redis Stream with a consumer group: each "
                               "alert is enriched once across every worker sharing the "
@@ -53,14 +53,6 @@ def add_command(commands: object) -> None:
                      help="claim another worker's alert pending this long (default: 60)")
     sub.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
                      help="exit once nothing was new or pending for this long (cron, tests)")
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except PluginError as error:
-        print(f"{PROG}: {error.code}: {error.message}", file=sys.stderr)
-        return error.exit_status
 
 
 def _run(args: argparse.Namespace) -> int:
