@@ -169,6 +169,12 @@ def test_a_csv_takes_its_indicator_column() -> None:
     assert [i.indicator.value for i in read.indicators] == ["evil.example", "c" * 40]
 
 
+def test_a_one_column_csv_header_is_a_header_not_a_skipped_indicator() -> None:
+    read = read_text("Indicator\nevil.example\n", "f")
+    assert [i.indicator.value for i in read.indicators] == ["evil.example"]
+    assert read.skipped == []
+
+
 def test_a_csv_and_a_text_file_are_swept(capsys, emulator: Emulator, config_file: Path,
                                          tmp_path: Path) -> None:
     csv_file = tmp_path / "iocs.csv"
