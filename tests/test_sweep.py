@@ -507,6 +507,18 @@ def test_a_hostile_device_name_cannot_attack_the_reader(capsys, emulator: Emulat
         assert "](http://attacker.test)" not in text
 
 
+def test_a_hostile_gone_device_id_cannot_attack_a_markdown_reader() -> None:
+    from integration.sweep.render import render_markdown
+
+    hostile = "[click](http://attacker.test)"
+    report = {"iocs": 1, "lookback": "P30D", "hits": [], "warnings": [], "errors": [],
+              "gone": [{"indicator": {"type": "domain", "value": "evil.example"},
+                        "machines": [hostile]}],
+              "summary": {"hits": 0, "new_machines": 0, "gone_machines": 1, "skipped": 0,
+                          "hunting_calls": 1, "api_calls": 0, "errors": 0}}
+    assert "](http://attacker.test)" not in render_markdown(report)
+
+
 def test_a_user_sweeps_with_their_own_device_groups_and_state(emulator: Emulator,
                                                               state_url: str,
                                                               tmp_path: Path) -> None:
