@@ -93,6 +93,19 @@ def test_a_collection_that_refuses_our_credentials_is_an_auth_failure(
     assert emulator.admin.requests_log("/api/") == []
 
 
+def test_a_collection_that_cannot_be_reached_is_exit_4_in_one_line_before_any_lookup(
+        capsys, emulator: Emulator, config_file: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    emulator.admin.clear_log()
+    status, err = sweep(capsys, config_file, f"https://127.0.0.1:{port}/api/collections/x/")
+    assert status == 4 and err.count("\n") == 1 and "cannot be reached" in err
+    assert emulator.admin.requests_log("/api/") == []
+
+
 # --- MISP --------------------------------------------------------------------------------
 
 
