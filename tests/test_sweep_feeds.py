@@ -106,6 +106,14 @@ def test_a_collection_that_cannot_be_reached_is_exit_4_in_one_line_before_any_lo
     assert emulator.admin.requests_log("/api/") == []
 
 
+def test_a_plain_http_collection_is_refused_before_anything_is_sent(
+        capsys, emulator: Emulator, config_file: Path) -> None:
+    emulator.admin.clear_log()
+    status, err = sweep(capsys, config_file, "http://127.0.0.1:9/api/collections/x/")
+    assert status == 2 and "HTTPS only" in err
+    assert emulator.admin.requests_log() == []
+
+
 # --- MISP --------------------------------------------------------------------------------
 
 

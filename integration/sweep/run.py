@@ -128,10 +128,12 @@ class Sweep:
     # -- 1. the feeds ---------------------------------------------------------------------
 
     def _read_local(self) -> dict[str, FeedRead]:
-        from integration.sweep.sources import read_source
-        from integration.sweep.taxii import is_collection_url
+        from integration.sweep.sources import feed_id, read_source
+        from integration.sweep.taxii import check_collection_url, is_collection_url
 
         now_ms = time.time_ns() // 1_000_000
+        for source in filter(is_collection_url, self.sources):
+            check_collection_url(feed_id(source))  # a URL that cannot be one: nothing sent
         return {source: read_source(source, lambda feed: None, now_ms=now_ms)
                 for source in self.sources if not is_collection_url(source)}
 

@@ -52,15 +52,24 @@ def read_collection(url: str, carry: dict[str, Any] | None, *, now_ms: int,
     return read
 
 
+def check_collection_url(url: str) -> None:
+    """InvalidInput unless `url` can be a TAXII 2.1 collection: checked before any request."""
+    if not url.startswith("https://"):
+        # TAXII 2.1 requires HTTPS; over http:// the basic-auth password would travel in clear
+        raise InvalidInput(f"{url}: a TAXII 2.1 collection is served over HTTPS only "
+                           "(https://host/api-root/collections/ID/)")
+    if "/collections/" not in url:
+        raise InvalidInput(f"{url}: a TAXII 2.1 source is a collection URL "
+                           "(https://host/api-root/collections/ID/)")
+
+
 def _collection(url: str, verify: str | bool, proxy: str | None) -> Any:
     from taxii2client.common import _HTTPConnection
     from taxii2client.v21 import Collection
 
     if not url.endswith("/"):
         url += "/"
-    if "/collections/" not in url:
-        raise InvalidInput(f"{url}: a TAXII 2.1 source is a collection URL "
-                           "(https://host/api-root/collections/ID/)")
+    check_collection_url(url)
     user, password = os.environ.get(USER_VARIABLE), os.environ.get(PASSWORD_VARIABLE)
     connection = _HTTPConnection(user=user, password=password, verify=verify,
                                  proxies={"https": proxy, "http": proxy} if proxy else None,
