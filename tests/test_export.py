@@ -620,6 +620,12 @@ def test_export_refuses_a_wheel_that_is_not_one(tmp_path: Path) -> None:
                      str(tmp_path / "missing.whl")]) == 2
 
 
+def test_export_refusing_its_wheel_writes_nothing_not_even_the_folder(tmp_path: Path) -> None:
+    assert cli_main(["export", "cortex", str(tmp_path / "out"), "--wheel",
+                     str(tmp_path / "missing.whl")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("platform", "first_step"), [
     ("xsoar", "docker build -t mde-enrich/xsoar:0.1.0"),
     ("splunk", "make soar-package"),
