@@ -506,6 +506,16 @@ def test_one_failed_value_of_a_list_is_a_note_and_all_failed_is_an_error(
     assert "invalid_input" in entry["Contents"]
 
 
+def test_a_hostile_argument_cannot_put_a_link_in_the_war_room(
+        script, integration, config, private_tmp, monkeypatch) -> None:
+    hostile = "[click](http://attacker.test)"  # from an alert a playbook passes on
+    params = xsoar_params(config, integration)
+    entry = XsoarRun(DOMAIN_COMMAND, params, {"domain": f"{seed.EVIL_DOMAIN},{hostile}"}).run(
+        script, monkeypatch)
+    assert entry["Type"] == 1 and "invalid_input" in entry["HumanReadable"]
+    assert "](http://attacker.test)" not in entry["HumanReadable"]
+
+
 def test_test_module_says_ok(script, integration, config, private_tmp, calls,
                              monkeypatch) -> None:
     entry = XsoarRun("test-module", xsoar_params(config, integration), {}).run(script,
