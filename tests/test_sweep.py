@@ -165,6 +165,17 @@ def test_an_indicator_named_twice_or_in_two_feeds_costs_once(capsys, emulator: E
         str(one.resolve()), str(two.resolve())}
 
 
+def test_one_feed_given_under_two_spellings_is_read_and_reported_once(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    feed = bundle(tmp_path / "feed.json", ["[domain-name:value = 'evil.example']"])
+    monkeypatch.chdir(tmp_path)  # `feed.json`, `./feed.json` and its absolute path: one feed
+    report = sweep(capsys, config_file, "feed.json", "./feed.json", str(feed),
+                   "--format", "json")[1]
+    assert [f["feed"] for f in report["feeds"]] == [str(feed.resolve())]
+    assert len(report["hits"][0]["indicator"]["sources"]) == 1
+
+
 def test_revoked_expired_and_unanswerable_indicators_are_skipped_with_their_reason(
         capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
     path = tmp_path / "f.json"

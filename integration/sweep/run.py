@@ -88,9 +88,14 @@ class Sweep:
         if not sources:
             raise InvalidInput("give at least one SOURCE (a STIX bundle, TAXII collection "
                                "URL, MISP event or feed folder, CSV or text file)")
-        self.enricher, self.sources = enricher, list(dict.fromkeys(sources))
+        # One feed under two spellings (`a.json`, `./a.json`; a collection URL with and
+        # without its last `/`) is read, fetched and reported once.
+        by_feed: dict[str, str] = {}
+        for source in sources:
+            by_feed.setdefault(feed_id(source), source)
+        self.enricher, self.sources = enricher, list(by_feed.values())
         self.lookback, self.lookback_s = lookback.strip().upper(), lookback_seconds(lookback)
-        self.feeds = [feed_id(source) for source in self.sources]
+        self.feeds = list(by_feed)
         self.settings = enricher.settings
         self.store = enricher.store
         self.say = report
