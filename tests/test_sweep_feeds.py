@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,53 @@ def test_a_plain_http_collection_is_refused_before_anything_is_sent(
     status, err = sweep(capsys, config_file, "http://127.0.0.1:9/api/collections/x/")
     assert status == 2 and "HTTPS only" in err
     assert emulator.admin.requests_log() == []
+
+
+@contextmanager
+def endless_taxii(keys: Any) -> Iterator[tuple[str, list[str]]]:
+    """A TLS stand-in for a broken TAXII server: every page says `more`, with the same `next`
+    and no objects. Yields the collection URL and the paths it was asked for."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # http.server calls it by this name
+            asked.append(self.path)
+            body = ({"id": "x", "title": "x", "can_read": True, "can_write": False}
+                    if self.path.rstrip("/").endswith("/collections/x")
+                    else {"more": True, "next": "same", "objects": []})
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/taxii+json;version=2.1")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(keys.server_cert_path, keys.server_key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/api/collections/x/", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_says_more_forever_is_an_upstream_error_not_an_endless_sweep(
+        capsys, emulator: Emulator, config_file: Path, taxii_keys: Any) -> None:
+    with endless_taxii(taxii_keys) as (url, asked):
+        status, err = sweep(capsys, config_file, url)
+    assert status == 4 and "more" in err and err.count("\n") == 1
+    assert len(asked) < 10
 
 
 # --- MISP --------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from integration.sweep.feed import FeedRead
 from integration.sweep.stix import OBSERVABLE_TYPES, latest_versions, read_objects
 
 PAGE_SIZE = 500
+MAX_PAGES = 10_000  # 5,000,000 objects: a server saying `more` forever cannot hold a sweep
 USER_VARIABLE, PASSWORD_VARIABLE = "MDE_TAXII_USER", "MDE_TAXII_PASSWORD"
 # The objects worth keeping between sweeps: what names something to look up.
 _KEPT_TYPES = OBSERVABLE_TYPES | {"indicator", "observed-data"}
@@ -41,6 +42,9 @@ def read_collection(url: str, carry: dict[str, Any] | None, *, now_ms: int,
         newest = _newest_date_added(collection, since)
         fetched = [obj for page in _pages(collection.get_objects, since)
                    for obj in page.get("objects") or []]
+    except PluginError as error:
+        raise UpstreamError(f"TAXII collection {url}: {error.message}",
+                            retryable=error.retryable) from None
     except Exception as exc:  # the client raises requests' errors and its own
         raise _feed_error(url, exc) from None
     objects = latest_versions([*known.values(), *fetched])
@@ -90,10 +94,24 @@ def _newest_date_added(collection: Any, since: str | None) -> str | None:
 
 
 def _pages(method: Any, since: str | None) -> Any:
+    """The pages of one paged endpoint. taxii2-client follows `more` for as long as the
+    server says it: a page that says `more` but brings nothing new (no objects, or a `next`
+    already followed), or more than MAX_PAGES of them, ends the read as an upstream error."""
     from taxii2client.v21 import as_pages
 
     filters = {"added_after": since} if since else {}
-    return as_pages(method, per_request=PAGE_SIZE, **filters)
+    followed: set[Any] = set()
+    for number, page in enumerate(as_pages(method, per_request=PAGE_SIZE, **filters), 1):
+        yield page
+        if not page.get("more"):
+            return
+        token = page.get("next")
+        if not page.get("objects") or token in followed or number >= MAX_PAGES:
+            raise UpstreamError(f"the server says there is more after page {number} but "
+                                "the next page would bring nothing new (no objects, a "
+                                "`next` already followed, or over "
+                                f"{MAX_PAGES} pages): stopped", retryable=True)
+        followed.add(token)
 
 
 def _later(one: str, other: str) -> bool:
