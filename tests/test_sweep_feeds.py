@@ -162,6 +162,23 @@ def test_a_server_that_says_more_forever_is_an_upstream_error_not_an_endless_swe
     assert len(asked) < 10
 
 
+def test_a_collection_that_never_answers_times_out_as_configured(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    import socket
+
+    import yaml
+
+    quick = tmp_path / "quick.yaml"
+    quick.write_text(yaml.safe_dump({**yaml.safe_load(config_file.read_text()),
+                                     "timeout_s": 1}))
+    with socket.socket() as silent:  # takes the connection (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}/api/collections/x/"
+        status, err = sweep(capsys, quick, url)
+    assert status == 4 and "timed out" in err and err.count("\n") == 1
+
+
 # --- MISP --------------------------------------------------------------------------------
 
 

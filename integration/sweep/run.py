@@ -150,7 +150,8 @@ class Sweep:
         verify: str | bool = self.settings.ca_bundle or True
         feeds = [local.get(source) or read_source(
                      source, lambda feed: self._state(feed).carry(), now_ms=now_ms,
-                     verify=verify, proxy=self.settings.proxy)
+                     verify=verify, proxy=self.settings.proxy,
+                     timeout_s=self.settings.timeout_s)
                  for source in self.sources]
         plan = _Plan(feeds, now_ms)
         record.put("plan", plan.to_dict())

@@ -16,7 +16,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from integration.errors import AuthFailed, InvalidInput, NetworkError, PluginError, UpstreamError
+from integration.errors import (
+    AuthFailed,
+    InvalidInput,
+    NetworkError,
+    PluginError,
+    Timeout,
+    UpstreamError,
+)
 from integration.sweep.feed import FeedRead
 from integration.sweep.stix import OBSERVABLE_TYPES, latest_versions, read_objects
 
@@ -32,10 +39,11 @@ def is_collection_url(source: str) -> bool:
 
 
 def read_collection(url: str, carry: dict[str, Any] | None, *, now_ms: int,
-                    verify: str | bool = True, proxy: str | None = None) -> FeedRead:
+                    verify: str | bool = True, proxy: str | None = None,
+                    timeout_s: float = 30.0) -> FeedRead:
     """The collection's live indicators: those kept from earlier sweeps and those added since.
     The returned `carry` is the new position and objects, for the state once the sweep ends."""
-    collection = _collection(url, verify, proxy)
+    collection = _collection(url, verify, proxy, timeout_s)
     known = dict((carry or {}).get("objects") or {})
     since = (carry or {}).get("added_after")
     try:
@@ -67,7 +75,9 @@ def check_collection_url(url: str) -> None:
                            "(https://host/api-root/collections/ID/)")
 
 
-def _collection(url: str, verify: str | bool, proxy: str | None) -> Any:
+def _collection(url: str, verify: str | bool, proxy: str | None, timeout_s: float) -> Any:
+    import functools
+
     from taxii2client.common import _HTTPConnection
     from taxii2client.v21 import Collection
 
@@ -80,6 +90,10 @@ def _collection(url: str, verify: str | bool, proxy: str | None) -> Any:
                                  version="2.1")
     # A configured CA bundle must win over REQUESTS_CA_BUNDLE, as for every other request.
     connection.session.trust_env = False
+    # taxii2-client sets no timeout: a server that never answers would hold the sweep (and
+    # its lease) for ever. Each request gets the configured timeout_s, as every other does.
+    connection.session.request = functools.partial(
+        connection.session.request, timeout=timeout_s)
     return Collection(url, conn=connection)
 
 
@@ -131,6 +145,8 @@ def _feed_error(url: str, exc: Exception) -> PluginError:
     if status in (401, 403):
         return AuthFailed(f"TAXII collection {url} refused us ({status}): set "
                           f"{USER_VARIABLE} and {PASSWORD_VARIABLE}", status=status)
+    if "Timeout" in kinds:
+        return Timeout(f"TAXII collection {url} timed out (timeout_s)")
     if "SSLError" in kinds:
         return NetworkError(f"TAXII collection {url}: certificate verify failed "
                             "(config key ca_bundle names the CA to trust)", retryable=False)
