@@ -430,6 +430,27 @@ def _rows(table: str, **row: Any) -> dict[str, list[dict[str, Any]]]:
     return {table: [{**base, **row}]}
 
 
+def test_graph_is_sent_the_lookback_in_days_and_hours_never_weeks(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # ISO 8601 weeks are not in xs:duration, the form .NET services such as Graph parse
+    from integration.defender.hunting import HuntingClient
+
+    sent: list[str] = []
+    original = HuntingClient.run
+
+    def recording(self: Any, query: str, calls: Any = None, *, timespan: str = "P30D") -> Any:
+        sent.append(timespan)
+        return original(self, query, calls, timespan=timespan)
+
+    monkeypatch.setattr(HuntingClient, "run", recording)
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']"])
+    report = sweep(capsys, config_file, str(path), "--lookback", "P2W", "--format", "json")[1]
+    assert sent == ["P14D"] and report["lookback"] == "P2W"
+    sweep(capsys, config_file, str(path), "--lookback", "P1DT6H", "--format", "json")
+    assert sent[1:] == ["P1DT6H"]
+
+
 def test_the_sweep_domain_query_finds_connections_and_dns_answers_and_nothing_else() -> None:
     import datetime as dt
 

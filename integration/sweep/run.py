@@ -58,6 +58,17 @@ def lookback_seconds(text: str) -> int:
     return total
 
 
+def graph_timespan(seconds: int) -> str:
+    """A lookback as Graph's `Timespan`: ISO 8601 in days, hours, minutes and seconds only
+    (xs:duration, which .NET parses, has no weeks: P2W goes out as P14D)."""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (secs, "S"))
+                    if n)
+    return "P" + (f"{days}D" if days else "") + (f"T{clock}" if clock else "")
+
+
 @dataclass
 class _Plan:
     feeds: list[FeedRead]
@@ -215,7 +226,8 @@ class Sweep:
                 if kept is None:
                     try:
                         found = self.enricher.hunting.sightings(
-                            kind, chunk, lookback_s=self.lookback_s, timespan=self.lookback,
+                            kind, chunk, lookback_s=self.lookback_s,
+                            timespan=graph_timespan(self.lookback_s),
                             lane="batch")
                     except PermissionDenied as error:
                         message = (f"advanced hunting unavailable ({error.message}); every "
