@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import os
 
     from integration.config import Settings
+    from integration.defender.alerts import SecurityClient
     from integration.defender.auth import TokenProvider
     from integration.defender.budget import RateBudget
     from integration.defender.client import DefenderClient
@@ -81,6 +82,8 @@ class Parts:
         self._tokens: TokenProvider | None = None
         self._wiring: tuple[Transport, RetryPolicy] | None = None
         self._hunting: HuntingClient | None = None
+        self._graph_tokens: TokenProvider | None = None
+        self._security: SecurityClient | None = None
 
     @property
     def store(self) -> StateStore:
@@ -135,23 +138,86 @@ class Parts:
         self._build_client()
         with self._lock:
             if self._hunting is None:
-                from integration.defender.auth import TokenProvider
                 from integration.defender.hunting import HuntingClient
 
                 assert self._wiring is not None and self._store is not None
                 transport, policy = self._wiring
                 settings, store = self.settings, self._store
-                tokens = TokenProvider(settings, transport, store, policy,
-                                       scope=settings.endpoints.graph_scope)
                 self._hunting = HuntingClient(settings.endpoints.graph_base, transport=transport,
-                                              tokens=tokens, policy=policy,
+                                              tokens=self._graph_token_provider(),
+                                              policy=policy,
                                               budget=_budget(settings, store, "hunting"))
             return self._hunting
+
+    def _graph_token_provider(self) -> TokenProvider:
+        """Graph's token (its own scope), shared by hunting and the security client. Called
+        with the lock held, after _build_client."""
+        if self._graph_tokens is None:
+            from integration.defender.auth import TokenProvider
+
+            assert self._wiring is not None and self._store is not None
+            transport, policy = self._wiring
+            self._graph_tokens = TokenProvider(self.settings, transport, self._store, policy,
+                                               scope=self.settings.endpoints.graph_scope)
+        return self._graph_tokens
+
+    @property
+    def security(self) -> SecurityClient:
+        """Graph's security alerts and incidents (a scheduled run's pull and write-back): the
+        Graph token, and a budget bucket of its own."""
+        self._build_client()
+        with self._lock:
+            if self._security is None:
+                from integration.defender.alerts import SecurityClient
+
+                assert self._wiring is not None and self._store is not None
+                transport, policy = self._wiring
+                self._security = SecurityClient(self.settings.endpoints.graph_base, _graph_send(
+                    transport, self._graph_token_provider(), policy,
+                    _budget(self.settings, self._store, "security")))
+            return self._security
+
+
+def _graph_send(transport: Transport, tokens: TokenProvider, policy: RetryPolicy,
+                budget: RateBudget) -> Any:
+    """send(method, url, body) -> Outcome: budget, then token, retry and transport.
+    (Issue 14 puts every client on one such pipeline; this one is its shape.)"""
+    import json as _json
+    import logging
+
+    from integration.defender.auth import send_authorized
+
+    log = logging.getLogger("mde_enrich")
+
+    def send(method: str, url: str, body: dict[str, Any] | None) -> Any:
+        data = None if body is None else _json.dumps(body)
+        path = url.split("?", 1)[0]
+
+        def with_token(token: str) -> Any:
+            headers = {"Authorization": f"Bearer {token}"}
+            if data is not None:
+                headers["Content-Type"] = "application/json"
+
+            def attempt(number: int) -> Any:
+                budget.take("batch")
+                response = transport.post(url, data=data, headers=headers) if method == "POST" \
+                    else transport.get(url, headers=headers)
+                log.info("%s %s -> %d (attempt %d)", method, path, response.status_code, number)
+                return response
+
+            return policy.send(attempt, what=f"{method} {path}", on_throttled=budget.pause)
+
+        return send_authorized(tokens, with_token)
+
+    return send
 
 
 # Advanced hunting through Graph allows 45 calls a minute per tenant (and CPU time, which
 # the answer's own 429s enforce); Microsoft documents no hourly count.
 HUNTING_LIMITS = (45, 45 * 60)
+# Graph's security API throttles per app and tenant too; its documented ceilings are far
+# above what one scheduled run asks (a few list pages and one comment per alert).
+SECURITY_LIMITS = (150, 150 * 60)
 
 
 def _budget(settings: Settings, store: StateStore, name: str) -> RateBudget:
@@ -160,7 +226,7 @@ def _budget(settings: Settings, store: StateStore, name: str) -> RateBudget:
     from integration.defender.budget import RateBudget
 
     per_minute, per_hour = HUNTING_LIMITS if name == "hunting" else \
-        (settings.per_minute, settings.per_hour)
+        SECURITY_LIMITS if name == "security" else (settings.per_minute, settings.per_hour)
     return RateBudget(store, f"{settings.tenant_id}|{settings.client_id}|{name}",
                       per_minute=per_minute, per_hour=per_hour,
                       max_wait_s=settings.max_rate_wait_s,

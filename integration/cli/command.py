@@ -167,7 +167,12 @@ def _emulator_command(args: argparse.Namespace) -> int:
         serve_forever(port=args.port, state_dir=args.state_dir, dataset=args.dataset,
                       page_size=args.page_size, not_found=args.not_found)
     except OSError as exc:  # the port is taken, the state folder is not writable...
-        print(f"mde-enrich emulator: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"mde-enrich emulator: cannot start: {exc.strerror or exc}{where}",
+              file=sys.stderr)
+        return EXIT_INPUT
+    except ValueError as exc:  # a setting out of range (--page-size 0), a bad dataset file
+        print(f"mde-enrich emulator: {exc}", file=sys.stderr)
         return EXIT_INPUT
     return 0
 

@@ -63,6 +63,10 @@ OTHER_RESOURCES = ("https://graph.microsoft.com", "https://management.azure.com"
 # Microsoft Graph's advanced hunting (runHuntingQuery) wants this role on the Graph resource.
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 HUNTING_ROLE = "ThreatHunting.Read.All"
+# Graph's security alerts and incidents (emulator/security.py): the main app may comment,
+# the certificate app may only read (a write-back without the permission is a warning).
+SECURITY_READ_WRITE = ("SecurityAlert.ReadWrite.All", "SecurityIncident.ReadWrite.All")
+SECURITY_READ = ("SecurityAlert.Read.All", "SecurityIncident.Read.All")
 MACHINE_ROLES = frozenset({"Machine.Read.All", "Machine.ReadWrite.All"})
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CALL_TYPES = ("domain_machines", "file_machines", "file_info", "machines_list")
@@ -289,9 +293,9 @@ class App:
 def default_apps(client_certificate: x509.Certificate) -> dict[str, App]:
     apps = [
         App(CLIENT_ID, ("Machine.Read.All",), secret=CLIENT_SECRET,
-            graph_roles=(HUNTING_ROLE,)),
+            graph_roles=(HUNTING_ROLE, *SECURITY_READ_WRITE)),
         App(CERT_CLIENT_ID, ("Machine.Read.All",), certificate=client_certificate,
-            graph_roles=(HUNTING_ROLE,)),
+            graph_roles=(HUNTING_ROLE, *SECURITY_READ)),
         App(NOROLES_CLIENT_ID, ("Alert.Read.All",), secret=NOROLES_CLIENT_SECRET),
         App(READWRITE_CLIENT_ID, ("Machine.ReadWrite.All",), secret=READWRITE_CLIENT_SECRET),
     ]
@@ -448,13 +452,18 @@ class TokenService:
                                              "Machine.Read.All,Machine.ReadWrite.All")
         return claims
 
-    def check_graph(self, authorization: str | None) -> dict[str, Any]:
-        """Claims of a valid Graph token with the hunting role, or ApiError 401/403 as Graph
-        answers (its 403 code is Forbidden too)."""
+    def graph_claims(self, authorization: str | None) -> dict[str, Any]:
+        """Claims of a valid Graph token (audience graph.microsoft.com), or Graph's 401."""
         claims = self._verified(authorization)
         if str(claims.get("aud", "")).rstrip("/").lower() != GRAPH_RESOURCE:
             raise ApiError(401, "InvalidAuthenticationToken",
                            "Access token validation failure. Invalid audience.", _CHALLENGE)
+        return claims
+
+    def check_graph(self, authorization: str | None) -> dict[str, Any]:
+        """Claims of a valid Graph token with the hunting role, or ApiError 401/403 as Graph
+        answers (its 403 code is Forbidden too)."""
+        claims = self.graph_claims(authorization)
         if HUNTING_ROLE not in (claims.get("roles") or []):
             raise ApiError(403, "Forbidden", "Missing role permissions on the request. API "
                                              f"requires one of '{HUNTING_ROLE}'.")
@@ -739,6 +748,9 @@ class Backend:
         self.limiter = RateLimiter()
         self.faults = FaultBook()
         self.log = RequestLog()
+        from integration.emulator.security import SecurityStore  # it imports ApiError from here
+
+        self.security = SecurityStore()
 
     def reset(self) -> None:
         with self._lock:
@@ -748,6 +760,7 @@ class Backend:
         self.log.clear()
         self.limiter.clear()
         self.tokens.clear_revocations()
+        self.security.clear()
 
     def configure(self, changes: Mapping[str, Any]) -> Settings:
         with self._lock:

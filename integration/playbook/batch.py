@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from integration.errors import EXIT_INPUT, ConfigError, InvalidInput, PluginError
+from integration.errors import EXIT_INPUT, InvalidInput, PluginError, RunInProgress
+from integration.playbook.errors import AlertError
 from integration.playbook.lookups import StoreMemo
 
 if TYPE_CHECKING:
@@ -46,27 +47,49 @@ class BatchItem:
     name: str  # the output's file name
     label: str  # where the alert came from, for messages
     read: Callable[[], bytes]
+    # What makes the work the same: by default the alert's bytes; a pulled alert leaves out
+    # the fields that change without new work (its own comments, lastUpdateDateTime).
+    digest: str | None = None
+
+
+# What became of one alert in one run (Batch.run's on_outcome hears each):
+ENRICHED, ALREADY_DONE, INCOMPLETE, FAILED, QUARANTINED, LEFT = (
+    "enriched", "already_done", "incomplete", "failed", "quarantined", "left")
+FAILED_DIR, QUARANTINE_DIR = "failed", "quarantine"
 
 
 @dataclass
 class BatchSummary:
     total: int = 0
     enriched: int = 0  # written by this run, every lookup answered
-    incomplete: int = 0  # written, but some lookups failed: done again by the next run
-    failed: int = 0  # not written: a malformed alert or a failed step
+    incomplete: int = 0  # some lookups failed: in failed/, done again by the next run
+    failed: int = 0  # a step failed or the alert could not be read: in failed/, tried again
+    quarantined: int = 0  # malformed: moved aside to quarantine/ once, never tried again
+    left: int = 0  # not reached before the deadline: the next run does it
     already_done: int = 0  # done by an earlier run
     lookups: int = 0  # indicators sent to Defender by this run
     memo_hits: int = 0  # indicators answered from the batch memo
     exit_status: int = 0
     out_dir: str = ""
-    errors: list[str] = field(default_factory=list)
+    # Each distinct cause once: {"code", "message", "count"} (count: alerts it touched).
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def add_error(self, code: str, message: str) -> None:
+        for error in self.errors:
+            if error["code"] == code and error["message"] == message:
+                error["count"] += 1
+                return
+        self.errors.append({"code": code, "message": message, "count": 1})
+
     def describe(self) -> str:
+        extra = "".join(f", {count} {what}" for count, what in (
+            (self.quarantined, "quarantined"), (self.left, "left for the next run")) if count)
         return (f"{self.total} alert(s): {self.enriched} enriched, {self.already_done} already "
-                f"done, {self.incomplete} with failed lookups, {self.failed} failed; "
+                f"done, {self.incomplete} with failed lookups, {self.failed} failed{extra}; "
                 f"{self.lookups} lookup(s), {self.memo_hits} answered from the batch memo; "
                 f"output in {self.out_dir}")
 
@@ -116,10 +139,12 @@ def _split(stem: str, label: str, data: bytes, read: Callable[[], bytes]) -> lis
 class Batch:
     """Use as a context manager: it holds the batch's lease while open."""
 
-    def __init__(self, store: StateStore, *, source: Path, out_dir: Path,
+    def __init__(self, store: StateStore, *, source: Path | str, out_dir: Path,
                  identity: Mapping[str, str]) -> None:
+        """`source`: a folder or NDJSON file, or the name of a pull (items given to run)."""
         self.store, self.source, self.out_dir = store, source, out_dir
-        key = json.dumps({"source": str(source.resolve()), "out": str(out_dir.resolve()),
+        where = str(source.resolve()) if isinstance(source, Path) else source
+        key = json.dumps({"source": where, "out": str(out_dir.resolve()),
                           **identity}, sort_keys=True)
         self.id = hashlib.sha256(key.encode()).hexdigest()[:24]
         self.namespace = f"batch:{self.id}"
@@ -146,9 +171,17 @@ class Batch:
         self.store.release_lease(self.namespace, self._owner)
 
     def run(self, runner: PlaybookRunner, *, progress: IO[str] | None = None,
-            report: Callable[[str], None] = lambda message: None) -> BatchSummary:
-        items = batch_items(self.source)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+            report: Callable[[str], None] = lambda message: None,
+            items: list[BatchItem] | None = None,
+            on_outcome: Callable[[BatchItem, str, dict[str, Any] | None], None] | None = None,
+            deadline: float | None = None) -> BatchSummary:
+        """Enrich every item (by default those of the source); `deadline` (time.monotonic)
+        is when the run stops starting alerts: the rest are left for the next run."""
+        if items is None:
+            if not isinstance(self.source, Path):
+                raise TypeError("a pulled batch is run with its items")
+            items = batch_items(self.source)
+        _make_directory(self.out_dir)
         self._remove_stale_temp_files()
         summary = BatchSummary(total=len(items), out_dir=str(self.out_dir))
         bar = _Progress(len(items), progress)
@@ -158,56 +191,112 @@ class Batch:
             report(message)
 
         for done, item in enumerate(items, 1):
-            self._one(item, runner, summary, say)
+            if deadline is not None and time.monotonic() >= deadline:
+                outcome, document = LEFT, None
+            else:
+                outcome, document = self._one(item, runner, summary, say, deadline)
+            if outcome == LEFT:
+                summary.left += 1
+            if on_outcome is not None:
+                on_outcome(item, outcome, document)
             bar.show(done)
         bar.close()
         summary.lookups = runner.lookups.looked_up - lookups
         summary.memo_hits = runner.lookups.memo_hits - memo_hits
         # The memo is for resuming this run after a kill, not for the next run: a batch run
         # again tomorrow over the same folder must ask Defender afresh for its new alerts.
-        if self.memo is not None:
+        if self.memo is not None and not summary.left:
             self.memo.clear()
         return summary
 
     # -- one alert -----------------------------------------------------------------------
 
     def _one(self, item: BatchItem, runner: PlaybookRunner, summary: BatchSummary,
-             report: Callable[[str], None]) -> None:
+             report: Callable[[str], None],
+             deadline: float | None) -> tuple[str, dict[str, Any] | None]:
         output = self.out_dir / item.name
         try:
             data = item.read()
         except OSError as exc:
-            self._failed(summary, InvalidInput(f"{item.label}: cannot be read: {exc.strerror}"),
-                         report)
-            return
-        digest = hashlib.sha256(data).hexdigest()
-        if self.store.get(self.namespace, f"done:{item.name}") == digest and output.is_file():
+            self._failed(summary, item, InvalidInput(f"{item.label}: cannot be read: "
+                                                     f"{exc.strerror}"), report)
+            return FAILED, None
+        digest = item.digest or hashlib.sha256(data).hexdigest()
+        done = self.store.get(self.namespace, f"done:{item.name}")
+        if done == digest and output.is_file():
             summary.already_done += 1
-            return
+            return ALREADY_DONE, None
+        if done == f"quarantined:{digest}":
+            summary.already_done += 1  # said once, when it was quarantined
+            return ALREADY_DONE, None
         try:
             alert = json.loads(data)
         except ValueError as exc:
-            self._failed(summary, InvalidInput(f"{item.label}: not valid JSON: {exc}"), report)
-            return
+            self._quarantine(summary, item, data, digest,
+                             InvalidInput(f"{item.label}: not valid JSON: {exc}"), report)
+            return QUARANTINED, None
         try:
             result = runner.run(alert, source=item.label)
+        except AlertError as error:
+            self._quarantine(summary, item, data, digest, error, report)
+            return QUARANTINED, None
         except PluginError as error:
-            self._failed(summary, error, report)
-            return
-        write_atomically(output, _json_bytes(result.document), tag=self.id[:12])
-        summary.exit_status = max(summary.exit_status, result.exit_status)
+            self._failed(summary, item, error, report)
+            return FAILED, None
+        causes = _causes(result.envelopes)
+        if result.exit_status and deadline is not None and \
+                all(code == "rate_limited" for code, _ in causes):
+            # Paced to a deadline, the budget gives up only when its wait would cross it:
+            # the next run's work, not a failure.
+            return LEFT, None
         if result.exit_status:
-            summary.incomplete += 1  # not marked done: its failed lookups are tried again
-            return
+            # Not among the enriched: in failed/ with its reasons, and done again next run.
+            summary.incomplete += 1
+            summary.exit_status = max(summary.exit_status, result.exit_status)
+            for code, message in causes:
+                summary.add_error(code, message)
+            failure = {"reason": "some lookups failed",
+                       "errors": [{"code": c, "message": m} for c, m in causes]}
+            self._write_failed(item.name, {**result.document, "failure": failure})
+            return INCOMPLETE, result.document
+        write_atomically(output, _json_bytes(result.document), tag=self.id[:12])
         self.store.put(self.namespace, f"done:{item.name}", digest, ttl_s=STATE_TTL_S)
+        with contextlib.suppress(FileNotFoundError):
+            (self.out_dir / FAILED_DIR / item.name).unlink()  # an earlier run's failure
         summary.enriched += 1
+        return ENRICHED, result.document
 
-    def _failed(self, summary: BatchSummary, error: PluginError,
+    def _failed(self, summary: BatchSummary, item: BatchItem, error: PluginError,
                 report: Callable[[str], None]) -> None:
         summary.failed += 1
         summary.exit_status = max(summary.exit_status, error.exit_status or EXIT_INPUT)
-        summary.errors.append(error.message)
+        summary.add_error(error.code, error.message)
+        self._write_failed(item.name, {"source": item.label, "failure": {
+            "reason": "the alert could not be enriched",
+            "errors": [{"code": error.code, "message": error.message}]}})
         report(f"{error.code}: {error.message}")
+
+    def _quarantine(self, summary: BatchSummary, item: BatchItem, data: bytes, digest: str,
+                    error: PluginError, report: Callable[[str], None]) -> None:
+        """A malformed alert: kept aside as it came with its reason, said once, and skipped
+        by every later run until it changes."""
+        folder = self.out_dir / QUARANTINE_DIR
+        _make_directory(folder)
+        write_atomically(folder / item.name, data, tag=self.id[:12])
+        write_atomically(folder / f"{item.name}.reason.txt",
+                         f"{item.label}\n{error.code}: {error.message}\n".encode(),
+                         tag=self.id[:12])
+        self.store.put(self.namespace, f"done:{item.name}", f"quarantined:{digest}",
+                       ttl_s=STATE_TTL_S)
+        summary.quarantined += 1
+        summary.exit_status = max(summary.exit_status, error.exit_status or EXIT_INPUT)
+        summary.add_error(error.code, error.message)
+        report(f"{error.code}: {error.message} (quarantined in {folder})")
+
+    def _write_failed(self, name: str, document: dict[str, Any]) -> None:
+        folder = self.out_dir / FAILED_DIR
+        _make_directory(folder)
+        write_atomically(folder / name, _json_bytes(document), tag=self.id[:12])
 
     def _remove_stale_temp_files(self) -> None:
         # Ours only (they carry the batch id), and only while we hold the lease.
@@ -226,7 +315,7 @@ class Batch:
                 self.store.release_lease(self.namespace, holder)
                 continue
             if _lives_here(holder) or time.monotonic() > deadline:
-                raise ConfigError(f"{self.out_dir}: another run of this batch is in progress "
+                raise RunInProgress(f"{self.out_dir}: another run of this batch is in progress "
                                   f"(process {holder}); try again when it has finished")
             time.sleep(0.5)
         self.store.put(self.namespace, _HOLDER_KEY, self._owner, ttl_s=STATE_TTL_S)
@@ -234,6 +323,28 @@ class Batch:
     def _renew(self) -> None:
         while not self._stop.wait(LEASE_TTL_S / 3):
             self.store.try_lease(self.namespace, self._owner, LEASE_TTL_S)
+
+
+def _causes(envelopes: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The distinct (code, message) of a run's failed lookups, in order."""
+    found: dict[tuple[str, str], None] = {}
+    for envelope in envelopes:
+        error = envelope.get("error") if envelope.get("status") == "error" else None
+        if isinstance(error, dict):
+            found[(str(error.get("code", "upstream_error")), str(error.get("message", "")))] = None
+    return list(found)
+
+
+def _make_directory(path: Path) -> None:
+    """The output folder (and its parents); a path that cannot be one is bad input."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InvalidInput(f"--out {path}: exists and is not a directory") from None
+    except OSError as exc:
+        raise InvalidInput(f"--out {path}: cannot be created: {exc.strerror}") from None
+    if not path.is_dir():
+        raise InvalidInput(f"--out {path}: exists and is not a directory")
 
 
 def write_atomically(path: Path, data: bytes, *, tag: str = "") -> None:
