@@ -16,8 +16,6 @@ from integration.errors import InvalidInput, PermissionDenied, PluginError
 from integration.lookup.envelope import error_envelope
 from integration.lookup.service import Enricher, Kind
 
-MACHINE_ROLES = frozenset({"Machine.Read.All", "Machine.ReadWrite.All"})
-
 
 def get_machines_for_domain(params: Mapping[str, Any],
                             config: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -37,7 +35,7 @@ def test_connectivity(params: Mapping[str, Any] | None = None,
     try:
         validate_params("connectivity.input.schema.json", params or {})
         enricher = enricher_for(config)
-        return _connectivity(enricher)
+        return _connectivity(enricher, params or {})
     except PluginError as error:
         return {"action": action, "status": "error", "summary": {"api_calls": error.api_calls},
                 "error": error.to_dict()}
@@ -57,7 +55,7 @@ def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str,
     return enricher.lookup(kind, params[key], use_cache=params.get("use_cache", True),
                            include_raw=params.get("include_raw", False),
                            priority=params.get("priority", "batch"),
-                           contact=params.get("contact", False))
+                           contact=params.get("contact", enricher.settings.contact))
 
 
 def validate_params(schema: str, params: Any) -> None:
@@ -74,33 +72,39 @@ def validate_params(schema: str, params: Any) -> None:
         raise InvalidInput(f"invalid parameters: {problems[0]}")
 
 
-def _connectivity(enricher: Enricher) -> dict[str, Any]:
+def _connectivity(enricher: Enricher, params: Mapping[str, Any]) -> dict[str, Any]:
+    from integration.connectivity import check_capabilities, missing_error
     from integration.defender.auth import token_claims
 
     settings = enricher.settings
+    # The Defender token first: without it nothing else can be checked (a wrong secret is
+    # auth_failed, as for a lookup). Other services' tokens come only when a check needs them.
     claims = token_claims(enricher.tokens.access_token())
-    roles = sorted(claims.get("roles", []))
-    warnings = []
-    if not MACHINE_ROLES & set(roles):
-        warnings.append("the token carries neither Machine.Read.All nor Machine.ReadWrite.All; "
-                        "the machine lookups will be denied")
+    token_sources = {"defender": lambda: claims,
+                     "graph": lambda: token_claims(enricher.parts.graph_tokens.access_token())}
+    checks = check_capabilities(settings, params, lambda service: token_sources[service]())
     connectivity: dict[str, Any] = {
         "api_base": settings.endpoints.api_base,
         # A managed identity's token comes from the Azure host, not from an authority URL.
         "authority": settings.authority if settings.auth != "managed_identity" else
         f"managed identity ({settings.managed_identity_endpoint or 'endpoint from the host'})",
         "scope": settings.endpoints.scope,
-        "roles": roles,
-        "warnings": warnings,
+        "roles": sorted(claims.get("roles", [])),
+        "capabilities": [check.to_dict() for check in checks],
+        "warnings": [check.message for check in checks if check.status != "ok"],
     }
     if "exp" in claims:
         connectivity["token_expires_in_s"] = int(claims["exp"] - time.time())
     try:
+        # The one live call: the Defender permission at work, not only read from the token.
         result = enricher.client.first_machine()
     except PermissionDenied as error:
         # The token is fine; what it may do is not. Say which roles it has.
         return {"action": "test_connectivity", "status": "error", "connectivity": connectivity,
                 "summary": {"api_calls": error.api_calls}, "error": error.to_dict()}
+    missing = missing_error(checks)
+    if missing is not None:
+        return {"action": "test_connectivity", "status": "error", "connectivity": connectivity,
+                "summary": {"api_calls": result.api_calls}, "error": missing.to_dict()}
     return {"action": "test_connectivity", "status": "success", "connectivity": connectivity,
             "summary": {"api_calls": result.api_calls}}
-

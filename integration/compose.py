@@ -131,11 +131,26 @@ class Parts:
             return self._client
 
     @property
+    def graph_tokens(self) -> TokenProvider:
+        """Tokens for Microsoft Graph (the cloud's Graph scope), shared by every Graph client
+        and by test_connectivity's Graph checks."""
+        self._build_client()
+        with self._lock:
+            if self._graph_tokens is None:
+                from integration.defender.auth import TokenProvider
+
+                assert self._wiring is not None and self._store is not None
+                transport, policy = self._wiring
+                self._graph_tokens = TokenProvider(self.settings, transport, self._store, policy,
+                                                   scope=self.settings.endpoints.graph_scope)
+            return self._graph_tokens
+
+    @property
     def hunting(self) -> HuntingClient:
         """Advanced hunting through Graph (the contact timeline): built on first use, with
         its own token (Graph's scope) and its own budget bucket, whatever `rate_limit.buckets`
         says: Graph's limits are not Defender's."""
-        self._build_client()
+        tokens = self.graph_tokens
         with self._lock:
             if self._hunting is None:
                 from integration.defender.hunting import HuntingClient
@@ -144,28 +159,15 @@ class Parts:
                 transport, policy = self._wiring
                 settings, store = self.settings, self._store
                 self._hunting = HuntingClient(settings.endpoints.graph_base, transport=transport,
-                                              tokens=self._graph_token_provider(),
-                                              policy=policy,
+                                              tokens=tokens, policy=policy,
                                               budget=_budget(settings, store, "hunting"))
             return self._hunting
-
-    def _graph_token_provider(self) -> TokenProvider:
-        """Graph's token (its own scope), shared by hunting and the security client. Called
-        with the lock held, after _build_client."""
-        if self._graph_tokens is None:
-            from integration.defender.auth import TokenProvider
-
-            assert self._wiring is not None and self._store is not None
-            transport, policy = self._wiring
-            self._graph_tokens = TokenProvider(self.settings, transport, self._store, policy,
-                                               scope=self.settings.endpoints.graph_scope)
-        return self._graph_tokens
 
     @property
     def security(self) -> SecurityClient:
         """Graph's security alerts and incidents (a scheduled run's pull and write-back): the
         Graph token, and a budget bucket of its own."""
-        self._build_client()
+        tokens = self.graph_tokens
         with self._lock:
             if self._security is None:
                 from integration.defender.alerts import SecurityClient
@@ -173,7 +175,7 @@ class Parts:
                 assert self._wiring is not None and self._store is not None
                 transport, policy = self._wiring
                 self._security = SecurityClient(self.settings.endpoints.graph_base, _graph_send(
-                    transport, self._graph_token_provider(), policy,
+                    transport, tokens, policy,
                     _budget(self.settings, self._store, "security")))
             return self._security
 

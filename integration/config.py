@@ -5,7 +5,6 @@ Validated against schemas/config.schema.json. Errors name the key and never echo
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -14,7 +13,7 @@ from typing import Any, NamedTuple
 
 from integration import schemas
 from integration.defender.clouds import Endpoints, resolve_endpoints
-from integration.errors import ConfigError
+from integration.errors import ConfigError, PluginError
 
 CONFIG_SCHEMA = "config.schema.json"
 SECRET_KEYS = frozenset({"client_secret", "password"})
@@ -63,6 +62,7 @@ class Settings(NamedTuple):
     # The budget's windows; Defender's are a minute and an hour (benchmarks shrink them).
     rate_windows_s: tuple[float, float] = (60.0, 3600.0)
     max_concurrency: int = 8
+    contact: bool = False  # the lookups' default for their `contact` parameter
 
     def __repr__(self) -> str:  # never show a secret, even in a traceback or a debugger
         shown = self._replace(client_secret="***" if self.client_secret else None,
@@ -118,34 +118,28 @@ def load_settings(config: Mapping[str, Any] | None = None, *, path: str | os.Pat
     elif not isinstance(config, Mapping):
         raise ConfigError(f"the configuration must be a mapping of keys, not "
                           f"{type(config).__name__}")
+    else:
+        from integration.bounded import DOCUMENT, check_nesting
+
+        check_nesting(config, limits=DOCUMENT, what="the configuration", error=ConfigError)
     merged = {**config, **_environment_overrides(environ)}
     _validate(merged)
     return _settings_from(merged)
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(file)!r}: {exc.strerror}") from None
-    try:
-        if file.suffix == ".json":
-            data = json.loads(text)
-        else:
-            import yaml  # only when a YAML file is actually used: it costs start-up time
+    """A config file's keys. Read bounded (size, depth, YAML aliases), and a syntax error names
+    the line and column, never the line's text: that line may hold the client secret."""
+    from integration.bounded import DOCUMENT, read_json, read_yaml
 
-            data = yaml.safe_load(text)
-    except ValueError as exc:  # json.JSONDecodeError and yaml.YAMLError's position details
-        raise ConfigError(f"config file {str(file)!r} is not valid JSON: {exc}") from None
-    except Exception as exc:  # yaml.YAMLError, imported lazily
-        raise ConfigError(f"config file {str(file)!r} is not valid YAML: "
-                          f"{type(exc).__name__} {getattr(exc, 'problem_mark', '')}") from None
+    file = Path(path)
+    label = f"config file {str(file)!r}"
+    reader = read_json if file.suffix == ".json" else read_yaml
+    data = reader(file, limits=DOCUMENT, what=label, error=ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(file)!r} must hold a mapping of keys, "
-                          f"not {type(data).__name__}")
+        raise ConfigError(f"{label} must hold a mapping of keys, not {type(data).__name__}")
     return data
 
 
@@ -170,8 +164,10 @@ def _coerce(variable: str, text: str, spec: Mapping[str, Any]) -> Any:
             return {"true": True, "1": True, "yes": True,
                     "false": False, "0": False, "no": False}[text.strip().lower()]
         if kind == "object":
-            return json.loads(text)
-    except (ValueError, KeyError):
+            from integration.bounded import DOCUMENT, parse_json
+
+            return parse_json(text, limits=DOCUMENT, what=variable)
+    except (ValueError, KeyError, PluginError):
         shown = "" if variable.endswith(("SECRET", "CERTIFICATE")) else f" {text!r}"
         raise ConfigError(f"environment variable {variable}{shown} is not a valid {kind}") from None
     return text
@@ -266,7 +262,7 @@ def _settings_from(config: dict[str, Any]) -> Settings:
     optional = {key: config[key] for key in (
         "cloud", "ca_bundle", "proxy", "timeout_s", "state", "cache_ttl_s", "max_attempts",
         "deadline_s", "backoff_base_s", "backoff_cap_s", "max_retry_after_s", "max_rate_wait_s",
-        "max_concurrency", *MANAGED_IDENTITY_KEYS) if key in config}
+        "max_concurrency", "contact", *MANAGED_IDENTITY_KEYS) if key in config}
     return Settings(
         tenant_id=config["tenant_id"],
         client_id=config.get("client_id") or _managed_identity_label(config),

@@ -58,10 +58,9 @@ def playbook_file(name: str) -> Traversable | Path:
 
 
 def read_yaml(path: Traversable | Path) -> Any:
-    """The file's data; a ConfigError naming the file when it cannot be read or parsed."""
-    import yaml  # only when a YAML file is read: it costs start-up time
+    """A shipped (or user-given) YAML file's data, read bounded; a ConfigError naming the file
+    when it cannot be read or parsed."""
+    from integration.bounded import DOCUMENT
+    from integration.bounded import read_yaml as read_bounded
 
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path.name}: cannot be read: {exc}") from None
+    return read_bounded(path, limits=DOCUMENT, what=path.name, error=ConfigError)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -87,6 +86,7 @@ def lookup_values(kind: str, values: list[str], *, config_path: str | None, use_
 
 
 def _run_command(args: argparse.Namespace) -> int:
+    from integration.bounded import DOCUMENT, parse_json
     from integration.config import read_config_file
     from integration.manifest import manifest
 
@@ -97,9 +97,9 @@ def _run_command(args: argparse.Namespace) -> int:
         print(f"mde-enrich run: {error.code}: {error.message}", file=sys.stderr)
         return error.exit_status
     try:
-        params = json.loads(args.params)
-    except json.JSONDecodeError as exc:
-        envelope = action_error(action.id, InvalidInput(f"--params is not valid JSON: {exc}"))
+        params = parse_json(args.params, limits=DOCUMENT, what="--params")
+    except InvalidInput as error:
+        envelope = action_error(action.id, error)
     else:
         try:
             config = read_config_file(args.config) if args.config else None

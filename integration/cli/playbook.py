@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from integration.cli.options import command, output_format
@@ -230,14 +229,14 @@ def _lookups(config: dict[str, Any] | None, memo: Any = None, enricher: Any = No
 
 def _read_alert(path: str | None) -> tuple[Any, str]:
     """The alerts given (an AlertBatch: one alert, or a page, array or NDJSON of them)."""
+    from integration.bounded import ALERT, read_capped
     from integration.playbook import AlertError
     from integration.playbook.alerts import read_alerts
 
     label = "<stdin>" if path in (None, "-") else str(path)
+    data = read_capped(path or "-", ALERT.max_bytes, what=label, error=AlertError)
     try:
-        text = sys.stdin.read() if label == "<stdin>" else Path(str(path)).read_text("utf-8")
-    except OSError as exc:
-        raise AlertError(f"{label}: cannot be read: {exc.strerror}") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise AlertError(f"{label}: is not UTF-8 text") from None
     return read_alerts(text, label), label

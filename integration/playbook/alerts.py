@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from integration.bounded import ALERT, parse_json
 from integration.errors import ConfigError, PluginError
 from integration.lookup.indicators import parse_domain, parse_file_hash
 from integration.playbook.errors import AlertError
@@ -189,21 +190,19 @@ class AlertFormats:
 
 
 def read_alerts(text: str, label: str) -> AlertBatch:
-    """JSON (an alert, a `{"value": [...]}` page, an array) or NDJSON, split into alerts."""
+    """JSON (an alert, a `{"value": [...]}` page, an array) or NDJSON, split into alerts; read
+    bounded (size, depth), each NDJSON line on its own."""
     try:
-        return split_alerts(json.loads(text))
-    except ValueError as whole:
+        return split_alerts(parse_json(text, limits=ALERT, what=label, error=AlertError))
+    except AlertError as whole:
         lines = [line for line in text.splitlines() if line.strip()]
         if len(lines) < 2:
-            raise AlertError(f"{label}: not valid JSON: {whole}") from None
+            raise whole from None
         alerts = []
         for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                alerts.append(json.loads(line))
-            except ValueError as exc:
-                raise AlertError(f"{label}: line {number}: not valid JSON: {exc}") from None
+            if line.strip():
+                alerts.append(parse_json(line, limits=ALERT, what=f"{label}: line {number}",
+                                         error=AlertError))
         return AlertBatch("ndjson", alerts)
 
 

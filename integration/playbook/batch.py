@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from integration.bounded import ALERT, parse_json
 from integration.errors import EXIT_INPUT, InvalidInput, PluginError, RunInProgress
 from integration.playbook.errors import AlertError
 from integration.playbook.lookups import StoreMemo
@@ -125,8 +126,8 @@ def _split(stem: str, label: str, data: bytes, read: Callable[[], bytes]) -> lis
     from integration.playbook.alerts import split_alerts
 
     try:
-        batch = split_alerts(json.loads(data))
-    except ValueError:
+        batch = split_alerts(parse_json(data, limits=ALERT, what=label))
+    except InvalidInput:
         batch = None
     if batch is None or batch.shape is None:
         return [BatchItem(f"{stem}.json", label, read)]
@@ -230,10 +231,9 @@ class Batch:
             summary.already_done += 1  # said once, when it was quarantined
             return ALREADY_DONE, None
         try:
-            alert = json.loads(data)
-        except ValueError as exc:
-            self._quarantine(summary, item, data, digest,
-                             InvalidInput(f"{item.label}: not valid JSON: {exc}"), report)
+            alert = parse_json(data, limits=ALERT, what=item.label)
+        except InvalidInput as error:  # not JSON, too large or too deep
+            self._quarantine(summary, item, data, digest, error, report)
             return QUARANTINED, None
         try:
             result = runner.run(alert, source=item.label)

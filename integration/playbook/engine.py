@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from integration.bounded import ALERT, check_nesting
 from integration.errors import PluginError, exit_status_for
 from integration.playbook.alerts import AlertFormats, alert_formats
 from integration.playbook.errors import AlertError, PlaybookError, StepFailed
@@ -58,6 +59,9 @@ class PlaybookRunner:
             if not isinstance(alert, dict):
                 kind = "nothing" if alert is None else type(alert).__name__
                 raise AlertError(f"{source}: an alert is a JSON object, not {kind}")
+            # A platform's dict is not read through a bounded reader: nested past the limit,
+            # copying it (or any step walking it) would be a RecursionError.
+            check_nesting(alert, limits=ALERT, what=source, error=AlertError)
             if ENRICHMENT_KEY in alert:
                 raise AlertError(f"{source}: the alert already has a top-level "
                                  f"'{ENRICHMENT_KEY}' key (was it enriched before?)")

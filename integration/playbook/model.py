@@ -5,7 +5,6 @@ file and the step it is in, before anything runs.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from integration import schemas
+from integration.bounded import DOCUMENT, parse_yaml, read_capped
+from integration.errors import PluginError
 from integration.playbook.errors import PlaybookError, where
 from integration.playbook.expressions import (
     Expression,
@@ -66,7 +67,12 @@ class InputSpec:
             if lowered in ("false", "no", "0"):
                 return False
             raise ValueError(f"expected true or false, got {text!r}")
-        return json.loads(text)
+        from integration.bounded import parse_json
+
+        try:
+            return parse_json(text, limits=DOCUMENT, what=f"input {self.name!r}")
+        except PluginError as exc:
+            raise ValueError(exc.message) from None
 
 
 @dataclass(frozen=True)
@@ -124,24 +130,22 @@ class Playbook:
 def load_playbook(path: str | Path | Traversable) -> Playbook:
     """A playbook file, or one the plugin ships by name (`enrich-alert`): an installed plugin
     has no playbooks/ folder in the working directory."""
-    import yaml
-
     from integration.resources import playbook_file
 
     source = str(path)
     file = playbook_file(path) if isinstance(path, str) else path
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
+    if not file.is_file():
         from integration.resources import shipped_playbook_names
 
-        raise PlaybookError(f"{source}: cannot be read: {exc.strerror}; the plugin ships "
-                            f"{', '.join(shipped_playbook_names())} (run them by name)"
-                            ) from None
+        raise PlaybookError(f"{source}: cannot be read: no such file; the plugin ships "
+                            f"{', '.join(shipped_playbook_names())} (run them by name)")
+    raw = read_capped(file, DOCUMENT.max_bytes, what=source, error=PlaybookError)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PlaybookError(f"{source}: {_yaml_problem(exc, text)}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlaybookError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    data = parse_yaml(text, limits=DOCUMENT, what=source, error=PlaybookError,
+                      locate=lambda line: _step_at(text.splitlines(), line))
     return parse_playbook(data, source)
 
 
@@ -285,18 +289,13 @@ def _action_params(action_id: str, prefix: str) -> tuple[frozenset[str], frozens
 _STEP_LINE = re.compile(r"^\s*-\s+id:\s*['\"]?([^'\"\s#]+)")
 
 
-def _yaml_problem(exc: Any, text: str) -> str:
-    """'line 12, column 5 (in step 'files'): not valid YAML: ...' where the parser can tell."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if mark is None:
-        return f"not valid YAML: {problem}"
-    lines = text.splitlines()[: mark.line + 1]
+def _step_at(lines: list[str], line: int) -> str:
+    """' (in step 'files')' for a YAML error on `line`: the last `- id:` above it, once
+    `steps:` has begun; '' before the steps."""
     step_id = None
-    for line in lines:  # the last `- id:` above the error, once `steps:` has begun
-        if line.startswith("steps:"):
+    for text in lines[:line]:
+        if text.startswith("steps:"):
             step_id = ""
-        elif step_id is not None and (found := _STEP_LINE.match(line)):
+        elif step_id is not None and (found := _STEP_LINE.match(text)):
             step_id = found.group(1)
-    context = f" (in step {step_id!r})" if step_id else ""
-    return f"line {mark.line + 1}, column {mark.column + 1}{context}: not valid YAML: {problem}"
+    return f" (in step {step_id!r})" if step_id else ""

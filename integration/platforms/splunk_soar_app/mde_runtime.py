@@ -57,6 +57,9 @@ def check_connectivity(asset: BaseAsset) -> None:
     if connectivity:
         roles = ", ".join(connectivity["roles"]) or "none"
         logger.progress(f"API {connectivity['api_base']}; token roles: {roles}")
+        for check in connectivity.get("capabilities", []):
+            if check["status"] == "ok":
+                logger.progress(f"OK: {check['message']}")
         for warning in connectivity["warnings"]:
             logger.warning(warning)
     if result["status"] == "error":
