@@ -121,3 +121,29 @@ def test_the_platform_exports_run_from_the_wheel(installed: InstalledPlugin) -> 
         done = installed.run("mde-enrich", "export", platform, str(installed.workdir / platform))
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip(), f"{platform}: no files written"
+
+
+def test_the_shipped_samples_are_listed_and_run_by_name_from_the_wheel(
+        installed: InstalledPlugin, installed_config: Path) -> None:
+    listed = installed.run("mde-enrich", "samples")
+    assert listed.returncode == 0 and "sample:defender_alert" in listed.stdout.split()
+    for playbook in ("enrich-alert", "playbooks/enrich-alert.yaml"):  # as the README says
+        done = installed.run("mde-enrich", "playbook", "run", playbook, "--alert",
+                             "sample:defender_alert", "--config", str(installed_config),
+                             "--format", "json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["enrichment"]["indicators"]
+
+
+def test_a_scheduled_pull_runs_quietly_from_the_wheel(installed: InstalledPlugin,
+                                                      installed_config: Path,
+                                                      emulator: Any) -> None:
+    from tests.test_pull import graph_alert
+
+    emulator.admin.add_alerts([graph_alert(1, "")])
+    out = installed.workdir / "pulled"
+    done = installed.run("mde-enrich", "playbook", "run", "scheduled-enrichment", "--pull",
+                         "alerts", "--out", str(out), "--config", str(installed_config),
+                         "--write-back", "--quiet")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert len(list(out.glob("alert-*.json"))) == 1

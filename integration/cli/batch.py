@@ -111,7 +111,6 @@ def _print(summary: Any, args: argparse.Namespace) -> None:
 
 def _batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | None,
            args: argparse.Namespace, log: logging.Logger) -> Any:
-    from integration.cli.playbook import _lookups
     from integration.compose import enricher_for
     from integration.defender.budget import paced_until
     from integration.playbook import Batch, PlaybookRunner
@@ -124,10 +123,22 @@ def _batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | None,
     source: Path | str = spec.source if spec is not None else Path(args.alerts)
     with Batch(enricher.store, source=source, out_dir=out_dir, identity=identity) as batch, \
             paced_until(deadline):
-        runner = PlaybookRunner(playbook, _lookups(config, batch.memo, enricher), inputs=inputs)
+        runner = PlaybookRunner(playbook, lookup_service(config, batch.memo, enricher),
+                                inputs=inputs)
         if spec is None:
             return batch.run(runner, progress=sys.stderr, report=log.info, deadline=deadline)
         return _pull_batch(batch, runner, spec, enricher, out_dir, deadline, log)
+
+
+def lookup_service(config: dict[str, Any] | None, memo: Any = None, enricher: Any = None,
+                   priority: Any = "batch") -> Any:
+    """The playbook's action steps: one alert's (playbook.py) or a batch's, with its memo."""
+    from integration.compose import enricher_for
+    from integration.playbook import LookupService
+
+    # Built on first need: a malformed alert is refused before the configuration matters.
+    return LookupService(lambda: enricher or enricher_for(config), memo=memo, config=config,
+                         priority=priority)
 
 
 def batch_identity(playbook: str, inputs: dict[str, Any], enricher: Any) -> dict[str, str]:

@@ -63,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-COMMANDS = ("domain", "file", "run", "playbook", "emulator", "demo", "export")
+COMMANDS = ("domain", "file", "run", "playbook", "emulator", "demo", "export", "samples")
 _TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
 
 
@@ -105,6 +105,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _add_emulator(wanted)
     _add_demo(wanted)
     _add_export(wanted)
+    _add_samples(wanted)
     return parser
 
 
@@ -214,6 +215,33 @@ def _export_command(args: argparse.Namespace) -> int:
         print(f"mde-enrich export: these files install mde-enrich=={__version__} from your "
               "package index; publish it there, or pass --wheel FILE to bundle a built wheel",
               file=sys.stderr)
+    return 0
+
+
+def _add_samples(commands: Any) -> None:
+    sub = command(commands, "samples", _samples_command, help="list or print the shipped "
+                                                               "sample alerts",
+                  description="The sample alerts the plugin ships (one per alert format). "
+                              "Give one to a playbook as --alert sample:NAME.")
+    sub.add_argument("name", nargs="?", metavar="NAME", help="print this sample alert")
+
+
+def _samples_command(args: argparse.Namespace) -> int:
+    from integration.resources import sample_alert, sample_alert_names
+
+    if args.name:
+        try:
+            print(sample_alert(args.name).read_text(encoding="utf-8"), end="")
+        except PluginError as error:
+            print(f"mde-enrich samples: {error.code}: {error.message}", file=sys.stderr)
+            return error.exit_status
+        return 0
+    names = sample_alert_names()
+    if output_format(args) == "json":
+        emit_json([{"name": name, "alert": f"sample:{name}"} for name in names])
+    else:
+        for name in names:
+            print(f"sample:{name}")
     return 0
 
 

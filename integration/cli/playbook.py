@@ -37,7 +37,9 @@ def add_command(commands: Any) -> None:
                               "(enrich-alert, analyst-lookup, scheduled-enrichment).")
     run.set_defaults(ocsf_allowed=True)
     run.add_argument("playbook", metavar="FILE", help="the playbook (YAML)")
-    run.add_argument("--alert", metavar="FILE", help="alerts as JSON or NDJSON; - reads stdin")
+    run.add_argument("--alert", metavar="FILE", help="alerts as JSON or NDJSON; - reads stdin; "
+                                                     "sample:NAME a shipped sample "
+                                                     "(`mde-enrich samples` lists them)")
     run.add_argument("--alerts", metavar="DIR|FILE",
                      help="a directory of *.json alerts or an NDJSON file: a durable batch")
     run.add_argument("--out", metavar="DIR", help="where a batch writes its enriched alerts "
@@ -102,7 +104,9 @@ def _run(args: argparse.Namespace) -> int:
         return run_batch(playbook, inputs, config, args)
     # A manual playbook has an analyst waiting: the interactive lane of the rate budget.
     lane = "interactive" if playbook.trigger == "manual" else "batch"
-    runner = PlaybookRunner(playbook, _lookups(config, priority=lane), inputs=inputs)
+    from integration.cli.batch import lookup_service
+
+    runner = PlaybookRunner(playbook, lookup_service(config, priority=lane), inputs=inputs)
     if playbook.trigger == "manual":
         result = runner.run(source=args.playbook)
     else:
@@ -217,24 +221,18 @@ def _config(path: str | None) -> dict[str, Any] | None:
     return read_config_file(path) if path else None
 
 
-def _lookups(config: dict[str, Any] | None, memo: Any = None, enricher: Any = None,
-             priority: Any = "batch") -> Any:
-    from integration.compose import enricher_for
-    from integration.playbook import LookupService
-
-    # Built on first need: a malformed alert is refused before the configuration matters.
-    return LookupService(lambda: enricher or enricher_for(config), memo=memo, config=config,
-                         priority=priority)
-
-
 def _read_alert(path: str | None) -> tuple[Any, str]:
     """The alerts given (an AlertBatch: one alert, or a page, array or NDJSON of them)."""
     from integration.bounded import ALERT, read_capped
     from integration.playbook import AlertError
     from integration.playbook.alerts import read_alerts
+    from integration.resources import SAMPLE_PREFIX, sample_alert
 
     label = "<stdin>" if path in (None, "-") else str(path)
-    data = read_capped(path or "-", ALERT.max_bytes, what=label, error=AlertError)
+    source: Any = path or "-"
+    if label.startswith(SAMPLE_PREFIX):  # a sample the plugin ships, wherever it is installed
+        source = sample_alert(label)
+    data = read_capped(source, ALERT.max_bytes, what=label, error=AlertError)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from integration.emulator import seed
+from integration.emulator.errors import ApiError
+from integration.emulator.security import SecurityStore
 
 TENANT_ID = "3ec7f4a2-5e3c-4da3-a4e2-00243972199d"
 TENANT_DOMAIN = "contoso-emulator.onmicrosoft.com"  # also accepted in sign-in paths
@@ -80,16 +82,6 @@ class SignInError(Exception):
     def __init__(self, status: int, error: str, code: int, description: str):
         super().__init__(f"AADSTS{code}: {description}")
         self.status, self.error, self.code, self.description = status, error, code, description
-
-
-class ApiError(Exception):
-    """A Defender API failure: the `{"error": {"code", "message", "target"}}` body."""
-
-    def __init__(self, status: int, code: str, message: str,
-                 headers: Mapping[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = dict(headers or {})
 
 
 class TokenExpired(ApiError):
@@ -748,8 +740,6 @@ class Backend:
         self.limiter = RateLimiter()
         self.faults = FaultBook()
         self.log = RequestLog()
-        from integration.emulator.security import SecurityStore  # it imports ApiError from here
-
         self.security = SecurityStore()
 
     def reset(self) -> None:

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from integration.emulator.backend import ApiError
+from integration.emulator.errors import ApiError
 
 ALERTS = "/v1.0/security/alerts_v2"
 INCIDENTS = "/v1.0/security/incidents"
