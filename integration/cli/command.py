@@ -237,7 +237,7 @@ def _samples_command(args: argparse.Namespace) -> int:
             return error.exit_status
         return 0
     names = sample_alert_names()
-    if output_format(args) == "json":
+    if output_format(args, default="table") == "json":  # a listing for people, unless asked
         emit_json([{"name": name, "alert": f"sample:{name}"} for name in names])
     else:
         for name in names:
