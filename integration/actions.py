@@ -13,8 +13,8 @@ from typing import Any
 from integration import schemas
 from integration.compose import enricher_for
 from integration.errors import InvalidInput, PermissionDenied, PluginError
-from integration.lookup.envelope import error_envelope
 from integration.lookup.service import Enricher, Kind
+from integration.values.envelope import error_envelope
 
 
 def get_machines_for_domain(params: Mapping[str, Any],
@@ -81,7 +81,7 @@ def _connectivity(enricher: Enricher, params: Mapping[str, Any]) -> dict[str, An
     # auth_failed, as for a lookup). Other services' tokens come only when a check needs them.
     claims = token_claims(enricher.tokens.access_token())
     token_sources = {"defender": lambda: claims,
-                     "graph": lambda: token_claims(enricher.parts.graph_tokens.access_token())}
+                     "graph": lambda: token_claims(enricher.graph_tokens.access_token())}
     checks = check_capabilities(settings, params, lambda service: token_sources[service]())
     connectivity: dict[str, Any] = {
         "api_base": settings.endpoints.api_base,

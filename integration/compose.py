@@ -60,7 +60,10 @@ def enricher_for(config: Mapping[str, Any] | None = None, *,
 
 def new_enricher(settings: Settings) -> Enricher:
     """An Enricher of its own (tests and benchmarks that want separate state)."""
-    return Enricher(settings, Parts(settings))
+    parts = Parts(settings)
+    return Enricher(settings, store=lambda: parts.store, client=lambda: parts.client,
+                    tokens=lambda: parts.tokens, graph_tokens=lambda: parts.graph_tokens,
+                    hunting=lambda: parts.hunting)
 
 
 def _secret_fingerprint(settings: Settings) -> str:

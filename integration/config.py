@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from integration import schemas
-from integration.defender.clouds import Endpoints, resolve_endpoints
+from integration.clouds import Endpoints, resolve_endpoints
 from integration.errors import ConfigError, PluginError
 
 CONFIG_SCHEMA = "config.schema.json"

@@ -25,8 +25,8 @@ from integration.cli import main as cli_main
 from integration.config import load_settings
 from integration.emulator import Emulator, seed
 from integration.errors import ConfigError
-from integration.lookup.indicators import parse_domain, parse_file_hash
 from integration.state import sqlite_path
+from integration.values.indicators import parse_domain, parse_file_hash
 
 DOCS_MACHINE = {"id": "1e5bc9d7e413ddd7902c2932e418702b84d0cc07",
                 "computerDnsName": "mymachine1.contoso.com", "riskScore": "Low"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from integration.defender.clouds import resolve_endpoints
+from integration.clouds import resolve_endpoints
 from integration.errors import ConfigError
 
 

@@ -16,13 +16,13 @@ from conftest import assert_valid_envelope
 
 from integration import actions
 from integration.cli import main as cli_main
-from integration.defender.clouds import resolve_endpoints
+from integration.clouds import resolve_endpoints
 from integration.defender.hunting import domain_query, file_query, kql_string
 from integration.emulator import Emulator, seed
 from integration.emulator import kql as kql_subset
 from integration.emulator.events import HUNTING_ONLY_DEVICE_ID, HUNTING_ONLY_DEVICE_NAME
-from integration.lookup.indicators import Indicator, parse_domain, parse_file_hash
 from integration.render import render
+from integration.values.indicators import Indicator, parse_domain, parse_file_hash
 
 HUNTING_PATH = "/v1.0/security/runHuntingQuery"
 DATASET = seed.build_dataset()

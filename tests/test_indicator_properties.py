@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from integration.defender import urls
 from integration.errors import InvalidInput
-from integration.lookup.indicators import Indicator, parse_domain, parse_file_hash
+from integration.values.indicators import Indicator, parse_domain, parse_file_hash
 
 DOMAIN_PATH = re.compile(r"^/api/domains/[a-z0-9_-]+(\.[a-z0-9_-]+)+/machines$")
 FILE_INFO_PATH = re.compile(r"^/api/files/([0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})$")

@@ -1,4 +1,4 @@
-"""What `integration.lookup.indicators` accepts, what it makes of it, and how it says no.
+"""What `integration.values.indicators` accepts, what it makes of it, and how it says no.
 
 Each row reads as a line of the spec: its id says what the input is, the expectation says
 what the parser must make of it.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from integration.errors import InvalidInput
-from integration.lookup import indicators
-from integration.lookup.indicators import Indicator, parse, parse_domain, parse_file_hash
+from integration.values import indicators
+from integration.values.indicators import Indicator, parse, parse_domain, parse_file_hash
 
 LABEL_63 = "a" * 63
 LABEL_64 = "a" * 64
@@ -244,7 +244,7 @@ def test_idna_is_not_imported_for_ascii_input() -> None:
     import sys
 
     code = (
-        "import sys; from integration.lookup.indicators import parse_domain;"
+        "import sys; from integration.values.indicators import parse_domain;"
         "parse_domain('https://evil[.]example/x');"
         "print('idna' in sys.modules, 'encodings.idna' in sys.modules)"
     )

@@ -1,9 +1,11 @@
-"""The layout keeps its promises: imports flow one way (no cycles), and each concern lives
-in one module, so there is one place to read and to change it."""
+"""The layout keeps its promises: imports flow one way (no cycles between modules, and
+between the package's parts only the edges of ALLOWED_EDGES, type-only imports included),
+and each concern lives in one module, so there is one place to read and to change it."""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,13 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every module imported by `path` at run time (imports under TYPE_CHECKING excluded)."""
+def imports_of(path: Path, *, type_checking: bool = False) -> set[str]:
+    """Every module `path` imports: at run time, and with `type_checking` also those under
+    `if TYPE_CHECKING:` (a type-only import is still a dependency of the code's meaning)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    type_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
-                 and "TYPE_CHECKING" in ast.unparse(block.test) for node in ast.walk(block)}
+    type_only = set() if type_checking else {
+        id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+        and "TYPE_CHECKING" in ast.unparse(block.test) for node in ast.walk(block)}
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in type_only:
@@ -44,24 +48,132 @@ def package_of(module: str) -> set[str]:
     return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
-def test_integration_has_no_import_cycle() -> None:
+def cycles_in(graph: dict[str, set[str]], *, allowed: Callable[[str], set[str]]) -> list[list[str]]:
+    """Import cycles of `graph` (edges into `allowed(node)` are not followed)."""
     state: dict[str, int] = {}  # 1 visiting, 2 done
     cycles: list[list[str]] = []
 
-    def visit(module: str, trail: list[str]) -> None:
-        state[module] = 1
-        for target in sorted(GRAPH[module] - package_of(module)):
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(graph[node] - allowed(node)):
             if state.get(target) == 1:
                 cycles.append([*trail[trail.index(target):], target] if target in trail
                               else [*trail, target])
             elif target not in state:
                 visit(target, [*trail, target])
-        state[module] = 2
+        state[node] = 2
 
-    for module in sorted(GRAPH):
-        if module not in state:
-            visit(module, [module])
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def test_integration_has_no_import_cycle() -> None:
+    cycles = cycles_in(GRAPH, allowed=package_of)
     assert not cycles, f"import cycles: {cycles[:3]}"
+
+
+# --- layers: which part of the package may import which -------------------------------------
+# A part is a subpackage (`lookup`, `defender`...) or a top-level module (`config`, `errors`...).
+# The table lists, for each part, the parts below it that it may use; anything else is an
+# upward (or sideways) edge and fails, whether the import runs or only serves type checking.
+# `integration` itself (its version and user agent) is below everything.
+ALLOWED_EDGES: dict[str, set[str]] = {
+    "integration": set(),
+    "errors": set(),
+    "render": set(),
+    "values": {"errors"},
+    "bounded": {"errors"},
+    "resources": {"bounded", "errors"},
+    "schemas": {"errors", "resources"},
+    "clouds": {"errors"},
+    "config": {"bounded", "clouds", "errors", "schemas"},
+    "state": {"config", "errors"},
+    "defender": {"clouds", "config", "errors", "state", "values"},
+    "lookup": {"config", "defender", "errors", "state", "values"},
+    "compose": {"config", "defender", "errors", "lookup", "state"},
+    "manifest": {"errors", "resources", "schemas"},
+    "connectivity": {"config", "errors"},
+    "actions": {"compose", "config", "connectivity", "defender", "errors", "lookup", "schemas",
+                "values"},
+    "playbook": {"actions", "bounded", "config", "defender", "errors", "lookup", "manifest",
+                 "render", "resources", "schemas", "state", "values"},
+    "ocsf": {"playbook"},
+    "platforms": {"errors", "lookup", "manifest", "resources", "schemas", "values"},
+    # The emulator is a world of its own, reached over HTTP only.
+    "emulator": set(),
+    "cli": {"actions", "bounded", "compose", "config", "emulator", "errors", "lookup",
+            "manifest", "ocsf", "platforms", "playbook", "render", "resources", "values"},
+    "__main__": {"cli"},
+}
+
+
+def part_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def part_edges(graph: dict[str, set[str]]) -> dict[str, dict[str, set[str]]]:
+    """part -> imported part -> the modules whose imports make that edge (for the message)."""
+    edges: dict[str, dict[str, set[str]]] = {}
+    for module, targets in graph.items():
+        for target in targets:
+            source, goal = part_of(module), part_of(target)
+            if source != goal:
+                edges.setdefault(source, {}).setdefault(goal, set()).add(f"{module} -> {target}")
+    return edges
+
+
+def upward_edges(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for source, goals in sorted(part_edges(graph).items()):
+        for goal, because in sorted(goals.items()):
+            if goal != "integration" and goal not in ALLOWED_EDGES.get(source, set()):
+                found.append(f"{source} -> {goal} ({', '.join(sorted(because))})")
+    return found
+
+
+FULL_GRAPH = {name: {target for target in imports_of(path, type_checking=True)
+                     if target in MODULES and target != name}
+              for name, path in MODULES.items()}
+
+
+def test_every_part_of_the_package_is_in_the_table() -> None:
+    """A new module or subpackage names, in ALLOWED_EDGES, the parts it may import (and the
+    parts that may import it list it)."""
+    assert {part_of(module) for module in MODULES} == set(ALLOWED_EDGES)
+
+
+def test_the_table_of_allowed_edges_has_no_cycle() -> None:
+    assert not cycles_in(ALLOWED_EDGES, allowed=lambda part: set())
+
+
+def test_imports_follow_the_table_including_type_checking_imports() -> None:
+    assert not upward_edges(FULL_GRAPH), upward_edges(FULL_GRAPH)
+
+
+def test_an_upward_type_checking_import_fails_the_table(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                      "    from integration.compose import Parts\n", encoding="utf-8")
+
+    def with_module(imports: set[str]) -> dict[str, set[str]]:
+        return {**FULL_GRAPH, "integration.values.module": imports & MODULES.keys()}
+
+    assert upward_edges(with_module(imports_of(module, type_checking=True))) == [
+        "values -> compose (integration.values.module -> integration.compose)"]
+    # What the run-time reading alone would have missed:
+    assert not upward_edges(with_module(imports_of(module)))
+
+
+def test_a_cycle_between_parts_fails() -> None:
+    graph = {**FULL_GRAPH, "integration.errors": {"integration.values.indicators"}}
+    assert "errors -> values (integration.errors -> integration.values.indicators)" in \
+        upward_edges(graph)
+    parts = {part: set(goals) for part, goals in part_edges(graph).items()}
+    assert ["errors", "values", "errors"] in cycles_in(
+        {part: parts.get(part, set()) for part in ALLOWED_EDGES}, allowed=lambda part: set())
 
 
 @pytest.mark.parametrize(("library", "home"), [

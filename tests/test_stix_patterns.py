@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from integration.errors import InvalidInput
-from integration.lookup.indicators import Indicator
 from integration.lookup.stix_patterns import indicator_from_observable, indicators_from_pattern
+from integration.values.indicators import Indicator
 
 STIX = Path(__file__).parent / "corpus" / "feeds" / "stix"
 

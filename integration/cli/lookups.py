@@ -61,8 +61,8 @@ def read_values(values: list[str]) -> list[str]:
 def lookup_values(kind: str, values: list[str], *, config_path: str | None, use_cache: bool,
                   include_raw: bool, contact: bool = False) -> list[dict[str, Any]]:
     from integration.compose import enricher_for
-    from integration.lookup.envelope import ACTION_BY_KIND, error_envelope
-    from integration.lookup.indicators import parse
+    from integration.values.envelope import ACTION_BY_KIND, error_envelope
+    from integration.values.indicators import parse
 
     try:
         enricher = enricher_for(path=config_path)
@@ -112,7 +112,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
 def action_error(action_id: str, error: PluginError) -> dict[str, Any]:
     """The error envelope of an action that could not start (bad --params or config)."""
-    from integration.lookup.envelope import KIND_BY_ACTION, error_envelope
+    from integration.values.envelope import KIND_BY_ACTION, error_envelope
 
     if action_id in KIND_BY_ACTION:
         return error_envelope(action_id, error).to_dict()

@@ -1,1 +1,1 @@
-"""Everything that talks to Microsoft: sign-in, clouds, URLs, transport, retries, the budget."""
+"""Everything that talks to Microsoft: sign-in, URLs, transport, retries, the budget."""

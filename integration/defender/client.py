@@ -20,7 +20,7 @@ from integration.errors import (
     UpstreamError,
     service_message,
 )
-from integration.lookup.indicators import Indicator, parse_file_hash
+from integration.values.indicators import Indicator, parse_file_hash
 
 if TYPE_CHECKING:
     import requests

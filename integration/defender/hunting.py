@@ -27,6 +27,7 @@ from integration.errors import (
     UpstreamError,
     service_message,
 )
+from integration.values.times import parse_time
 
 if TYPE_CHECKING:
     import requests
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from integration.defender.budget import Lane, RateBudget
     from integration.defender.retry import Outcome, RetryPolicy
     from integration.defender.transport import Transport
-    from integration.lookup.indicators import Indicator
+    from integration.values.indicators import Indicator
 
 log = logging.getLogger("mde_enrich")
 
@@ -153,8 +154,6 @@ def _domains_of(remote_url: Any, wanted: set[str]) -> list[str]:
 def _epoch_ms(value: Any) -> int | None:
     """A hunting row's time as epoch ms, read by the one timestamp parser the machine
     records use (offsets, 7-digit fractions and impossible dates included)."""
-    from integration.lookup.normalize import parse_time
-
     parsed = parse_time(value)
     return parsed[0] if parsed else None
 

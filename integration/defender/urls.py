@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from integration.lookup.indicators import Indicator
+    from integration.values.indicators import Indicator
 
 MACHINES_LIST = "/api/machines"
 # Microsoft Graph, on the Graph host of the cloud (clouds.py), not the Defender API host.

@@ -1,1 +1,1 @@
-"""Indicator in, envelope out: parse and validate, look up (with the one cache), normalize."""
+"""Indicator in, envelope out: look up (with the one cache), normalize Defender's machines."""

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from integration.errors import PluginError
-from integration.lookup.envelope import Envelope
-from integration.lookup.indicators import Indicator, parse
 from integration.lookup.normalize import portal_url
+from integration.values.envelope import Envelope
+from integration.values.indicators import Indicator, parse
 
 if TYPE_CHECKING:
     from integration.defender.budget import Lane

@@ -1,23 +1,25 @@
 """Enricher: indicator in, envelope out. It parses the indicator, asks the cache or Defender,
-normalizes the machines and builds the envelope; the parts it uses (state, client, tokens)
-come from the composition root (`integration.compose`).
+normalizes the machines and builds the envelope. It is given its collaborators (state,
+clients, tokens) as providers, called on first need, so a call refused for bad input builds
+none of them; `integration.compose` is what wires them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from integration.errors import PluginError
 from integration.lookup.cache import LookupCache
-from integration.lookup.envelope import ACTION_BY_KIND, Envelope, error_envelope, lookup_envelope
-from integration.lookup.indicators import Indicator, parse, parse_file_hash
+from integration.values.envelope import ACTION_BY_KIND, Envelope, error_envelope, lookup_envelope
+from integration.values.indicators import Indicator, parse, parse_file_hash
 
 if TYPE_CHECKING:
-    from integration.compose import Parts
     from integration.config import Settings
     from integration.defender.auth import TokenProvider
     from integration.defender.budget import Lane
     from integration.defender.client import DefenderClient
+    from integration.defender.hunting import HuntingClient
     from integration.state import StateStore
 
 Kind = Literal["domain", "file"]
@@ -56,24 +58,33 @@ class Answer:
 
 
 class Enricher:
-    def __init__(self, settings: Settings, parts: Parts) -> None:
+    def __init__(self, settings: Settings, *, store: Callable[[], StateStore],
+                 client: Callable[[], DefenderClient], tokens: Callable[[], TokenProvider],
+                 graph_tokens: Callable[[], TokenProvider],
+                 hunting: Callable[[], HuntingClient]) -> None:
         self.settings = settings
-        self.parts = parts
-        use_ttl = settings.cache_ttl_s
-        self.cache = LookupCache(lambda: parts.store,
-                                 f"{settings.endpoints.api_base}|{settings.tenant_id}", use_ttl)
+        self._store, self._client, self._tokens, self._hunting = store, client, tokens, hunting
+        self._graph_tokens = graph_tokens
+        self.cache = LookupCache(store, f"{settings.endpoints.api_base}|{settings.tenant_id}",
+                                 settings.cache_ttl_s)
 
     @property
     def store(self) -> StateStore:
-        return self.parts.store
+        return self._store()
 
     @property
     def client(self) -> DefenderClient:
-        return self.parts.client
+        return self._client()
 
     @property
     def tokens(self) -> TokenProvider:
-        return self.parts.tokens
+        """Tokens for the Defender API."""
+        return self._tokens()
+
+    @property
+    def graph_tokens(self) -> TokenProvider:
+        """Tokens for Microsoft Graph (hunting, and test_connectivity's Graph checks)."""
+        return self._graph_tokens()
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -115,7 +126,7 @@ class Enricher:
         from integration.lookup.contact import with_contact
 
         merged = with_contact([Envelope.from_dict(envelope) for envelope in envelopes], kind,
-                              lambda: self.parts.hunting,
+                              self._hunting,
                               portal_base=self.settings.endpoints.portal_base, lane=lane)
         return [envelope.to_dict() for envelope in merged]
 

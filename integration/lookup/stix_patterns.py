@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from integration.errors import InvalidInput, PluginError
-from integration.lookup.indicators import Indicator, parse_domain, parse_file_hash
+from integration.values.indicators import Indicator, parse_domain, parse_file_hash
 
 # How STIX producers spell the hash keys (the spec's 'SHA-256', and what real feeds write).
 _HASH_KEYS = {"sha-1": "sha1", "sha1": "sha1", "sha-256": "sha256", "sha256": "sha256",

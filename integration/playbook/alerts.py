@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from integration.bounded import ALERT, parse_json
 from integration.errors import ConfigError, PluginError
-from integration.lookup.indicators import parse_domain, parse_file_hash
 from integration.playbook.errors import AlertError
 from integration.playbook.expressions import Expression, ExpressionError, compile_expression, truthy
 from integration.resources import ALERT_FORMATS, read_yaml
+from integration.values.indicators import parse_domain, parse_file_hash
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from integration.errors import InvalidInput, PluginError
-from integration.lookup.envelope import ACTION_BY_KIND, KIND_BY_ACTION, Envelope, error_envelope
-from integration.lookup.indicators import parse
+from integration.values.envelope import ACTION_BY_KIND, KIND_BY_ACTION, Envelope, error_envelope
+from integration.values.indicators import parse
 
 if TYPE_CHECKING:
     from integration.defender.budget import Lane

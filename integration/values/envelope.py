@@ -6,15 +6,64 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, TypedDict
 
 from integration.errors import PluginError
-from integration.lookup.indicators import Indicator
+from integration.values.indicators import Indicator
+from integration.values.machine import Machine
 
 ACTION_BY_KIND = {"domain": "get_machines_for_domain", "file": "get_machines_for_file_hash"}
 KIND_BY_ACTION = {action: kind for kind, action in ACTION_BY_KIND.items()}
 # What an envelope echoes of a value it was given: a pasted 100 KB blob is not sent back whole.
 ECHO_LIMIT = 512
+
+Status = Literal["success", "not_found", "error"]
+
+
+# The JSON shapes of envelope.schema.json (and common.schema.json's indicator and error):
+# what `to_dict()` gives the edges. tests/test_values.py checks the keys against the schemas.
+class _IndicatorRecordRequired(TypedDict):
+    original: Any  # as given; not always a string when the input was invalid
+
+
+class IndicatorRecord(_IndicatorRecordRequired, total=False):
+    type: Literal["domain", "sha1", "sha256", "md5"]
+    value: str
+    sha1: str
+
+
+class _ErrorRecordRequired(TypedDict):
+    code: str
+    message: str
+    retryable: bool
+
+
+class ErrorRecord(_ErrorRecordRequired, total=False):
+    http_status: int
+
+
+class _SummaryRecordRequired(TypedDict):
+    total_machines: int
+    truncated: bool
+    api_calls: int
+    cached: bool
+
+
+class SummaryRecord(_SummaryRecordRequired, total=False):
+    hunting_calls: int
+
+
+class _EnvelopeRecordRequired(TypedDict):
+    action: str
+    status: Status
+    machines: list[Machine]
+    summary: SummaryRecord
+
+
+class EnvelopeRecord(_EnvelopeRecordRequired, total=False):
+    indicator: IndicatorRecord
+    error: ErrorRecord
+    warnings: list[str]
 
 
 class Summary(NamedTuple):
