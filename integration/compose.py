@@ -63,7 +63,7 @@ def new_enricher(settings: Settings) -> Enricher:
     parts = Parts(settings)
     return Enricher(settings, store=lambda: parts.store, client=lambda: parts.client,
                     tokens=lambda: parts.tokens, graph_tokens=lambda: parts.graph_tokens,
-                    hunting=lambda: parts.hunting)
+                    hunting=lambda: parts.hunting, security=lambda: parts.security)
 
 
 def _secret_fingerprint(settings: Settings) -> str:

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -112,7 +110,6 @@ def _print(summary: Any, args: argparse.Namespace) -> None:
 def _batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | None,
            args: argparse.Namespace, log: logging.Logger) -> Any:
     from integration.compose import enricher_for
-    from integration.defender.budget import paced_until
     from integration.playbook import Batch, PlaybookRunner
 
     spec = _pull_spec(args) if args.pull else None
@@ -121,8 +118,7 @@ def _batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | None,
     identity = batch_identity(args.playbook, inputs, enricher)
     deadline = time.monotonic() + args.deadline if args.deadline else None
     source: Path | str = spec.source if spec is not None else Path(args.alerts)
-    with Batch(enricher.store, source=source, out_dir=out_dir, identity=identity) as batch, \
-            paced_until(deadline):
+    with Batch(enricher.store, source=source, out_dir=out_dir, identity=identity) as batch:
         runner = PlaybookRunner(playbook, lookup_service(config, batch.memo, enricher),
                                 inputs=inputs)
         if spec is None:
@@ -155,7 +151,7 @@ def _pull_batch(batch: Any, runner: Any, spec: Any, enricher: Any, out_dir: Path
                 deadline: float | None, log: logging.Logger) -> Any:
     from integration.playbook.pull import Position, WriteBack, advance, pull
 
-    client = enricher.parts.security
+    client = enricher.security
     position = Position.load(enricher.store, batch.namespace)
     pulled = pull(client, spec, position)
     log.info("pulled %d %s updated since %s", len(pulled), spec.kind,
@@ -188,29 +184,8 @@ def _pull_batch(batch: Any, runner: Any, spec: Any, enricher: Any, out_dir: Path
 
 
 def _pull_spec(args: argparse.Namespace) -> Any:
-    from integration.defender.alerts import SERVICE_SOURCES, SEVERITIES, STATUSES, choices
     from integration.playbook.pull import PullSpec
 
-    return PullSpec(kind=args.pull,
-                    service_sources=choices("--service-source", args.service_source,
-                                            SERVICE_SOURCES),
-                    severities=choices("--severity", args.severity, SEVERITIES),
-                    statuses=choices("--status", args.status, STATUSES),
-                    first_since=_since(args.since), write_back=args.write_back)
-
-
-def _since(text: str) -> str:
-    """--since as a Graph timestamp: an age (24h, 7d, 90m) back from now, or a time."""
-    from integration.defender.alerts import time_key
-
-    match = re.fullmatch(r"(\d+)([mhd])", text.strip())
-    if match:
-        amount, unit = int(match.group(1)), match.group(2)
-        delta = dt.timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
-        moment = dt.datetime.now(dt.timezone.utc) - delta
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
-    key = time_key(text.strip())
-    if key is None:
-        raise InvalidInput(f"--since {text!r}: an age (24h, 7d) or a time "
-                           "(2025-06-01T00:00:00Z)")
-    return key
+    return PullSpec.from_options(args.pull, service_sources=args.service_source,
+                                 severities=args.severity, statuses=args.status,
+                                 since=args.since, write_back=args.write_back)

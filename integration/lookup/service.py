@@ -16,6 +16,7 @@ from integration.values.indicators import Indicator, parse, parse_file_hash
 
 if TYPE_CHECKING:
     from integration.config import Settings
+    from integration.defender.alerts import SecurityClient
     from integration.defender.auth import TokenProvider
     from integration.defender.budget import Lane
     from integration.defender.client import DefenderClient
@@ -61,10 +62,12 @@ class Enricher:
     def __init__(self, settings: Settings, *, store: Callable[[], StateStore],
                  client: Callable[[], DefenderClient], tokens: Callable[[], TokenProvider],
                  graph_tokens: Callable[[], TokenProvider],
-                 hunting: Callable[[], HuntingClient]) -> None:
+                 hunting: Callable[[], HuntingClient],
+                 security: Callable[[], SecurityClient] | None = None) -> None:
         self.settings = settings
         self._store, self._client, self._tokens, self._hunting = store, client, tokens, hunting
         self._graph_tokens = graph_tokens
+        self._security = security
         self.cache = LookupCache(store, f"{settings.endpoints.api_base}|{settings.tenant_id}",
                                  settings.cache_ttl_s)
 
@@ -85,6 +88,15 @@ class Enricher:
     def graph_tokens(self) -> TokenProvider:
         """Tokens for Microsoft Graph (hunting, and test_connectivity's Graph checks)."""
         return self._graph_tokens()
+
+    @property
+    def security(self) -> SecurityClient:
+        """Graph's security alerts and incidents, for a scheduled run's pull and write-back."""
+        if self._security is None:
+            from integration.errors import ConfigError
+
+            raise ConfigError("this Enricher was built without Graph's security API")
+        return self._security()
 
     # -- lookups -------------------------------------------------------------------------------
 

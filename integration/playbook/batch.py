@@ -191,16 +191,19 @@ class Batch:
             bar.clear()  # a message on its own line, not glued to the bar
             report(message)
 
-        for done, item in enumerate(items, 1):
-            if deadline is not None and time.monotonic() >= deadline:
-                outcome, document = LEFT, None
-            else:
-                outcome, document = self._one(item, runner, summary, say, deadline)
-            if outcome == LEFT:
-                summary.left += 1
-            if on_outcome is not None:
-                on_outcome(item, outcome, document)
-            bar.show(done)
+        from integration.defender.budget import paced_until
+
+        with paced_until(deadline):  # the budget waits up to the deadline, not max_rate_wait_s
+            for done, item in enumerate(items, 1):
+                if deadline is not None and time.monotonic() >= deadline:
+                    outcome, document = LEFT, None
+                else:
+                    outcome, document = self._one(item, runner, summary, say, deadline)
+                if outcome == LEFT:
+                    summary.left += 1
+                if on_outcome is not None:
+                    on_outcome(item, outcome, document)
+                bar.show(done)
         bar.close()
         summary.lookups = runner.lookups.looked_up - lookups
         summary.memo_hits = runner.lookups.memo_hits - memo_hits

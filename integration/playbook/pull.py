@@ -25,8 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from integration.defender.alerts import Kind, build_filter, time_key
-from integration.errors import PermissionDenied, PluginError
+from integration.defender.alerts import (
+    SERVICE_SOURCES,
+    SEVERITIES,
+    STATUSES,
+    Kind,
+    build_filter,
+    choices,
+    time_key,
+)
+from integration.errors import InvalidInput, PermissionDenied, PluginError
 from integration.playbook.batch import (
     ALREADY_DONE,
     ENRICHED,
@@ -61,6 +69,16 @@ class PullSpec:
     first_since: str = ""  # the first run's start (a Graph timestamp)
     write_back: bool = False
 
+    @classmethod
+    def from_options(cls, kind: Kind, *, service_sources: Sequence[str] = (),
+                     severities: Sequence[str] = (), statuses: Sequence[str] = (),
+                     since: str = "24h", write_back: bool = False) -> PullSpec:
+        """From the command line's words: each filter one of Graph's names (any case, also
+        comma-separated), `since` an age (24h, 7d, 90m) or a time; InvalidInput otherwise."""
+        return cls(kind, choices("--service-source", service_sources, SERVICE_SOURCES),
+                   choices("--severity", severities, SEVERITIES),
+                   choices("--status", statuses, STATUSES), first_since(since), write_back)
+
     @property
     def source(self) -> str:
         """Names the pull in the batch's identity: another filter is another batch."""
@@ -94,6 +112,21 @@ class Pulled:
     id: str
     time: str
     record: dict[str, Any]
+
+
+def first_since(text: str) -> str:
+    """--since as a Graph timestamp: an age (24h, 7d, 90m) back from now, or a time."""
+    match = re.fullmatch(r"(\d+)([mhd])", text.strip())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        delta = dt.timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+        moment = dt.datetime.now(dt.timezone.utc) - delta
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+    key = time_key(text.strip())
+    if key is None:
+        raise InvalidInput(f"--since {text!r}: an age (24h, 7d) or a time "
+                           "(2025-06-01T00:00:00Z)")
+    return key
 
 
 def work_digest(record: dict[str, Any]) -> str:
