@@ -1,9 +1,17 @@
-"""Envelopes for people (table, markdown) and for programs (JSON)."""
+"""Envelopes for people (table, markdown) and for programs (JSON).
+
+Every value in them comes from outside (Defender's machine fields, alert fields, hunting
+rows, service error messages), so none may attack its reader: in a table, control
+characters (terminal escapes, BEL, CR, NUL, bidi overrides) are shown escaped; in markdown,
+link, image, emphasis and HTML syntax is escaped and only our own https portal links link.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import quote
 
 TABLE_COLUMNS = (("hostname", "Host"), ("os", "OS"), ("risk", "Risk"), ("health", "Health"),
                  ("last_seen", "Last seen (UTC)"), ("ip", "IP"), ("group", "Group"))
@@ -13,12 +21,58 @@ CONTACT_COLUMNS = (("first_contact", "First contact (UTC)"), ("last_contact", "L
 HUNTING_ONLY_NOTE = " (hunting only)"
 
 
+# C0 and C1 controls, DEL, and the Unicode bidi and line/paragraph separators: each can
+# move the cursor, recolour, retitle or reorder what an analyst sees.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# CommonMark's inline syntax: backslash, code, emphasis, links and images, tables, strike.
+_MARKDOWN = re.compile(r"([\\`*_\[\]()!|~])")
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
+
+
+def printable(text: Any) -> str:
+    """A value for a terminal: every control character shown as an escape (`\\x1b`)."""
+    return _CONTROL.sub(_escaped, str(text))
+
+
+def terminal_safe(output: str) -> str:
+    """Whole output for a terminal: our own newlines kept, every other control escaped."""
+    return _CONTROL_BUT_NEWLINE.sub(_escaped, output)
+
+
+def markdown_text(text: Any) -> str:
+    """A value as literal markdown text on one line: no link, image, emphasis, code span,
+    table cell break or HTML can come out of it, and no control character."""
+    shown = _CONTROL.sub(lambda found: " " if found.group() in "\r\n\t" else "",
+                         str(text))
+    shown = _MARKDOWN.sub(r"\\\1", shown)
+    return "".join(_HTML.get(char, char) for char in shown) if _has_html(shown) else shown
+
+
+def markdown_link(label: str, url: Any) -> str:
+    """`[label](url)` for an https URL we built (a portal page); any other URL is not
+    linked. `label` is markdown already escaped."""
+    if not isinstance(url, str) or not url.startswith("https://"):
+        return label
+    return f"[{label}]({quote(url, safe=':/?#=&%-._~')})"
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _has_html(text: str) -> bool:
+    return any(char in text for char in _HTML)
+
+
 def render(envelopes: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(envelopes, indent=2, ensure_ascii=False)
     if fmt == "markdown":
         return "\n\n".join(markdown_block(envelope) for envelope in envelopes)
-    return "\n\n".join(table_block(envelope) for envelope in envelopes)
+    return terminal_safe("\n\n".join(table_block(envelope) for envelope in envelopes))
 
 
 def headline(envelope: dict[str, Any]) -> str:
@@ -55,31 +109,44 @@ def columns_for(envelope: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 
 
 def machine_row(machine: dict[str, Any]) -> dict[str, str]:
-    os_info = machine.get("os", {})
-    groups = machine.get("groups", [])
-    return {**_contact_cells(machine.get("mde", {}).get("contact")),
-        "hostname": machine.get("hostname") or machine.get("uid", ""),
+    """The table's cells, as text straight from the artifact (each renderer escapes them)."""
+    os_info = _mapping(machine.get("os"))
+    groups = [group for group in machine.get("groups") or [] if isinstance(group, dict)]
+    mde = _mapping(machine.get("mde"))
+    return {**_contact_cells(mde.get("contact")),
+        "hostname": str(machine.get("hostname") or machine.get("uid", "")),
         "os": " ".join(str(part) for part in (os_info.get("name"), os_info.get("version"))
                        if part) or "-",
-        "risk": machine.get("risk_level", "-"),
-        "health": machine.get("mde", {}).get("health_status", "-"),
-        "last_seen": (machine.get("last_seen_time_dt") or "-")[:19].replace("T", " "),
-        "ip": machine.get("ip", "-"),
-        "group": groups[0].get("name", groups[0]["uid"]) if groups else "-",
+        "risk": str(machine.get("risk_level", "-")),
+        "health": str(mde.get("health_status", "-")),
+        "last_seen": _time_cell(machine.get("last_seen_time_dt")),
+        "ip": str(machine.get("ip", "-")),
+        # A group Defender named without an id (rbacGroupName alone) has no uid.
+        "group": str(groups[0].get("name") or groups[0].get("uid") or "-") if groups else "-",
     }
 
 
-def _contact_cells(contact: dict[str, Any] | None) -> dict[str, str]:
-    if not contact:
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _time_cell(value: Any) -> str:
+    return str(value)[:19].replace("T", " ") if value else "-"
+
+
+def _contact_cells(contact: Any) -> dict[str, str]:
+    if not contact or not isinstance(contact, dict):
         return {"first_contact": "-", "last_contact": "-", "contacts": "-", "process": "-"}
-    process = contact.get("process", {})
+    process = _mapping(contact.get("process"))
+    command_line = process.get("command_line")
     return {
-        "first_contact": contact["first_seen_time_dt"][:19].replace("T", " "),
-        "last_contact": contact["last_seen_time_dt"][:19].replace("T", " "),
-        "contacts": str(contact["count"]),
+        "first_contact": _time_cell(contact.get("first_seen_time_dt")),
+        "last_contact": _time_cell(contact.get("last_seen_time_dt")),
+        "contacts": str(contact.get("count", "-")),
         # The name, and the command line that tells what it did (cut: tables stay readable).
-        "process": " ".join(part for part in (
-            process.get("name"), _short(process.get("command_line"), 60)) if part) or "-",
+        "process": " ".join(str(part) for part in (
+            process.get("name"), _short(command_line if isinstance(command_line, str)
+                                        else None, 60)) if part) or "-",
     }
 
 
@@ -88,15 +155,17 @@ def _short(text: str | None, limit: int) -> str | None:
 
 
 def _host(machine: dict[str, Any], host: str) -> str:
-    hunting_only = machine.get("mde", {}).get("contact", {}).get("source") == "hunting_only"
+    contact = _mapping(_mapping(machine.get("mde")).get("contact"))
+    hunting_only = contact.get("source") == "hunting_only"
     return host + HUNTING_ONLY_NOTE if hunting_only else host
 
 
 def table_block(envelope: dict[str, Any]) -> str:
-    lines = [headline(envelope), *_warning_lines(envelope)]
+    lines = [printable(headline(envelope)), *map(printable, _warning_lines(envelope))]
     columns = columns_for(envelope)
     machines = envelope.get("machines", [])
-    rows = [machine_row(machine) for machine in machines]
+    rows = [{key: printable(cell) for key, cell in machine_row(machine).items()}
+            for machine in machines]
     for machine, row in zip(machines, rows, strict=True):
         row["hostname"] = _host(machine, row["hostname"])
     if rows:
@@ -120,31 +189,28 @@ def defang(value: str) -> str:
 
 def markdown_block(envelope: dict[str, Any]) -> str:
     if envelope.get("action") == "test_connectivity":
-        return "\n".join(["#### Defender connectivity", "", headline(envelope),
-                          *(f"> {line}" for line in _warning_lines(envelope))])
+        return "\n".join(["#### Defender connectivity", "", markdown_text(headline(envelope)),
+                          *(f"> {markdown_text(line)}" for line in _warning_lines(envelope))])
     indicator = envelope.get("indicator", {})
     value = indicator.get("value") or str(indicator.get("original"))
     shown = defang(value) if indicator.get("type") == "domain" else value
-    title = f"#### Defender machines for {indicator.get('type', 'indicator')} `{shown}`"
-    lines = [title, "", headline(envelope).replace(value, shown, 1).replace("|", "\\|"),
-             *(f"> {line}" for line in _warning_lines(envelope))]
+    # A code span cannot be escaped from inside: no backtick may reach it.
+    code = printable(shown).replace("`", "'")
+    title = f"#### Defender machines for {markdown_text(indicator.get('type', 'indicator'))} " \
+            f"`{code}`"
+    lines = [title, "", markdown_text(headline(envelope).replace(value, shown, 1)),
+             *(f"> {markdown_text(line)}" for line in _warning_lines(envelope))]
     rows = [machine_row(machine) for machine in envelope.get("machines", [])]
     columns = columns_for(envelope)
     if rows:
         lines += ["", "| " + " | ".join(title for _, title in columns) + " |",
                   "|" + "---|" * len(columns)]
         for machine, row in zip(envelope["machines"], rows, strict=True):
-            portal = machine.get("mde", {}).get("portal_url")
-            host = _cell(row["hostname"])
-            row["hostname"] = _host(machine, f"[{host}]({portal})" if portal else host)
-            lines.append("| " + " | ".join(
-                row[key] if key == "hostname" else _cell(row[key]) for key, _ in columns)
-                + " |")
+            cells = {key: markdown_text(cell) for key, cell in row.items()}
+            portal = _mapping(machine.get("mde")).get("portal_url")
+            cells["hostname"] = _host(machine, markdown_link(cells["hostname"], portal))
+            lines.append("| " + " | ".join(cells[key] for key, _ in columns) + " |")
     return "\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _warning_lines(envelope: dict[str, Any]) -> list[str]:

@@ -121,9 +121,13 @@ def _batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | None,
     with Batch(enricher.store, source=source, out_dir=out_dir, identity=identity) as batch:
         runner = PlaybookRunner(playbook, lookup_service(config, batch.memo, enricher),
                                 inputs=inputs)
-        if spec is None:
-            return batch.run(runner, progress=sys.stderr, report=log.info, deadline=deadline)
-        return _pull_batch(batch, runner, spec, enricher, out_dir, deadline, log)
+        try:
+            if spec is None:
+                return batch.run(runner, progress=sys.stderr, report=log.info,
+                                 deadline=deadline)
+            return _pull_batch(batch, runner, spec, enricher, out_dir, deadline, log)
+        finally:
+            runner.lookups.close()
 
 
 def lookup_service(config: dict[str, Any] | None, memo: Any = None, enricher: Any = None,
@@ -149,7 +153,7 @@ def batch_identity(playbook: str, inputs: dict[str, Any], enricher: Any) -> dict
 
 def _pull_batch(batch: Any, runner: Any, spec: Any, enricher: Any, out_dir: Path,
                 deadline: float | None, log: logging.Logger) -> Any:
-    from integration.playbook.pull import Position, WriteBack, advance, pull
+    from integration.playbook.pull import Position, WriteBack, advance, finished, pull
 
     client = enricher.security
     position = Position.load(enricher.store, batch.namespace)
@@ -157,7 +161,7 @@ def _pull_batch(batch: Any, runner: Any, spec: Any, enricher: Any, out_dir: Path
     log.info("pulled %d %s updated since %s", len(pulled), spec.kind,
              position.time or spec.first_since)
     by_name = {entry.item.name: entry for entry in pulled}
-    outcomes: dict[str, str] = {}
+    done: set[str] = set()
     warnings: list[str] = []
 
     def warn(message: str) -> None:
@@ -166,17 +170,19 @@ def _pull_batch(batch: Any, runner: Any, spec: Any, enricher: Any, out_dir: Path
     write_back = WriteBack(client, spec.kind, enricher.store, batch.namespace, out_dir, warn) \
         if spec.write_back else None
 
-    def on_outcome(item: Any, outcome: str, document: dict[str, Any] | None) -> None:
+    def on_outcome(item: Any, outcome: Any) -> None:
         entry = by_name[item.name]
-        outcomes[entry.id] = outcome
-        log.info("%s: %s", item.label, outcome)
+        if finished(outcome):
+            done.add(entry.id)
+        log.info("%s: %s", item.label, "already done" if outcome is None
+                 else type(outcome).__name__.lower())
         if write_back is not None:
-            write_back(entry, outcome, document)
+            write_back(entry, outcome)
 
     summary = batch.run(runner, items=[entry.item for entry in pulled], report=log.info,
                         on_outcome=on_outcome, deadline=deadline)
     # Only now, every output durable: the position moves past what is finished.
-    advance(position, pulled, outcomes).save(enricher.store, batch.namespace)
+    advance(position, pulled, done).save(enricher.store, batch.namespace)
     summary.warnings.extend(warnings)
     if write_back is not None:
         log.info("write-back: %d comment(s) written", write_back.written)

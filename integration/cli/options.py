@@ -25,15 +25,15 @@ def common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     default = None if top else argparse.SUPPRESS
     parser.add_argument("--config", default=default,
                         help="YAML/JSON config file (default: $MDE_CONFIG)")
-    parser.add_argument("--format", default=default, choices=(*FORMATS, "ocsf"),
+    parser.add_argument("--format", default=default, choices=(*FORMATS, "ocsf", "ndjson"),
                         help="output format (default: table on a terminal, else json; "
-                             "ocsf is for playbook run)")
+                             "ocsf and ndjson are for playbook run)")
     parser.add_argument("--verbose", "-v", action="store_true", default=default or False,
                         help="log each request (method, path, status, attempt, wait) to stderr")
 
 
 def output_format(args: argparse.Namespace, default: str | None = None) -> str:
     fmt = args.format or default or ("table" if sys.stdout.isatty() else "json")
-    if fmt == "ocsf" and not getattr(args, "ocsf_allowed", False):
-        args.subparser.error("--format ocsf is for `playbook run`")
+    if fmt in ("ocsf", "ndjson") and not getattr(args, f"{fmt}_allowed", False):
+        args.subparser.error(f"--format {fmt} is for `playbook run`")
     return str(fmt)

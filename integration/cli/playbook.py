@@ -15,8 +15,10 @@ timeout, network).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from integration.cli.options import command, output_format
@@ -35,7 +37,7 @@ def add_command(commands: Any) -> None:
                               "alerts), a batch of alerts, or an analyst's inputs. FILE is a "
                               "path or the name of a playbook the plugin ships "
                               "(enrich-alert, analyst-lookup, scheduled-enrichment).")
-    run.set_defaults(ocsf_allowed=True)
+    run.set_defaults(ocsf_allowed=True, ndjson_allowed=True)
     run.add_argument("playbook", metavar="FILE", help="the playbook (YAML)")
     run.add_argument("--alert", metavar="FILE", help="alerts as JSON or NDJSON; - reads stdin; "
                                                      "sample:NAME a shipped sample "
@@ -71,6 +73,8 @@ def add_command(commands: Any) -> None:
     run.add_argument("--type", choices=("domain", "file"), help="what --indicator is")
     run.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
                      help="a playbook input (repeatable); JSON for numbers, lists, objects")
+    run.add_argument("--pretty", action="store_true",
+                     help="indent JSON output (the default on a terminal; else compact)")
     validate = command(steps, "validate", _validate_command, help="check playbooks",
                        description="Load playbooks and report what is wrong with them; "
                                    "nothing is run.")
@@ -107,43 +111,74 @@ def _run(args: argparse.Namespace) -> int:
     from integration.cli.batch import lookup_service
 
     runner = PlaybookRunner(playbook, lookup_service(config, priority=lane), inputs=inputs)
-    if playbook.trigger == "manual":
-        result = runner.run(source=args.playbook)
-    else:
-        batch, label = _read_alert(args.alert)
-        if batch.shape is not None:  # a page, an array or NDJSON: each alert on its own
-            return _run_alert_list(runner, batch.alerts, label, output_format(args),
-                                   playbook.name)
-        result = runner.run(batch.alerts[0], source=label)
-    print(_render(result, output_format(args), playbook.name))
-    return result.exit_status
+    fmt = output_format(args)
+    pretty = args.pretty or sys.stdout.isatty()
+    try:
+        if playbook.trigger == "manual":
+            result = runner.run(source=args.playbook)
+            print(_render(result, fmt, playbook.name, pretty))
+            return result.exit_status
+        return _run_alerts(runner, args.alert, fmt, playbook.name, pretty)
+    finally:
+        runner.lookups.close()
 
 
-def _run_alert_list(runner: Any, alerts: list[Any], label: str, fmt: str, name: str) -> int:
-    """Enrich each alert of a list in order; one that cannot be enriched is reported (and
-    kept in its place, with the error as its enrichment) and the others still are."""
+def _run_alerts(runner: Any, path: str | None, fmt: str, name: str, pretty: bool) -> int:
+    """One alert, printed enriched; or a page, array or NDJSON of them, read and written as
+    a stream (memory stays at the alerts in flight), enriched up to 2 x max_concurrency at
+    once, printed in input order. One that cannot be enriched is reported (and kept in its
+    place, with the error as its enrichment) and the others still are."""
     from integration.playbook import AlertError
+    from integration.playbook.outcome import Enriched, Failed, enrich_item, in_order
+    from integration.playbook.stream import read_stream
+    from integration.resources import SAMPLE_PREFIX, sample_alert
 
-    status, documents, texts = EXIT_OK, [], []
-    for number, alert in enumerate(alerts, 1):
-        source = f"{label} item {number}"
-        try:
-            result = runner.run(alert, source=source)
-        except AlertError as error:
-            print(f"{PROG}: {error.code}: {error.message}", file=sys.stderr)
-            status = max(status, error.exit_status)
-            failed = {"error": {"code": error.code, "message": error.message}}
-            documents.append({**alert, "enrichment": failed} if isinstance(alert, dict)
-                             else {"alert": alert, "enrichment": failed})
-            texts.append(f"{source}: {error.message}")
-            continue
-        status = max(status, result.exit_status)
-        documents.append(result.document)
-        texts.append(f"{source}\n{_render(result, fmt, name)}")
-    if fmt == "json":
-        print(json.dumps(documents, indent=2, ensure_ascii=False))
-    else:
-        print("\n\n".join(texts) if texts else f"{label}: no alerts")
+    label = "<stdin>" if path in (None, "-") else str(path)
+    opened: Any
+    try:
+        if label.startswith(SAMPLE_PREFIX):  # a sample the plugin ships, wherever installed
+            opened = sample_alert(label).open("rb")
+        else:
+            opened = contextlib.nullcontext(sys.stdin.buffer) if label == "<stdin>" \
+                else Path(str(path)).open("rb")  # noqa: SIM115 (closed by the `with` below)
+    except OSError as exc:
+        raise AlertError(f"{label}: cannot be read: {exc.strerror}") from None
+    with opened as stream:
+        items = read_stream(stream, label)
+        first = next(items, None)
+        if first is None:
+            raise AlertError(f"{label}: holds no alert")
+        if first.shape is None:  # one alert: refused as a whole when it cannot be enriched
+            if first.problem is not None:
+                raise AlertError(f"{label}: {first.problem}")
+            result = runner.run(first.alert, source=label)
+            print(_render(result, fmt, name, pretty))
+            return int(result.exit_status)
+        out = _ListWriter(fmt, pretty)
+        status = EXIT_OK
+        if first.empty:
+            out.close(label)
+            return status
+        window = 2 * runner.lookups.in_flight
+        for item, outcome in in_order(
+                _chain(first, items),
+                lambda item: (item, enrich_item(runner, item.label, item.alert, item.problem)),
+                window):
+            status = max(status, outcome.exit_status)
+            if isinstance(outcome, Enriched):
+                out.document(outcome.result.document,
+                             lambda r=outcome.result, at=item.label: f"{at}\n"
+                             f"{_render(r, fmt, name, pretty)}")
+                continue
+            code = outcome.error.code if isinstance(outcome, Failed) else "invalid_input"
+            message = outcome.error.message if isinstance(outcome, Failed) else outcome.reason
+            print(f"{PROG}: {code}: {message}", file=sys.stderr)
+            failed = {"error": {"code": code, "message": message}}
+            alert = item.alert
+            out.document({**alert, "enrichment": failed} if isinstance(alert, dict)
+                         else {"alert": alert, "enrichment": failed},
+                         lambda at=item.label, text=message: f"{at}: {text}")
+        out.close(label)
     return status
 
 
@@ -158,6 +193,43 @@ def _duration(text: str) -> float:
     if not 0 < seconds <= 7 * 86400:
         raise argparse.ArgumentTypeError(f"{text!r}: a duration between 1 s and 7 days")
     return seconds
+
+
+def _chain(first: Any, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+class _ListWriter:
+    """Enriched alerts written as they come: a JSON array (closed at the end), NDJSON (one
+    compact alert a line), or text blocks for people; nothing is held back."""
+
+    def __init__(self, fmt: str, pretty: bool) -> None:
+        self.fmt, self.pretty, self.count = fmt, pretty, 0
+
+    def document(self, document: dict[str, Any], text: Any) -> None:
+        out = sys.stdout
+        if self.fmt == "ndjson":
+            out.write(_json(document, pretty=False) + "\n")
+        elif self.fmt == "json":
+            out.write(("[\n" if self.count == 0 else ",\n") + _json(document, self.pretty))
+        else:
+            out.write(("" if self.count == 0 else "\n\n") + text())
+        self.count += 1
+        out.flush()
+
+    def close(self, label: str) -> None:
+        if self.fmt == "json":
+            sys.stdout.write("]\n" if self.count else "[]\n")
+        elif self.fmt != "ndjson":
+            sys.stdout.write("\n" if self.count else f"{label}: no alerts\n")
+        sys.stdout.flush()
+
+
+def _json(document: Any, pretty: bool) -> str:
+    if pretty:
+        return json.dumps(document, indent=2, ensure_ascii=False)
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
 def _check_mode(trigger: str, args: argparse.Namespace) -> None:
@@ -221,29 +293,12 @@ def _config(path: str | None) -> dict[str, Any] | None:
     return read_config_file(path) if path else None
 
 
-def _read_alert(path: str | None) -> tuple[Any, str]:
-    """The alerts given (an AlertBatch: one alert, or a page, array or NDJSON of them)."""
-    from integration.bounded import ALERT, read_capped
-    from integration.playbook import AlertError
-    from integration.playbook.alerts import read_alerts
-    from integration.resources import SAMPLE_PREFIX, sample_alert
-
-    label = "<stdin>" if path in (None, "-") else str(path)
-    source: Any = path or "-"
-    if label.startswith(SAMPLE_PREFIX):  # a sample the plugin ships, wherever it is installed
-        source = sample_alert(label)
-    data = read_capped(source, ALERT.max_bytes, what=label, error=AlertError)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise AlertError(f"{label}: is not UTF-8 text") from None
-    return read_alerts(text, label), label
 
 
 # --- output --------------------------------------------------------------------------------
 
 
-def _render(result: Any, fmt: str, name: str) -> str:
+def _render(result: Any, fmt: str, name: str, pretty: bool = True) -> str:
     from integration.playbook.steps import (
         also_given,
         file_names,
@@ -253,15 +308,15 @@ def _render(result: Any, fmt: str, name: str) -> str:
         warning_texts,
         with_file_name,
     )
-    from integration.render import table_block
+    from integration.render import printable, table_block, terminal_safe
 
     enrichment = result.enrichment
-    if fmt == "json":
-        return json.dumps(result.document, indent=2, ensure_ascii=False)
+    if fmt in ("json", "ndjson"):
+        return _json(result.document, pretty and fmt == "json")
     if fmt == "ocsf":
         from integration.ocsf import render_run
 
-        return json.dumps(render_run(result, name), indent=2, ensure_ascii=False)
+        return _json(render_run(result, name), pretty)
     if fmt == "markdown":
         if isinstance(enrichment.get("note"), str):
             return enrichment["note"]
@@ -272,13 +327,14 @@ def _render(result: Any, fmt: str, name: str) -> str:
     lines = [f"playbook {name}"]
     summary = enrichment.get("summary")
     if isinstance(summary, dict) and "total_machines" in summary:
-        lines.append(summary_line(summary).replace("**", ""))
-    lines += _details(enrichment)
-    lines += [f"warning: {text}" for text in warning_texts(enrichment.get("warnings"))]
+        lines.append(summary_line(summary, printable).replace("**", ""))
+    lines += map(printable, _details(enrichment))
+    lines += [f"warning: {printable(text)}" for text in warning_texts(enrichment.get("warnings"))]
     names = file_names(enrichment.get("indicators"))
-    blocks = [also_given(with_file_name(table_block(envelope), envelope, names), others)
+    blocks = [also_given(with_file_name(table_block(envelope), envelope, names, printable),
+                         others, printable)
               for envelope, others in one_per_file(result.envelopes)]
-    return "\n\n".join(["\n".join(lines), *blocks])
+    return terminal_safe("\n\n".join(["\n".join(lines), *blocks]))
 
 
 def _details(enrichment: dict[str, Any]) -> list[str]:

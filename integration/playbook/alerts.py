@@ -7,8 +7,9 @@ ids, files without a hash, trusted binaries, values that do not parse) is kept a
 observable with a reason: nothing an alert names is dropped silently.
 
 Three things rules cannot say are small code here: splitting a page, array or NDJSON into
-alerts (`read_alerts`), linking Sentinel File entities to their FileHash entities (a
-`prepare` step), and the device ids of an alert (never looked up as file hashes).
+alerts (`read_alerts`, over playbook/stream.py), linking Sentinel File entities to their
+FileHash entities (a `prepare` step), and the device ids of an alert (never looked up as
+file hashes).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from integration.bounded import ALERT, parse_json
 from integration.errors import ConfigError, PluginError
 from integration.playbook.errors import AlertError
 from integration.playbook.expressions import Expression, ExpressionError, compile_expression, truthy
+from integration.playbook.stream import read_stream
 from integration.resources import ALERT_FORMATS, read_yaml
 from integration.values.indicators import parse_domain, parse_file_hash
 
@@ -190,42 +191,22 @@ class AlertFormats:
 
 
 def read_alerts(text: str, label: str) -> AlertBatch:
-    """JSON (an alert, a `{"value": [...]}` page, an array) or NDJSON, split into alerts; read
-    bounded (size, depth), each NDJSON line on its own."""
-    try:
-        return split_alerts(parse_json(text, limits=ALERT, what=label, error=AlertError))
-    except AlertError as whole:
-        lines = [line for line in text.splitlines() if line.strip()]
-        if len(lines) < 2:
-            raise whole from None
-        alerts = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                alerts.append(parse_json(line, limits=ALERT, what=f"{label}: line {number}",
-                                         error=AlertError))
-        return AlertBatch("ndjson", alerts)
+    """JSON (an alert, a `{"value": [...]}` page, an array) or NDJSON, split into alerts, all
+    in memory (the stream reader, playbook/stream.py, is the one parser); AlertError for the
+    first item that cannot be read."""
+    import io
 
-
-def split_alerts(document: Any) -> AlertBatch:
-    """A page or an array is a batch, except a list of Sentinel entities: that is one alert
-    (given as `{"entities": [...]}`, so the enrichment has an object to sit in)."""
-    items: Any = None
-    shape = None
-    if isinstance(document, dict) and isinstance(document.get("value"), list) \
-            and all(key == "value" or key.startswith("@odata.") for key in document):
-        items, shape = document["value"], "page_of_alerts"
-    elif isinstance(document, list):
-        items, shape = document, "array_of_alerts"
-    if items is None:
-        return AlertBatch(None, [document])
-    if items and all(_is_sentinel_entity(item) for item in items):
-        return AlertBatch(None, [{"entities": items}])
-    return AlertBatch(shape, list(items))
-
-
-def _is_sentinel_entity(item: Any) -> bool:
-    return isinstance(item, dict) and isinstance(item.get("kind"), str) \
-        and isinstance(item.get("properties"), dict)
+    shape, alerts = None, []
+    for item in read_stream(io.BytesIO(text.encode("utf-8")), label):
+        if item.problem is not None:
+            where = f"{label}: line {item.line}" if item.shape == "ndjson" else item.label
+            raise AlertError(f"{where}: {item.problem}")
+        shape = item.shape
+        if not item.empty:
+            alerts.append(item.alert)
+    if not alerts and shape is None:
+        raise AlertError(f"{label}: holds no alert")
+    return AlertBatch(shape, alerts)
 
 
 # --- the table ---------------------------------------------------------------------------

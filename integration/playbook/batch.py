@@ -24,21 +24,30 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from integration.bounded import ALERT, parse_json
-from integration.errors import EXIT_INPUT, InvalidInput, PluginError, RunInProgress
-from integration.playbook.errors import AlertError
+from integration.errors import ConfigError, InvalidInput, RunInProgress
 from integration.playbook.lookups import StoreMemo
+from integration.playbook.outcome import (
+    Enriched,
+    Failed,
+    Left,
+    Outcome,
+    alert_digest,
+    enrich_item,
+    in_order,
+)
 
 if TYPE_CHECKING:
     from integration.playbook.engine import PlaybookRunner
     from integration.state import StateStore
 
 STATE_TTL_S = 30 * 86400  # a batch's progress and memo are kept for a month
+OUT_CLAIMS = "batch-out"  # output directory -> the source whose outputs it holds
+FAILED_DIR, QUARANTINE_DIR = "failed", "quarantine"  # inside the output directory
 LEASE_TTL_S = 30.0
 _HOLDER_KEY = "holder"
 
@@ -47,16 +56,11 @@ _HOLDER_KEY = "holder"
 class BatchItem:
     name: str  # the output's file name
     label: str  # where the alert came from, for messages
-    read: Callable[[], bytes]
-    # What makes the work the same: by default the alert's bytes; a pulled alert leaves out
-    # the fields that change without new work (its own comments, lastUpdateDateTime).
+    alert: Any  # None when `problem` says why it could not be read
+    problem: str | None = None
+    # What makes the work the same (default: the alert's JSON); a pulled alert's leaves out
+    # the fields that change without new work (our own comment, lastUpdateDateTime).
     digest: str | None = None
-
-
-# What became of one alert in one run (Batch.run's on_outcome hears each):
-ENRICHED, ALREADY_DONE, INCOMPLETE, FAILED, QUARANTINED, LEFT = (
-    "enriched", "already_done", "incomplete", "failed", "quarantined", "left")
-FAILED_DIR, QUARANTINE_DIR = "failed", "quarantine"
 
 
 @dataclass
@@ -64,15 +68,15 @@ class BatchSummary:
     total: int = 0
     enriched: int = 0  # written by this run, every lookup answered
     incomplete: int = 0  # some lookups failed: in failed/, done again by the next run
-    failed: int = 0  # a step failed or the alert could not be read: in failed/, tried again
-    quarantined: int = 0  # malformed: moved aside to quarantine/ once, never tried again
-    left: int = 0  # not reached before the deadline: the next run does it
-    already_done: int = 0  # done by an earlier run
+    failed: int = 0  # a failed step, an output that could not be written: in failed/
+    quarantined: int = 0  # never enrichable as given: in quarantine/, said once
+    left: int = 0  # not reached before the --deadline: the next run does it
+    already_done: int = 0  # done (or quarantined) by an earlier run
     lookups: int = 0  # indicators sent to Defender by this run
     memo_hits: int = 0  # indicators answered from the batch memo
     exit_status: int = 0
     out_dir: str = ""
-    # Each distinct cause once: {"code", "message", "count"} (count: alerts it touched).
+    # Each distinct cause once: {"code", "message", "count"} (count: the alerts it touched).
     errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -87,54 +91,48 @@ class BatchSummary:
         self.errors.append({"code": code, "message": message, "count": 1})
 
     def describe(self) -> str:
-        extra = "".join(f", {count} {what}" for count, what in (
-            (self.quarantined, "quarantined"), (self.left, "left for the next run")) if count)
+        left = f", {self.left} left for the next run" if self.left else ""
         return (f"{self.total} alert(s): {self.enriched} enriched, {self.already_done} already "
-                f"done, {self.incomplete} with failed lookups, {self.failed} failed{extra}; "
-                f"{self.lookups} lookup(s), {self.memo_hits} answered from the batch memo; "
-                f"output in {self.out_dir}")
+                f"done, {self.incomplete} with failed lookups, {self.failed} failed, "
+                f"{self.quarantined} quarantined{left}; {self.lookups} lookup(s), "
+                f"{self.memo_hits} answered from the batch memo; output in {self.out_dir}")
 
 
-def batch_items(source: Path) -> list[BatchItem]:
-    """A directory's *.json files by name, or an NDJSON file's non-blank lines by number. A
-    file or line holding a page (`{"value": [...]}`) or an array of alerts is split into its
-    alerts, as `--alert` does, each with an output of its own (`name-0001.json`, ...)."""
+def batch_items(source: Path) -> Iterator[BatchItem]:
+    """A directory's *.json files by name, or an NDJSON file's non-blank lines by number,
+    read one alert at a time. A file or line holding a page (`{"value": [...]}`) or an array
+    of alerts is split into its alerts, as `--alert` does, each with an output of its own
+    (`name-0001.json`, ...). An item that cannot be read comes with its problem."""
     if source.is_dir():
-        items: list[BatchItem] = []
         for path in sorted(source.glob("*.json")):
-            if path.is_file():
-                items += _split(path.stem, str(path), path.read_bytes(), path.read_bytes)
-        return items
+            if path.is_file() and not path.name.startswith("."):  # not temp files
+                yield from _file_items(path, path.stem, by_line=False)
+        return
     if source.is_file():
-        try:
-            lines = source.read_bytes().splitlines()
-        except OSError as exc:
-            raise InvalidInput(f"{source}: cannot be read: {exc.strerror}") from None
-        width = max(6, len(str(len(lines))))
-        items = []
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                items += _split(f"{source.stem}-{number:0{width}d}", f"{source} line {number}",
-                                line, _constant(line))
-        return items
+        yield from _file_items(source, source.stem, by_line=True)
+        return
     raise InvalidInput(f"{source}: no such directory or NDJSON file")
 
 
-def _split(stem: str, label: str, data: bytes, read: Callable[[], bytes]) -> list[BatchItem]:
-    """One item, or one per alert when `data` is a page or an array of alerts. Unreadable
-    JSON stays one item: enriching it reports the problem where it belongs."""
-    from integration.playbook.alerts import split_alerts
+def _file_items(path: Path, stem: str, *, by_line: bool) -> Iterator[BatchItem]:
+    from integration.playbook.stream import read_stream
 
     try:
-        batch = split_alerts(parse_json(data, limits=ALERT, what=label))
-    except InvalidInput:
-        batch = None
-    if batch is None or batch.shape is None:
-        return [BatchItem(f"{stem}.json", label, read)]
-    width = max(4, len(str(len(batch.alerts))))
-    return [BatchItem(f"{stem}-{index:0{width}d}.json", f"{label} item {index}",
-                      _constant(json.dumps(alert).encode()))
-            for index, alert in enumerate(batch.alerts, 1)]
+        stream = path.open("rb")
+    except OSError as exc:
+        yield BatchItem(f"{stem}.json", str(path), None, f"cannot be read: {exc.strerror}")
+        return
+    with stream:
+        try:
+            for item in read_stream(stream, str(path)):
+                if item.empty:
+                    continue
+                name = f"{stem}-{item.line:06d}" if by_line or item.shape == "ndjson" else stem
+                if item.index is not None:
+                    name += f"-{item.index:04d}"
+                yield BatchItem(f"{name}.json", item.label, item.alert, item.problem)
+        except OSError as exc:  # a read error halfway: the rest of the file is unreadable
+            yield BatchItem(f"{stem}.json", str(path), None, f"cannot be read: {exc.strerror}")
 
 
 class Batch:
@@ -142,10 +140,9 @@ class Batch:
 
     def __init__(self, store: StateStore, *, source: Path | str, out_dir: Path,
                  identity: Mapping[str, str]) -> None:
-        """`source`: a folder or NDJSON file, or the name of a pull (items given to run)."""
+        """`source`: a folder or NDJSON file, or the name of a pull (its items given to run)."""
         self.store, self.source, self.out_dir = store, source, out_dir
-        where = str(source.resolve()) if isinstance(source, Path) else source
-        key = json.dumps({"source": where, "out": str(out_dir.resolve()),
+        key = json.dumps({"source": self._source_name, "out": str(out_dir.resolve()),
                           **identity}, sort_keys=True)
         self.id = hashlib.sha256(key.encode()).hexdigest()[:24]
         self.namespace = f"batch:{self.id}"
@@ -153,6 +150,10 @@ class Batch:
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self.memo: StoreMemo | None = None
+
+    @property
+    def _source_name(self) -> str:
+        return str(self.source.resolve()) if isinstance(self.source, Path) else self.source
 
     def __enter__(self) -> Batch:
         self._acquire()
@@ -173,133 +174,148 @@ class Batch:
 
     def run(self, runner: PlaybookRunner, *, progress: IO[str] | None = None,
             report: Callable[[str], None] = lambda message: None,
-            items: list[BatchItem] | None = None,
-            on_outcome: Callable[[BatchItem, str, dict[str, Any] | None], None] | None = None,
+            on_outcome: Callable[[BatchItem, Outcome | Left | None], None] | None = None,
+            items: Iterable[BatchItem] | None = None,
             deadline: float | None = None) -> BatchSummary:
-        """Enrich every item (by default those of the source); `deadline` (time.monotonic)
-        is when the run stops starting alerts: the rest are left for the next run."""
+        """Every item (by default those of the source), up to 2 x max_concurrency alerts in
+        flight at once (their lookups bounded by max_concurrency together), outputs written
+        in input order. `on_outcome` sees what became of each item (None: done already).
+        `deadline` (time.monotonic()): the budget waits for a call until then instead of
+        max_rate_wait_s, and what the run did not reach by then is Left for the next run."""
+        from integration.defender.budget import paced_until
+
         if items is None:
-            if not isinstance(self.source, Path):
-                raise TypeError("a pulled batch is run with its items")
+            if not isinstance(self.source, Path) or not (self.source.is_dir()
+                                                         or self.source.is_file()):
+                raise InvalidInput(f"{self.source}: no such directory or NDJSON file")
             items = batch_items(self.source)
-        _make_directory(self.out_dir)
+        self._claim_out_dir()
         self._remove_stale_temp_files()
-        summary = BatchSummary(total=len(items), out_dir=str(self.out_dir))
-        bar = _Progress(len(items), progress)
+        summary = BatchSummary(out_dir=str(self.out_dir))
+        bar = _Progress(progress)
         lookups, memo_hits = runner.lookups.looked_up, runner.lookups.memo_hits
         def say(message: str) -> None:
             bar.clear()  # a message on its own line, not glued to the bar
             report(message)
 
-        from integration.defender.budget import paced_until
-
-        with paced_until(deadline):  # the budget waits up to the deadline, not max_rate_wait_s
-            for done, item in enumerate(items, 1):
-                if deadline is not None and time.monotonic() >= deadline:
-                    outcome, document = LEFT, None
+        window = 2 * runner.lookups.in_flight
+        with paced_until(deadline):
+            for item, outcome in in_order(
+                    items, lambda item: (item, self._enrich(item, runner, deadline)), window):
+                summary.total += 1
+                if outcome is None:
+                    summary.already_done += 1
                 else:
-                    outcome, document = self._one(item, runner, summary, say, deadline)
-                if outcome == LEFT:
-                    summary.left += 1
+                    outcome = self._record(item, outcome, summary, say)
                 if on_outcome is not None:
-                    on_outcome(item, outcome, document)
-                bar.show(done)
+                    on_outcome(item, outcome)
+                bar.show(summary.total)
         bar.close()
         summary.lookups = runner.lookups.looked_up - lookups
         summary.memo_hits = runner.lookups.memo_hits - memo_hits
         # The memo is for resuming this run after a kill, not for the next run: a batch run
-        # again tomorrow over the same folder must ask Defender afresh for its new alerts.
+        # again tomorrow over the same folder must ask Defender afresh for its new alerts
+        # (what the deadline left is the next run's to resume, memo included).
         if self.memo is not None and not summary.left:
             self.memo.clear()
         return summary
 
     # -- one alert -----------------------------------------------------------------------
 
-    def _one(self, item: BatchItem, runner: PlaybookRunner, summary: BatchSummary,
-             report: Callable[[str], None],
-             deadline: float | None) -> tuple[str, dict[str, Any] | None]:
-        output = self.out_dir / item.name
-        try:
-            data = item.read()
-        except OSError as exc:
-            self._failed(summary, item, InvalidInput(f"{item.label}: cannot be read: "
-                                                     f"{exc.strerror}"), report)
-            return FAILED, None
-        digest = item.digest or hashlib.sha256(data).hexdigest()
+    def _enrich(self, item: BatchItem, runner: PlaybookRunner,
+                deadline: float | None) -> Outcome | Left | None:
+        """The item's outcome, or None when an earlier run did it (on an alert thread)."""
+        digest = _digest(item)
         done = self.store.get(self.namespace, f"done:{item.name}")
-        if done == digest and output.is_file():
-            summary.already_done += 1
-            return ALREADY_DONE, None
         if done == f"quarantined:{digest}":
-            summary.already_done += 1  # said once, when it was quarantined
-            return ALREADY_DONE, None
-        try:
-            alert = parse_json(data, limits=ALERT, what=item.label)
-        except InvalidInput as error:  # not JSON, too large or too deep
-            self._quarantine(summary, item, data, digest, error, report)
-            return QUARANTINED, None
-        try:
-            result = runner.run(alert, source=item.label)
-        except AlertError as error:
-            self._quarantine(summary, item, data, digest, error, report)
-            return QUARANTINED, None
-        except PluginError as error:
-            self._failed(summary, item, error, report)
-            return FAILED, None
-        causes = _causes(result.envelopes)
-        if result.exit_status and deadline is not None and \
-                all(code == "rate_limited" for code, _ in causes):
-            # Paced to a deadline, the budget gives up only when its wait would cross it:
-            # the next run's work, not a failure.
-            return LEFT, None
-        if result.exit_status:
-            # Not among the enriched: in failed/ with its reasons, and done again next run.
-            summary.incomplete += 1
-            summary.exit_status = max(summary.exit_status, result.exit_status)
-            for code, message in causes:
-                summary.add_error(code, message)
-            failure = {"reason": "some lookups failed",
-                       "errors": [{"code": c, "message": m} for c, m in causes]}
-            self._write_failed(item.name, {**result.document, "failure": failure})
-            return INCOMPLETE, result.document
-        write_atomically(output, _json_bytes(result.document), tag=self.id[:12])
-        self.store.put(self.namespace, f"done:{item.name}", digest, ttl_s=STATE_TTL_S)
-        with contextlib.suppress(FileNotFoundError):
-            (self.out_dir / FAILED_DIR / item.name).unlink()  # an earlier run's failure
-        summary.enriched += 1
-        return ENRICHED, result.document
+            return None  # said once, when it was set aside
+        if item.problem is not None:
+            return enrich_item(runner, item.label, None, item.problem, digest=digest)
+        if done == digest and (self.out_dir / item.name).is_file():
+            return None
+        if deadline is not None and time.monotonic() >= deadline:
+            return Left(item.label)
+        outcome = enrich_item(runner, item.label, item.alert, digest=digest)
+        if deadline is not None and isinstance(outcome, Enriched) and not outcome.complete \
+                and all(code == "rate_limited" for code, _ in causes(outcome)):
+            # Paced to a deadline, the budget gives up only when its wait would cross it.
+            return Left(item.label)
+        return outcome
 
-    def _failed(self, summary: BatchSummary, item: BatchItem, error: PluginError,
-                report: Callable[[str], None]) -> None:
-        summary.failed += 1
-        summary.exit_status = max(summary.exit_status, error.exit_status or EXIT_INPUT)
-        summary.add_error(error.code, error.message)
-        self._write_failed(item.name, {"source": item.label, "failure": {
-            "reason": "the alert could not be enriched",
-            "errors": [{"code": error.code, "message": error.message}]}})
-        report(f"{error.code}: {error.message}")
+    def _record(self, item: BatchItem, outcome: Outcome | Left, summary: BatchSummary,
+                report: Callable[[str], None]) -> Outcome | Left:
+        """Write an enriched alert and count the outcome (in input order, one at a time).
+        Only a complete enrichment goes into the output folder: the rest into failed/ or
+        quarantine/, each with its reason."""
+        if isinstance(outcome, Left):
+            summary.left += 1
+            return outcome
+        if isinstance(outcome, Enriched) and outcome.complete:
+            try:
+                write_atomically(self.out_dir / item.name, _json_bytes(outcome.result.document),
+                                 tag=self.id[:12])
+            except OSError as exc:
+                outcome = Failed(item.label, ConfigError(
+                    f"{item.label}: cannot write {self.out_dir / item.name}: "
+                    f"{exc.strerror or exc}"), outcome.digest)
+        summary.exit_status = max(summary.exit_status, outcome.exit_status)
+        if isinstance(outcome, Enriched):
+            if not outcome.complete:  # not marked done: its failed lookups are tried again
+                summary.incomplete += 1
+                found = causes(outcome)
+                for code, message in found:
+                    summary.add_error(code, message)
+                report(f"{item.label}: some lookups failed: "
+                       + "; ".join(f"{code}: {message}" for code, message in found))
+                self._set_aside(FAILED_DIR, item.name, _json_bytes(
+                    {**outcome.result.document, "failure": {
+                        "reason": "some lookups failed",
+                        "errors": [{"code": c, "message": m} for c, m in found]}}))
+                return outcome
+            self.store.put(self.namespace, f"done:{item.name}", outcome.digest,
+                           ttl_s=STATE_TTL_S)
+            with contextlib.suppress(OSError):
+                (self.out_dir / FAILED_DIR / item.name).unlink()  # an earlier run's failure
+            summary.enriched += 1
+            return outcome
+        if isinstance(outcome, Failed):
+            summary.failed += 1
+            code, message = outcome.error.code, outcome.error.message
+            self._set_aside(FAILED_DIR, item.name, _json_bytes({"source": item.label, "failure": {
+                "reason": "the alert could not be enriched",
+                "errors": [{"code": code, "message": message}]}}))
+        else:
+            summary.quarantined += 1
+            code, message = "invalid_input", outcome.reason
+            if outcome.alert is not None:
+                self._set_aside(QUARANTINE_DIR, item.name, _json_bytes(outcome.alert))
+            self._set_aside(QUARANTINE_DIR, f"{item.name}.reason.txt",
+                            f"{item.label}\n{code}: {message}\n".encode())
+            self.store.put(self.namespace, f"done:{item.name}", f"quarantined:{_digest(item)}",
+                           ttl_s=STATE_TTL_S)
+        summary.add_error(code, message)
+        report(f"{code}: {message}")
+        return outcome
 
-    def _quarantine(self, summary: BatchSummary, item: BatchItem, data: bytes, digest: str,
-                    error: PluginError, report: Callable[[str], None]) -> None:
-        """A malformed alert: kept aside as it came with its reason, said once, and skipped
-        by every later run until it changes."""
-        folder = self.out_dir / QUARANTINE_DIR
-        _make_directory(folder)
-        write_atomically(folder / item.name, data, tag=self.id[:12])
-        write_atomically(folder / f"{item.name}.reason.txt",
-                         f"{item.label}\n{error.code}: {error.message}\n".encode(),
-                         tag=self.id[:12])
-        self.store.put(self.namespace, f"done:{item.name}", f"quarantined:{digest}",
-                       ttl_s=STATE_TTL_S)
-        summary.quarantined += 1
-        summary.exit_status = max(summary.exit_status, error.exit_status or EXIT_INPUT)
-        summary.add_error(error.code, error.message)
-        report(f"{error.code}: {error.message} (quarantined in {folder})")
+    def _set_aside(self, folder: str, name: str, data: bytes) -> None:
+        """A failed or quarantined item's file, best effort: the reason is in the summary
+        and on stderr even when the folder cannot be written."""
+        directory = self.out_dir / folder
+        with contextlib.suppress(OSError):
+            directory.mkdir(exist_ok=True)
+            write_atomically(directory / name, data, tag=self.id[:12])
 
-    def _write_failed(self, name: str, document: dict[str, Any]) -> None:
-        folder = self.out_dir / FAILED_DIR
-        _make_directory(folder)
-        write_atomically(folder / name, _json_bytes(document), tag=self.id[:12])
+    def _claim_out_dir(self) -> None:
+        """One --out belongs to one batch: a second batch over another source is refused,
+        so that its outputs never mix with (or overwrite) the first one's. The claim lives
+        in the state store, beside the batch's progress, as long as that progress."""
+        _make_directory(self.out_dir)
+        out, mine = str(self.out_dir.resolve()), self._source_name
+        owner = self.store.get(OUT_CLAIMS, out)
+        if owner is not None and owner != mine:
+            raise ConfigError(f"{self.out_dir}: holds the outputs of another batch (over "
+                              f"{owner}); give each batch its own --out")
+        self.store.put(OUT_CLAIMS, out, mine, ttl_s=STATE_TTL_S)
 
     def _remove_stale_temp_files(self) -> None:
         # Ours only (they carry the batch id), and only while we hold the lease.
@@ -328,10 +344,20 @@ class Batch:
             self.store.try_lease(self.namespace, self._owner, LEASE_TTL_S)
 
 
-def _causes(envelopes: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The distinct (code, message) of a run's failed lookups, in order."""
+def _digest(item: BatchItem) -> str:
+    """What the work of an item is: its own digest, its alert's, or (unreadable) its
+    label and problem, so that a quarantined item is recognized until it changes."""
+    if item.digest:
+        return item.digest
+    if item.problem is None:
+        return alert_digest(item.alert)
+    return hashlib.sha256(f"{item.label}\n{item.problem}".encode()).hexdigest()
+
+
+def causes(outcome: Enriched) -> list[tuple[str, str]]:
+    """The distinct (code, message) of an enrichment's failed lookups, in order."""
     found: dict[tuple[str, str], None] = {}
-    for envelope in envelopes:
+    for envelope in outcome.result.envelopes:
         error = envelope.get("error") if envelope.get("status") == "error" else None
         if isinstance(error, dict):
             found[(str(error.get("code", "upstream_error")), str(error.get("message", "")))] = None
@@ -383,7 +409,9 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _json_bytes(document: Any) -> bytes:
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """Compact: a batch's files are read by programs (pretty output is for a terminal)."""
+    return (json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n"
+            ).encode("utf-8")
 
 
 def _split_holder(holder: str) -> tuple[str, int] | None:
@@ -413,29 +441,27 @@ def _alive(pid: int) -> bool:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when it is a terminal."""
+    """A one-line count of the alerts done on stderr, only when it is a terminal (the input
+    is a stream: its length is not known in advance)."""
 
-    WIDTH = 30
-
-    def __init__(self, total: int, stream: IO[str] | None) -> None:
-        self.total = total
+    def __init__(self, stream: IO[str] | None) -> None:
         self.stream = stream if stream is not None and _isatty(stream) else None
+        self.shown = 0
 
     def show(self, done: int) -> None:
-        if self.stream is None or not self.total:
+        if self.stream is None:
             return
-        filled = self.WIDTH * done // self.total
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] "
-                          f"{done}/{self.total} alerts")
+        self.shown = done
+        self.stream.write(f"\r{done} alert(s) done")
         self.stream.flush()
 
     def clear(self) -> None:
         if self.stream is not None:
-            self.stream.write("\r" + " " * (self.WIDTH + 30) + "\r")
+            self.stream.write("\r" + " " * 40 + "\r")
             self.stream.flush()
 
     def close(self) -> None:
-        if self.stream is not None and self.total:
+        if self.stream is not None and self.shown:
             self.stream.write("\n")
             self.stream.flush()
 
@@ -445,8 +471,3 @@ def _isatty(stream: IO[str]) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-def _constant(line: bytes) -> Callable[[], bytes]:
-    """A reader for a line already read (each NDJSON item's bytes)."""
-    return lambda: line

@@ -7,7 +7,6 @@ step's result is `steps.<id>` (null when its `when` was falsy).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,9 @@ from integration.playbook.model import Playbook, Step
 from integration.playbook.steps import BUILTINS, StepContext, put_output
 
 ENRICHMENT_KEY = "enrichment"
+# 2: envelopes name their machines by `machine_uids`; each machine is listed once, in
+# `machines` (1 repeated every machine inside each envelope).
+ENRICHMENT_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -65,10 +67,12 @@ class PlaybookRunner:
             if ENRICHMENT_KEY in alert:
                 raise AlertError(f"{source}: the alert already has a top-level "
                                  f"'{ENRICHMENT_KEY}' key (was it enriched before?)")
-        context = StepContext(source=source, formats=self.formats)
-        # Steps read a private copy: nothing a step does can reach the caller's alert.
+        context = StepContext(source=source, formats=self.formats,
+                              enrichment={"schema_version": ENRICHMENT_SCHEMA_VERSION})
+        # No copy of the alert: expressions only read, builtins never write to what they are
+        # given, and outputs are copied on write (put_output), so the caller's alert is safe.
         document: dict[str, Any] = {
-            "alert": copy.deepcopy(alert), "inputs": resolved, "steps": {},
+            "alert": alert, "inputs": resolved, "steps": {},
             "enrichment": context.enrichment,
             "playbook": {"name": playbook.name, "trigger": playbook.trigger}}
         envelopes: list[dict[str, Any]] = []

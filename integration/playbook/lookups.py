@@ -22,6 +22,8 @@ from integration.values.envelope import ACTION_BY_KIND, KIND_BY_ACTION, Envelope
 from integration.values.indicators import parse
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from integration.defender.budget import Lane
     from integration.lookup.service import Enricher
     from integration.state import StateStore
@@ -110,6 +112,31 @@ class LookupService:
         self.priority = priority  # the rate budget's lane for every lookup it makes
         self.looked_up = 0  # indicators sent to Defender (by this service)
         self.memo_hits = 0
+        self._counting = threading.Lock()  # alerts run on several threads at once
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        """The most lookups in flight at once (max_concurrency), across every alert."""
+        return max(1, self.enricher.settings.max_concurrency)
+
+    def _lookups_pool(self) -> ThreadPoolExecutor:
+        # One pool for every alert of the run: its size is the bound on lookups in flight,
+        # however many alerts are running (Enricher.lookup_many would make a pool per call).
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.in_flight,
+                                                thread_name_prefix="lookup")
+            return self._pool
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
 
     @property
     def enricher(self) -> Enricher:
@@ -172,14 +199,15 @@ class LookupService:
                 known = self._recall(found, include_raw or contact) if use_cache else None
                 if known is not None:
                     answers[found[1]] = known
-                    self.memo_hits += 1
+                    with self._counting:
+                        self.memo_hits += 1
                 else:
                     todo.setdefault(found[1], value)
             if todo:
-                self.looked_up += len(todo)
-                envelopes = self.enricher.lookup_many(
-                    kind, list(todo.values()), use_cache=use_cache,  # type: ignore[arg-type]
-                    include_raw=include_raw, priority=self.priority, contact=contact)
+                with self._counting:
+                    self.looked_up += len(todo)
+                envelopes = self._ask(kind, list(todo.values()), use_cache=use_cache,
+                                      include_raw=include_raw, contact=contact)
                 for key, envelope in zip(todo, envelopes, strict=True):
                     answers[key] = envelope
                     if envelope["status"] in MEMO_STATUSES:
@@ -188,6 +216,20 @@ class LookupService:
         bad = iter(self.enricher.lookup_many(kind, invalid) if invalid else [])  # type: ignore[arg-type]
         return [next(bad) if found is None else _as_asked(answers[found[1]], value)
                 for value, found in zip(values, parsed, strict=True)]
+
+    def _ask(self, kind: str, values: list[Any], *, use_cache: bool, include_raw: bool,
+             contact: bool) -> list[dict[str, Any]]:
+        """Envelopes from the Enricher, each lookup on the shared pool."""
+        enricher = self.enricher
+        if contact:  # one hunting query for all of them: the Enricher's own batch call
+            return enricher.lookup_many(kind, values, use_cache=use_cache,  # type: ignore[arg-type]
+                                        include_raw=include_raw, priority=self.priority,
+                                        contact=True)
+        pool = self._lookups_pool()
+        futures = [pool.submit(enricher.lookup, kind, value,  # type: ignore[arg-type]
+                               use_cache=use_cache, include_raw=include_raw,
+                               priority=self.priority) for value in values]
+        return [future.result() for future in futures]
 
     def _recall(self, found: tuple[str, str], include_raw: bool) -> dict[str, Any] | None:
         indicator_type, key = found

@@ -35,13 +35,8 @@ from integration.defender.alerts import (
     time_key,
 )
 from integration.errors import InvalidInput, PermissionDenied, PluginError
-from integration.playbook.batch import (
-    ALREADY_DONE,
-    ENRICHED,
-    QUARANTINED,
-    STATE_TTL_S,
-    BatchItem,
-)
+from integration.playbook.batch import STATE_TTL_S, BatchItem
+from integration.playbook.outcome import Enriched, Left, Outcome, Quarantined
 
 if TYPE_CHECKING:
     from integration.defender.alerts import SecurityClient
@@ -161,16 +156,11 @@ def pull(client: SecurityClient, spec: PullSpec, position: Position) -> list[Pul
                 continue
         if moment == position.time and item_id in position.ids:
             continue
-        data = json.dumps(record, ensure_ascii=False).encode()
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", item_id)[:120]
         item = BatchItem(f"{spec.kind[:-1]}-{safe}.json", f"Graph {spec.kind[:-1]} {item_id}",
-                         _constant(data), work_digest(record))
+                         record, digest=work_digest(record))
         found[item_id] = Pulled(item, item_id, moment, record)  # a repeat across pages: once
     return sorted(found.values(), key=lambda pulled: (pulled.time, pulled.id))
-
-
-def _constant(data: bytes) -> Callable[[], bytes]:
-    return lambda: data
 
 
 def _only_sources(incident: dict[str, Any], sources: Sequence[str]) -> dict[str, Any]:
@@ -179,14 +169,17 @@ def _only_sources(incident: dict[str, Any], sources: Sequence[str]) -> dict[str,
                                    and a.get("serviceSource") in sources]}
 
 
-FINISHED = frozenset({ENRICHED, ALREADY_DONE, QUARANTINED})
+def finished(outcome: Outcome | Left | None) -> bool:
+    """Done for good: enriched completely (now or by an earlier run: None), or quarantined."""
+    return outcome is None or isinstance(outcome, Quarantined) or \
+        (isinstance(outcome, Enriched) and outcome.complete)
 
 
 def advance(position: Position, pulled: Sequence[Pulled],
-            outcomes: dict[str, str]) -> Position:
-    """The position after a run: past the leading finished items, oldest first; back to an
-    unfinished late arrival older than the position, so that it is asked for again."""
-    unfinished = [entry.time for entry in pulled if outcomes.get(entry.id) not in FINISHED]
+            done: set[str]) -> Position:
+    """The position after a run: past the leading finished items (ids in `done`), oldest
+    first; back to an unfinished late arrival older than the position, to be asked again."""
+    unfinished = [entry.time for entry in pulled if entry.id not in done]
     stop = min(unfinished) if unfinished else None
     time, ids = position.time, set(position.ids)
     for entry in pulled:  # oldest first
@@ -223,9 +216,12 @@ class WriteBack:
     disabled: str = ""  # why write-back stopped for this run (a missing permission)
     problems: list[str] = field(default_factory=list)
 
-    def __call__(self, pulled: Pulled, outcome: str, document: dict[str, Any] | None) -> None:
-        if outcome not in (ENRICHED, ALREADY_DONE) or self.disabled:
+    def __call__(self, pulled: Pulled, outcome: Outcome | Left | None) -> None:
+        """After the item's output is durable: comment once, if it was enriched."""
+        complete = isinstance(outcome, Enriched) and outcome.complete
+        if not (complete or outcome is None) or self.disabled:
             return
+        document = outcome.result.document if isinstance(outcome, Enriched) else None
         digest = (pulled.item.digest or "")[:16]
         marker = MARKER.format(digest=digest)
         comments = pulled.record.get("comments")

@@ -6,7 +6,6 @@ enrichment (and a step's `output`, which the engine handles). None of them touch
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,25 +46,37 @@ def extract_indicators(context: StepContext, params: dict[str, Any]) -> dict[str
 
 def deduplicate(context: StepContext, params: dict[str, Any]) -> list[dict[str, Any]]:
     """One entry per domain and per file: a file's SHA-1, SHA-256 and MD5, when the alert
-    ties them together, are one entry keyed by the best of them; sources are combined."""
-    groups: list[list[dict[str, Any]]] = []  # in the order each first appeared
-    keys: list[set[str]] = []
+    ties them together, are one entry keyed by the best of them; sources are combined.
+    Linear in the number of indicators: each identity key points at its group (union-find)."""
+    parent: list[int] = []  # group index -> the group it was merged into (itself: a root)
+    groups: list[list[dict[str, Any]]] = []
+    owner: dict[str, int] = {}  # identity key -> a group that holds it
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
     for indicator in _list(params["indicators"], "indicators"):
         if not isinstance(indicator, dict):
             raise InvalidInput("param 'indicators' must hold indicator objects")
         mine = _identity_keys(indicator)
-        hits = [i for i, known in enumerate(keys) if known & mine]
+        hits = sorted({root(owner[key]) for key in mine if key in owner})
         if not hits:
-            groups.append([indicator])
-            keys.append(mine)
-            continue
-        first = hits[0]
-        for later in reversed(hits[1:]):  # this indicator ties two groups together
-            groups[first] += groups.pop(later)
-            keys[first] |= keys.pop(later)
-        groups[first].append(indicator)
-        keys[first] |= mine
-    return [_summarize_group(items) for items in groups]
+            target = len(groups)
+            parent.append(target)
+            groups.append([])
+        else:
+            target = hits[0]  # the earliest group: output keeps first-appearance order
+            for later in hits[1:]:  # this indicator ties two groups together
+                groups[target] += groups[later]
+                groups[later] = []
+                parent[later] = target
+        groups[target].append(indicator)
+        for key in mine:
+            owner[key] = target
+    return [_summarize_group(items) for items in groups if items]
 
 
 def _identity_keys(indicator: Mapping[str, Any]) -> set[str]:
@@ -119,25 +130,30 @@ def _with_context(merged: dict[str, Any], items: list[dict[str, Any]]) -> dict[s
 
 def merge_machines(context: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """{indicators, envelopes, machines (one per uid, with related_indicators), skipped,
-    summary}: what an analyst or a SOAR reads off an enriched alert."""
+    summary}: what an analyst or a SOAR reads off an enriched alert. Each machine is written
+    once: an envelope names its machines by `machine_uids` (schema version 2)."""
     envelopes = [e for e in _list(params["envelopes"], "envelopes") if isinstance(e, dict)]
     skipped = _list(params.get("skipped") or [], "skipped")
     machines: dict[str, dict[str, Any]] = {}
+    named: list[dict[str, Any]] = []  # the envelopes, each naming its machines by uid
     for envelope in envelopes:
         related = _related(envelope)
+        uids: list[str] = []
         for machine in envelope.get("machines", []):
             uid = str(machine.get("uid"))
+            uids.append(uid)
             merged = machines.get(uid)
-            if merged is None:
-                merged = machines[uid] = {**copy.deepcopy(machine), "related_indicators": []}
+            if merged is None:  # a shallow copy: only related_indicators is added
+                merged = machines[uid] = {**machine, "related_indicators": []}
             if related not in merged["related_indicators"]:
                 merged["related_indicators"].append(related)
+        named.append(_naming_machines(envelope, uids))
     given = params.get("indicators")
     indicators = _indicators_with_results(
         _list(given, "indicators") if given is not None else [], envelopes)
     result: dict[str, Any] = {
         "indicators": indicators,
-        "envelopes": envelopes,
+        "envelopes": named,
         "machines": list(machines.values()),
         "skipped": skipped,
         "warnings": _list(params.get("warnings") or [], "warnings"),
@@ -146,6 +162,14 @@ def merge_machines(context: StepContext, params: dict[str, Any]) -> dict[str, An
     if params.get("format"):
         result["format"] = params["format"]
     return result
+
+
+def _naming_machines(envelope: Mapping[str, Any], uids: list[str]) -> dict[str, Any]:
+    """The envelope with `machine_uids` where its machines were (they are in `machines`)."""
+    named = {key: value for key, value in envelope.items() if key != "machines"}
+    if "machines" in envelope:
+        named["machine_uids"] = uids
+    return named
 
 
 def _related(envelope: Mapping[str, Any]) -> dict[str, Any]:
@@ -178,7 +202,7 @@ def _indicators_with_results(indicators: list[Any], envelopes: list[dict[str, An
     for indicator in indicators:
         if not isinstance(indicator, dict):
             continue
-        entry = copy.deepcopy(indicator)
+        entry = dict(indicator)  # shallow: nested values are replaced, never changed
         answer = by_value.get(entry.get("value", entry.get("original")))
         if answer is not None:
             entry["status"] = answer["status"]
@@ -187,7 +211,8 @@ def _indicators_with_results(indicators: list[Any], envelopes: list[dict[str, An
                 entry["error"] = answer["error"]["code"]
             sha1 = _file_identity(answer)
             if sha1:
-                entry.setdefault("hashes", {entry.get("type"): entry.get("value")})["sha1"] = sha1
+                given = entry.get("hashes") or {entry.get("type"): entry.get("value")}
+                entry["hashes"] = {**given, "sha1": sha1}
                 if sha1 in by_file:
                     _fold(by_file[sha1], entry)
                     continue
@@ -262,19 +287,23 @@ def check_output_path(path: Any) -> str | None:
 
 
 def put_output(enrichment: dict[str, Any], path: str, value: Any) -> None:
-    """Store `value` at `enrichment.a.b`; `enrichment` alone merges an object into it."""
+    """Store `value` at `enrichment.a.b`; `enrichment` alone merges an object into it.
+
+    No deep copy (it was the hot path's largest cost): values are shared with the step
+    results they came from, and every object on the way to `a.b` is copied before it is
+    written to (copy on write), so a later output never changes an earlier step's result."""
     parts = path.split(".")[1:]
     if not parts:
         if not isinstance(value, dict):
             raise InvalidInput("output 'enrichment' needs an object result to merge")
-        enrichment.update(copy.deepcopy(value))
+        enrichment.update(value)
         return
     target = enrichment
     for part in parts[:-1]:
-        if not isinstance(target.get(part), dict):
-            target[part] = {}
+        inner = target.get(part)
+        target[part] = dict(inner) if isinstance(inner, dict) else {}
         target = target[part]
-    target[parts[-1]] = copy.deepcopy(value)
+    target[parts[-1]] = value
 
 
 def render_note(context: StepContext, params: dict[str, Any]) -> str:
@@ -288,21 +317,23 @@ def render_note(context: StepContext, params: dict[str, Any]) -> str:
 def note_markdown(envelopes: list[dict[str, Any]], *, title: Any = None,
                   summary: Any = None, indicators: list[Any] | None = None,
                   warnings: list[Any] | None = None, details: list[str] | None = None) -> str:
-    """A case note; `details` are lines said under the summary (skipped, recommendation)."""
-    from integration.render import markdown_block
+    """A case note; `details` are lines said under the summary (skipped, recommendation).
+    Platforms render it as HTML: every value in it is escaped markdown text."""
+    from integration.render import markdown_block, markdown_text
 
     lines: list[str] = []
     if title:
-        lines += [f"### {title}", ""]
+        lines += [f"### {markdown_text(title)}", ""]
     if isinstance(summary, dict) and "total_machines" in summary:
-        lines += [summary_line(summary), ""]
+        lines += [summary_line(summary, markdown_text), ""]
     if details:
-        lines += [*(f"- {line}" for line in details), ""]
-    lines += [f"> warning: {text}" for text in warning_texts(warnings)]
+        lines += [*(f"- {markdown_text(line)}" for line in details), ""]
+    lines += [f"> warning: {markdown_text(text)}" for text in warning_texts(warnings)]
     if warnings:
         lines.append("")
     names = file_names(indicators)
-    blocks = [also_given(with_file_name(markdown_block(envelope), envelope, names), others)
+    blocks = [also_given(with_file_name(markdown_block(envelope), envelope, names,
+                                        markdown_text), others, markdown_text)
               for envelope, others in one_per_file(envelopes)]
     lines.append("\n\n".join(blocks) if blocks else "_No indicator was looked up._")
     return "\n".join(lines)
@@ -329,14 +360,14 @@ def one_per_file(envelopes: list[dict[str, Any]]
     return shown
 
 
-def also_given(block: str, others: list[dict[str, Any]]) -> str:
+def also_given(block: str, others: list[dict[str, Any]], escape: Callable[[Any], str]) -> str:
     """A block whose first line also names the file's other spellings."""
     if not others:
         return block
     spellings = ", ".join(f"{(o.get('indicator') or {}).get('type')} "
                           f"{(o.get('indicator') or {}).get('value')}" for o in others)
     first, newline, rest = block.partition("\n")
-    return f"{first} (also given as {spellings}){newline}{rest}"
+    return f"{first} (also given as {escape(spellings)}){newline}{rest}"
 
 
 def warning_texts(warnings: list[Any] | None) -> list[str]:
@@ -356,21 +387,24 @@ def file_names(indicators: list[Any] | None) -> dict[str, str]:
     return names
 
 
-def with_file_name(block: str, envelope: Mapping[str, Any], names: Mapping[str, str]) -> str:
-    """A block whose first line names a file's hash, with the file's name beside it."""
+def with_file_name(block: str, envelope: Mapping[str, Any], names: Mapping[str, str],
+                   escape: Callable[[Any], str]) -> str:
+    """A block whose first line names a file's hash, with the file's name (from the alert,
+    so escaped for the block's format) beside it."""
     indicator = envelope.get("indicator") or {}
     name = names.get(str(indicator.get("value"))) or names.get(str(indicator.get("sha1")))
     if not name or indicator.get("type") == "domain":
         return block
     first, newline, rest = block.partition("\n")
-    return f"{first} ({name}){newline}{rest}"
+    return f"{first} ({escape(name)}){newline}{rest}"
 
 
-def summary_line(summary: Mapping[str, Any]) -> str:
+def summary_line(summary: Mapping[str, Any], escape: Callable[[Any], str]) -> str:
+    """`**3 machines**, highest risk **High**.` in markdown; a table drops the stars."""
     count = summary["total_machines"]
-    line = f"**{count} machine{'s' if count != 1 else ''}**"
+    line = f"**{escape(count)} machine{'s' if count != 1 else ''}**"
     if summary.get("highest_risk"):
-        line += f", highest risk **{summary['highest_risk']}**"
+        line += f", highest risk **{escape(summary['highest_risk'])}**"
     if summary.get("truncated"):
         line += "; Defender's 500-machine cap was reached"
     if summary.get("failed"):
