@@ -22,7 +22,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy integration
 
+# Splunk SOAR's SDK needs a Python 3.13: $PY313, python3.13 on the PATH, pyenv's versions or
+# `uv python find` (integration/platforms/python313.py, which the tests use too).
+PY313 ?= $(shell $(PYTHON) integration/platforms/python313.py 2>/dev/null)
+export PY313
+
 test: $(STAMP) lint
+	@test -n "$(PY313)" || $(PYTHON) integration/platforms/python313.py >/dev/null
 	$(BIN)/python -m pytest
 
 # An installed package has its bytecode; an editable one under PYTHONDONTWRITEBYTECODE would
@@ -32,9 +38,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 # The Splunk SOAR app package: needs Python 3.13 (splunk-soar-sdk 7) and PyPI. Not run in CI.
-PY313 ?= $(firstword $(wildcard /root/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
 SOAR := .venv-soar/bin
 $(SOAR)/python:
+	@test -n "$(PY313)" || $(PYTHON) integration/platforms/python313.py >/dev/null
 	$(PY313) -m venv .venv-soar
 	$(SOAR)/pip install -q 'splunk-soar-sdk>=7,<8' uv 'setuptools>=77' wheel
 	$(SOAR)/pip install -q --no-build-isolation -e .

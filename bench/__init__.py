@@ -1,8 +1,8 @@
-"""Benchmarks for mde-enrich: `make bench` or `python -m bench [cold warm batch normalize calls]`.
+"""Benchmarks for mde-enrich: `make bench` or `python -m bench [NAME...]` (names below).
 
 Every benchmark prints a ratio against a baseline measured in the same run against the same
 emulator, and PASS/FAIL against its goal. It reports; it does not gate (exit status 0).
 """
 
 # Run order: the subprocess-heavy cold start first, while nothing else has warmed up.
-BENCHMARKS = ("cold", "warm", "batch", "normalize", "calls", "lanes", "buckets")
+BENCHMARKS = ("cold", "warm", "batch", "normalize", "calls", "lanes", "buckets", "sweep")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from integration import schemas
 from integration.emulator import Emulator, seed
 from integration.platforms import config_fields
 from integration.platforms.cortex import (
@@ -149,3 +150,123 @@ def test_tlp_above_max_is_refused_before_any_call(analyzer: Path, emulator: Emul
 def test_taxonomy_level(risks: list[int], level: str) -> None:
     machines = [{"uid": str(i), "risk_level_id": r} for i, r in enumerate(risks)]
     assert taxonomy_level({"machines": machines}) == level
+
+
+# -- installing it, its image, TheHive's templates, its lane ---------------------------------
+
+
+def tiny_wheel(folder: Path) -> Path:
+    """A valid wheel named and versioned as mde-enrich's (metadata only): what pip needs to
+    resolve a requirements file, without building the real one."""
+    import zipfile
+
+    from integration.platforms import plugin_version
+
+    version = plugin_version()
+    wheel = folder / f"mde_enrich-{version}-py3-none-any.whl"
+    info = f"mde_enrich-{version}.dist-info"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(f"{info}/METADATA",
+                         f"Metadata-Version: 2.1\nName: mde-enrich\nVersion: {version}\n")
+        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: tests\n"
+                                          "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+def test_the_requirements_install_the_bundled_wheel_from_another_folder(
+        tmp_path: Path) -> None:
+    built = tmp_path / "built"
+    built.mkdir()
+    write_cortex_analyzer(tmp_path / "export", wheel=tiny_wheel(built))
+    requirements = tmp_path / "export" / "MDEEnrich" / "requirements.txt"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+         "--no-deps", "--quiet", "--report", str(report), "-r", str(requirements)],
+        cwd=elsewhere, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    chosen = {item["metadata"]["name"]: item["download_info"]["url"]
+              for item in json.loads(report.read_text(encoding="utf-8"))["install"]}
+    bundled = next(requirements.parent.glob("mde_enrich-*.whl"))
+    assert chosen["mde-enrich"] == bundled.resolve().as_uri()
+    assert "cortexutils" in chosen
+
+
+def test_the_definition_names_a_docker_image_built_from_the_written_dockerfile(
+        tmp_path: Path) -> None:
+    write_cortex_analyzer(tmp_path)
+    definition = json.loads((tmp_path / "MDEEnrich" / f"{FLAVOR_NAME}.json").read_text())
+    dockerfile = (tmp_path / "MDEEnrich" / "Dockerfile").read_text(encoding="utf-8")
+    assert f"docker build -t {definition['dockerImage']} ." in dockerfile
+    assert "RUN pip install --no-cache-dir -r MDEEnrich/requirements.txt" in dockerfile
+    assert dockerfile.rstrip().endswith(
+        f'ENTRYPOINT ["python3", "MDEEnrich/{definition["command"].split("/")[-1]}"]')
+
+
+def _paths(value: Any, prefix: str = "") -> set[str]:
+    found = {prefix} if prefix else set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found |= _paths(item, f"{prefix}.{key}" if prefix else key)
+    return found
+
+
+def test_the_report_templates_show_fields_the_report_has(
+        analyzer: Path, emulator: Emulator, config: dict[str, Any], tmp_path: Path) -> None:
+    import re
+
+    write_cortex_analyzer(tmp_path / "export")
+    folder = tmp_path / "export" / "thehive-templates" / f"{FLAVOR_NAME}_0_1_0"
+    long_html = (folder / "long.html").read_text(encoding="utf-8")
+    assert "content.taxonomies" in (folder / "short.html").read_text(encoding="utf-8")
+    report = run_job(analyzer, tmp_path / "job", "domain", seed.EVIL_DOMAIN,
+                     {**flat(config), "contact": True})
+    assert report["success"] is True, report
+    machine_paths = set().union(*(_paths(machine) for machine in report["full"]["machines"]))
+    shown = set(re.findall(r"\bmachine\.([A-Za-z0-9_.]*[A-Za-z0-9_])", long_html))
+    assert shown and shown <= machine_paths, shown - machine_paths
+    # The report's own fields: each one the envelope schema declares (some, like warnings or
+    # indicator.sha1, only appear when they apply); errorMessage is cortexutils' failure form.
+    declared = _schema_paths(schemas.schema("envelope.schema.json"), "envelope.schema.json")
+    shown_content = set(re.findall(r"\bcontent\.([A-Za-z0-9_.]*[A-Za-z0-9_])", long_html))
+    assert shown_content - {"errorMessage", "machines.length"} <= declared, \
+        shown_content - declared
+
+
+def _schema_paths(node: Any, base: str, prefix: str = "") -> set[str]:
+    node, base = schemas.deref(node, base)
+    found = {prefix} if prefix else set()
+    for key, child in (node.get("properties") or {}).items():
+        found |= _schema_paths(child, base, f"{prefix}.{key}" if prefix else key)
+    return found
+
+
+@pytest.mark.parametrize(("parameters", "items", "lane"), [
+    ({}, {}, "interactive"),
+    ({}, {"priority": "batch"}, "batch"),
+    ({"priority": "batch"}, {"priority": "interactive"}, "batch"),
+    ({"priority": "fast"}, {}, "interactive"),
+])
+def test_a_job_runs_interactive_unless_its_organization_or_parameters_say_batch(
+        emulator: Emulator, config: dict[str, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str], items: dict[str, str],
+        lane: str) -> None:
+    from integration import actions
+    from integration.platforms.cortex import analyzer_class
+
+    sent: list[dict[str, Any]] = []
+    real = actions.get_machines_for_domain
+    monkeypatch.setattr(actions, "get_machines_for_domain",
+                        lambda params, config=None: sent.append(dict(params)) or
+                        real(params, config))
+    job = tmp_path / "job"
+    (job / "input").mkdir(parents=True)
+    (job / "input" / "input.json").write_text(json.dumps({
+        "data": seed.EVIL_DOMAIN, "dataType": "domain", "tlp": 2, "pap": 2,
+        "parameters": parameters, "config": {**flat(config), **items, "proxy": {}}}))
+    analyzer_class()(job_directory=str(job)).run()
+    assert json.loads((job / "output" / "output.json").read_text())["success"] is True
+    assert [params["priority"] for params in sent] == [lane]

@@ -29,8 +29,14 @@ from integration.platforms import export, xsoar
 SDK_SCHEMA = Path(__file__).parent / "xsoar" / "integration.schema.yml"
 DOMAIN_COMMAND = "mde-get-machines-for-domain"
 FILE_COMMAND = "mde-get-machines-for-file-hash"
-MACHINES = "MDEEnrich.Machines(val.uid && val.uid == obj.uid)"
-LOOKUP = "MDEEnrich.Lookup(val.indicator && val.indicator.value == obj.indicator.value)"
+MACHINES = "MDEEnrich.Machine(val.ID && val.ID == obj.ID)"
+ENDPOINT = "Endpoint(val.ID && val.ID == obj.ID && val.Vendor == obj.Vendor)"
+LOOKUP = "MDEEnrich.Lookup(val.Indicator && val.Indicator == obj.Indicator)"
+# XSOAR's Microsoft Defender for Endpoint integration's machine table columns
+# (demisto/content Packs/MicrosoftDefenderAdvancedThreatProtection/.../
+# MicrosoftDefenderAdvancedThreatProtection.py, get_file_related_machines_command), then ours.
+DEFENDER_COLUMNS = ["ID", "ComputerDNSName", "OSPlatform", "LastIPAddress",
+                    "LastExternalIPAddress", "HealthStatus", "RiskScore", "ExposureLevel"]
 
 
 # -- demisto-sdk's pykwalify schema as a JSON Schema -----------------------------------------
@@ -101,7 +107,10 @@ def test_the_files_of_the_split_and_unified_layouts_are_written(exported) -> Non
     unified = yaml.safe_load(exported["integration-MDEEnrich.yml"].read_text(encoding="utf-8"))
     code = exported["MDEEnrich/MDEEnrich.py"].read_text(encoding="utf-8")
     assert unified["script"]["script"] == code
-    assert "docker_image_create" in unified["detaileddescription"]
+    # The image is built from the Dockerfile; /docker_image_create would need mde-enrich on
+    # PyPI, so it is not offered.
+    assert "docker build -t" in unified["detaileddescription"]
+    assert "docker_image_create" not in unified["detaileddescription"]
 
 
 @pytest.mark.parametrize("name", ["MDEEnrich/MDEEnrich.yml", "integration-MDEEnrich.yml"])
@@ -173,12 +182,12 @@ def test_commands_arguments_and_outputs_follow_xsoars_rules(integration) -> None
         assert sum(bool(argument.get("default")) for argument in arguments) == 1
         for argument in arguments:
             assert argument["description"].strip(), argument
-            if argument.get("auto") == "PREDEFINED":
+            if argument.get("auto") == "PREDEFINED" and "defaultValue" in argument:
                 assert argument["defaultValue"] in argument["predefined"], argument
         paths = [output["contextPath"] for output in command["outputs"]]
         assert len(set(paths)) == len(paths), "duplicate context paths"
         for output in command["outputs"]:
-            assert output["contextPath"].startswith("MDEEnrich."), output
+            assert output["contextPath"].startswith(("MDEEnrich.", "Endpoint.")), output
             assert output["description"].strip(), output
             assert output["type"] in xsoar.OUTPUT_TYPES, output
     primary = {command["name"]: command["arguments"][0] for command in commands}
@@ -186,32 +195,44 @@ def test_commands_arguments_and_outputs_follow_xsoars_rules(integration) -> None
     assert primary[FILE_COMMAND]["name"] == "file_hash"
     for argument in primary.values():
         assert argument["required"] is True and argument["default"] is True
+        assert argument["isArray"] is True  # a list, like XSOAR's Defender file_hash
     use_cache = commands[0]["arguments"][1]
     assert use_cache == {"name": "use_cache", "description": use_cache["description"],
                          "auto": "PREDEFINED", "predefined": ["true", "false"],
                          "defaultValue": "true"}
+    by_name = {argument["name"]: argument for argument in commands[0]["arguments"]}
+    # No default: the instance setting and where the command runs decide.
+    assert "defaultValue" not in by_name["contact"] and "defaultValue" not in by_name["priority"]
     types_by_path = {output["contextPath"]: output["type"] for output in commands[0]["outputs"]}
     assert {path: types_by_path.get(path) for path in [
-        "MDEEnrich.Machines.uid", "MDEEnrich.Machines.hostname", "MDEEnrich.Machines.ip",
-        "MDEEnrich.Machines.os.name", "MDEEnrich.Machines.risk_level",
-        "MDEEnrich.Machines.last_seen_time_dt", "MDEEnrich.Machines.mde.is_aad_joined",
-        "MDEEnrich.Machines.mde.raw", "MDEEnrich.Lookup.indicator.value",
-        "MDEEnrich.Lookup.status", "MDEEnrich.Lookup.summary.total_machines",
+        "MDEEnrich.Machine.ID", "MDEEnrich.Machine.ComputerDNSName",
+        "MDEEnrich.Machine.LastIPAddress", "MDEEnrich.Machine.OSPlatform",
+        "MDEEnrich.Machine.RiskScore", "MDEEnrich.Machine.LastSeen",
+        "MDEEnrich.Machine.IsAADJoined", "MDEEnrich.Machine.IPAddresses.MACAddress",
+        "MDEEnrich.Machine.Contact.Events", "MDEEnrich.Machine.RelatedIndicators.Value",
+        "Endpoint.ID", "Endpoint.Hostname", "Endpoint.Vendor",
+        "MDEEnrich.Lookup.Indicator", "MDEEnrich.Lookup.Status",
+        "MDEEnrich.Lookup.TotalMachines",
     ]} == {
-        "MDEEnrich.Machines.uid": "String", "MDEEnrich.Machines.hostname": "String",
-        "MDEEnrich.Machines.ip": "String", "MDEEnrich.Machines.os.name": "String",
-        "MDEEnrich.Machines.risk_level": "String", "MDEEnrich.Machines.last_seen_time_dt": "Date",
-        "MDEEnrich.Machines.mde.is_aad_joined": "Boolean", "MDEEnrich.Machines.mde.raw": "Unknown",
-        "MDEEnrich.Lookup.indicator.value": "String", "MDEEnrich.Lookup.status": "String",
-        "MDEEnrich.Lookup.summary.total_machines": "Number",
+        "MDEEnrich.Machine.ID": "String", "MDEEnrich.Machine.ComputerDNSName": "String",
+        "MDEEnrich.Machine.LastIPAddress": "String", "MDEEnrich.Machine.OSPlatform": "String",
+        "MDEEnrich.Machine.RiskScore": "String", "MDEEnrich.Machine.LastSeen": "Date",
+        "MDEEnrich.Machine.IsAADJoined": "Boolean",
+        "MDEEnrich.Machine.IPAddresses.MACAddress": "String",
+        "MDEEnrich.Machine.Contact.Events": "Number",
+        "MDEEnrich.Machine.RelatedIndicators.Value": "String",
+        "Endpoint.ID": "String", "Endpoint.Hostname": "String", "Endpoint.Vendor": "String",
+        "MDEEnrich.Lookup.Indicator": "String", "MDEEnrich.Lookup.Status": "String",
+        "MDEEnrich.Lookup.TotalMachines": "Number",
     }
 
 
-def test_every_machine_field_has_a_context_path(integration) -> None:
+def test_every_context_key_the_code_writes_is_declared(integration) -> None:
     paths = {output["contextPath"] for output in integration["script"]["commands"][0]["outputs"]}
-    for name in schemas.schema("machine.schema.json")["properties"]:
-        assert any(path == f"MDEEnrich.Machines.{name}"
-                   or path.startswith(f"MDEEnrich.Machines.{name}.") for path in paths), name
+    for key, _, sub_fields in xsoar.MACHINE_FIELDS:
+        expected = [f"MDEEnrich.Machine.{key}.{sub}" for sub, _ in sub_fields] or \
+            [f"MDEEnrich.Machine.{key}"]
+        assert set(expected) <= paths, key
 
 
 def test_the_python_compiles(exported) -> None:
@@ -225,9 +246,16 @@ def test_the_python_compiles(exported) -> None:
 class XsoarRun:
     """Stand-ins for the two modules XSOAR gives an integration, recording what it returns."""
 
-    def __init__(self, command: str, params: dict[str, Any], args: dict[str, Any]) -> None:
+    def __init__(self, command: str, params: dict[str, Any], args: dict[str, Any],
+                 playbook_task: dict[str, Any] | None = None) -> None:
         self.entries: list[Any] = []
         self.demisto = types.ModuleType("demistomock")
+        # What XSOAR tells a command about where it runs: a playbook task names itself in
+        # ParentEntry.entryTask (as demisto/content's XQLQueryingEngine reads it); a war-room
+        # command has none.
+        parent = {"entryTask": playbook_task} if playbook_task else {}
+        self.demisto.callingContext = {  # type: ignore[attr-defined]
+            "context": {"IntegrationBrand": "MDEEnrich", "ParentEntry": parent}}
         self.demisto.command = lambda: command  # type: ignore[attr-defined]
         self.demisto.params = lambda: params  # type: ignore[attr-defined]
         self.demisto.args = lambda: args  # type: ignore[attr-defined]
@@ -286,6 +314,11 @@ class CommandResults:
 
 def table_to_markdown(name: str, rows: list[dict[str, Any]], headers: list[str],
                       removeNull: bool = False) -> str:  # XSOAR's own argument name
+    """CommonServerPython's tableToMarkdown for a list of rows: with removeNull, a column no
+    row has a value in is left out."""
+    if removeNull:
+        headers = [header for header in headers
+                   if any(row.get(header) not in (None, "", []) for row in rows)]
     lines = [f"### {name}", "|" + "|".join(headers) + "|", "|" + "---|" * len(headers)]
     lines += ["|" + "|".join(str(row.get(header) or "") for header in headers) + "|"
               for row in rows]
@@ -342,30 +375,81 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict, dict]]:
     return made
 
 
-def test_the_domain_command_returns_the_machines_from_the_emulator(
+def table_headers(readable: str) -> list[str]:
+    """The column names of the first markdown table in a war-room entry."""
+    line = next(line for line in readable.splitlines() if line.startswith("|"))
+    return line.strip("|").split("|")
+
+
+def test_both_commands_take_a_list_and_fill_endpoint_machine_and_table(
         script, integration, config, private_tmp, calls, monkeypatch) -> None:
     params = xsoar_params(config, integration)
-    run = XsoarRun(DOMAIN_COMMAND, params,
+    domains = f"{seed.EVIL_DOMAIN},{seed.PHISH_DOMAIN}"
+    hashes = [seed.KNOWN_FILE["sha1"], seed.KNOWN_FILE["sha256"].upper()]  # an XSOAR list
+    runs = {DOMAIN_COMMAND: XsoarRun(DOMAIN_COMMAND, params, {"domain": domains}),
+            FILE_COMMAND: XsoarRun(FILE_COMMAND, params, {"file_hash": hashes})}
+    for command, run in runs.items():
+        entry = run.run(script, monkeypatch)
+        assert entry["Type"] == 1, entry
+        context = entry["EntryContext"]
+        envelopes = entry["Contents"]
+        assert [e["status"] for e in envelopes] == ["success", "success"], command
+        expected_ids = list(dict.fromkeys(m["uid"] for e in envelopes for m in e["machines"]))
+
+        machines = context[MACHINES]
+        assert [machine["ID"] for machine in machines] == expected_ids  # each machine once
+        by_id = {m["uid"]: m for e in envelopes for m in e["machines"]}
+        for machine in machines:
+            artifact = by_id[machine["ID"]]
+            assert machine["ComputerDNSName"] == artifact["hostname"]
+            assert machine["HealthStatus"] == artifact["mde"]["health_status"]
+            assert machine["PortalURL"] == artifact["mde"]["portal_url"]
+            touched = {e["indicator"]["value"] for e in envelopes
+                       if any(m["uid"] == machine["ID"] for m in e["machines"])}
+            assert {r["Value"] for r in machine["RelatedIndicators"]} == touched
+            assert all(key[0].isupper() for key in machine), machine
+
+        endpoints = context[ENDPOINT]
+        assert [endpoint["ID"] for endpoint in endpoints] == expected_ids
+        for endpoint in endpoints:
+            artifact = by_id[endpoint["ID"]]
+            assert endpoint["Vendor"] == "MDEEnrich"
+            assert endpoint["Hostname"] == artifact["hostname"]
+            assert endpoint["OS"] == artifact["os"]["type"]
+            assert endpoint["Status"] == ("Online" if artifact["mde"]["health_status"] == "Active"
+                                          else "Offline")
+            if "ip" in artifact:
+                assert endpoint["IPAddress"] == artifact["ip"]
+
+        lookups = context[LOOKUP]
+        assert [lookup["Original"] for lookup in lookups] == \
+            (domains.split(",") if command == DOMAIN_COMMAND else hashes)
+        assert [lookup["TotalMachines"] for lookup in lookups] == \
+            [len(e["machines"]) for e in envelopes]
+
+        assert table_headers(entry["HumanReadable"]) == [*DEFENDER_COLUMNS, "RelatedIndicators"]
+        for machine_id in expected_ids:
+            assert machine_id in entry["HumanReadable"]
+    # A SHA-256 and the SHA-1 it resolves to are one file: the same machines, related to both.
+    assert all(len(m["RelatedIndicators"]) == 2
+               for m in runs[FILE_COMMAND].entries[0]["EntryContext"][MACHINES])
+    assert [(action, sent["priority"]) for action, sent, _ in calls] == \
+        [("get_machines_for_domain", "interactive")] * 2 + \
+        [("get_machines_for_file_hash", "interactive")] * 2
+
+
+def test_the_arguments_and_the_configuration_reach_the_plugin(
+        script, integration, config, private_tmp, calls, monkeypatch) -> None:
+    run = XsoarRun(DOMAIN_COMMAND, xsoar_params(config, integration),
                    {"domain": f"hxxps://{seed.EVIL_DOMAIN.replace('.', '[.]')}/x",
                     "use_cache": "false"})
     entry = run.run(script, monkeypatch)
-
     assert entry["Type"] == 1, entry
-    machines = entry["EntryContext"][MACHINES]
-    assert len(machines) == 3
-    lookup = entry["EntryContext"][LOOKUP]
-    assert lookup["status"] == "success"
-    assert lookup["indicator"]["value"] == seed.EVIL_DOMAIN
-    assert lookup["summary"]["total_machines"] == 3
-    assert lookup["machine_uids"] == [machine["uid"] for machine in machines]
-    assert "machines" not in lookup
-    for machine in machines:
-        assert machine.get("hostname", machine["uid"]) in entry["HumanReadable"]
-    assert entry["Contents"]["machines"] == machines  # the raw response: the envelope
-
     [(action, sent_params, sent_config)] = calls
     assert action == "get_machines_for_domain"
-    assert sent_params == {"domain": "hxxps://evil[.]example/x", "use_cache": False}
+    assert sent_params == {"domain": "hxxps://evil[.]example/x", "use_cache": False,
+                           "priority": "interactive"}
+    assert entry["EntryContext"][LOOKUP][0]["Indicator"] == seed.EVIL_DOMAIN
     # The configuration went through the instance parameters and came back whole; the CA
     # bundle came back as a file with the same PEM.
     ca_copy = Path(sent_config.pop("ca_bundle"))
@@ -374,12 +458,63 @@ def test_the_domain_command_returns_the_machines_from_the_emulator(
     assert {key: sent_config[key] for key in expected} == expected
 
 
+def test_contact_adds_its_columns_and_context(script, integration, config, private_tmp,
+                                              monkeypatch) -> None:
+    run = XsoarRun(DOMAIN_COMMAND, xsoar_params(config, integration),
+                   {"domain": seed.EVIL_DOMAIN, "contact": "true"})
+    entry = run.run(script, monkeypatch)
+    assert table_headers(entry["HumanReadable"]) == [
+        *DEFENDER_COLUMNS, "RelatedIndicators", "FirstContact", "LastContact",
+        "ContactEvents", "ContactProcess"]
+    contacts = [m["Contact"] for m in entry["EntryContext"][MACHINES] if "Contact" in m]
+    assert contacts and all({"FirstContact", "LastContact", "Events"} <= set(c)
+                            for c in contacts)
+
+
+def test_a_playbook_task_uses_the_batch_lane(script, integration, config, private_tmp, calls,
+                                             monkeypatch) -> None:
+    task = {"playbookName": "Enrich alert", "taskName": "Machines for domain", "taskId": "4"}
+    XsoarRun(DOMAIN_COMMAND, xsoar_params(config, integration), {"domain": seed.EVIL_DOMAIN},
+             playbook_task=task).run(script, monkeypatch)
+    XsoarRun(DOMAIN_COMMAND, xsoar_params(config, integration),
+             {"domain": seed.EVIL_DOMAIN, "priority": "interactive"},
+             playbook_task=task).run(script, monkeypatch)
+    assert [sent["priority"] for _, sent, _ in calls] == ["batch", "interactive"]
+
+
+def test_one_failed_value_of_a_list_is_a_note_and_all_failed_is_an_error(
+        script, integration, config, private_tmp, monkeypatch) -> None:
+    params = xsoar_params(config, integration)
+    entry = XsoarRun(DOMAIN_COMMAND, params, {"domain": f"{seed.EVIL_DOMAIN},bad..name"}).run(
+        script, monkeypatch)
+    assert entry["Type"] == 1
+    assert "**Failed:** bad..name: invalid_input" in entry["HumanReadable"]
+    failed = entry["EntryContext"][LOOKUP][1]
+    assert failed["Status"] == "error" and failed["Error"]["Code"] == "invalid_input"
+    entry = XsoarRun(DOMAIN_COMMAND, params, {"domain": "bad..name,also bad"}).run(
+        script, monkeypatch)
+    assert entry["Type"] == 4
+    assert "invalid_input" in entry["Contents"]
+
+
 def test_test_module_says_ok(script, integration, config, private_tmp, calls,
                              monkeypatch) -> None:
     entry = XsoarRun("test-module", xsoar_params(config, integration), {}).run(script,
                                                                                  monkeypatch)
     assert entry == "ok"
     assert [call[0] for call in calls] == ["test_connectivity"]
+
+
+def test_test_module_names_a_missing_hunting_permission(script, integration, emulator,
+                                                       state_url, private_tmp,
+                                                       monkeypatch) -> None:
+    config = emulator.config(state=state_url, client_id=emulator.readwrite_client_id,
+                             client_secret=emulator.readwrite_client_secret, contact=True)
+    entry = XsoarRun("test-module", xsoar_params(config, integration), {}).run(script,
+                                                                                 monkeypatch)
+    assert entry["Type"] == 4
+    assert "permission_denied: missing permission: ThreatHunting.Read.All on Microsoft " \
+           "Graph" in entry["Contents"]
 
 
 def test_a_file_hash_with_a_certificate_and_the_private_key_file_is_removed(
@@ -391,7 +526,7 @@ def test_a_file_hash_with_a_certificate_and_the_private_key_file_is_removed(
     entry = run.run(script, monkeypatch)
     assert entry["Type"] == 1, entry
     assert len(entry["EntryContext"][MACHINES]) == seed.KNOWN_FILE_MACHINES
-    assert entry["EntryContext"][LOOKUP]["indicator"]["sha1"] == seed.KNOWN_FILE["sha1"]
+    assert entry["EntryContext"][LOOKUP][0]["SHA1"] == seed.KNOWN_FILE["sha1"]
     [(_, _, sent_config)] = calls
     key_file = Path(sent_config["client_certificate"]["path"])
     assert key_file.parent == private_tmp
@@ -460,7 +595,7 @@ def test_export_with_a_wheel_bundles_it_instead_of_asking_a_package_index(
         (tmp_path / "x" / "Dockerfile").read_text(encoding="utf-8")
     assert cli_main(["export", "cortex", str(tmp_path / "c"), "--wheel", str(wheel)]) == 0
     requirements = (tmp_path / "c" / "MDEEnrich" / "requirements.txt").read_text("utf-8")
-    assert f"./{wheel.name}" in requirements and "mde-enrich==" not in requirements
+    assert requirements.splitlines()[1:] == ["--find-links .", "mde-enrich==0.1.0"]
     assert (tmp_path / "c" / "MDEEnrich" / wheel.name).is_file()
     assert "publish it there" not in capsys.readouterr().err
 
@@ -474,3 +609,18 @@ def test_export_without_a_wheel_says_where_mde_enrich_must_come_from(
 def test_export_refuses_a_wheel_that_is_not_one(tmp_path: Path) -> None:
     assert cli_main(["export", "xsoar", str(tmp_path / "x"), "--wheel",
                      str(tmp_path / "missing.whl")]) == 2
+
+
+@pytest.mark.parametrize(("platform", "first_step"), [
+    ("xsoar", "docker build -t mde-enrich/xsoar:0.1.0"),
+    ("splunk", "make soar-package"),
+    ("cortex", "docker build -t mde-enrich/cortex-analyzer:0.1.0"),
+])
+def test_each_export_says_what_to_run_next(tmp_path: Path, capsys, platform: str,
+                                           first_step: str) -> None:
+    assert cli_main(["export", platform, str(tmp_path / platform)]) == 0
+    captured = capsys.readouterr()
+    steps = captured.err.split("Next steps:\n", 1)[1].splitlines()
+    assert steps[0].startswith("  1. ") and first_step in steps[0]
+    assert len(steps) >= 3
+    assert "Next steps" not in captured.out  # stdout stays the list of files

@@ -98,13 +98,15 @@ ALLOWED_EDGES: dict[str, set[str]] = {
     "actions": {"compose", "config", "connectivity", "defender", "errors", "lookup", "schemas",
                 "values"},
     "playbook": {"actions", "bounded", "config", "defender", "errors", "lookup", "manifest",
-                 "render", "resources", "schemas", "state", "values"},
+                 "render", "resources", "schemas", "state", "sweep", "values"},
     "ocsf": {"playbook"},
+    "sweep": {"config", "defender", "errors", "lookup", "render", "state", "values"},
     "platforms": {"errors", "lookup", "manifest", "resources", "schemas", "values"},
     # The emulator is a world of its own, reached over HTTP only.
     "emulator": set(),
     "cli": {"actions", "bounded", "compose", "config", "emulator", "errors", "lookup",
-            "manifest", "ocsf", "platforms", "playbook", "render", "resources", "values"},
+            "manifest", "ocsf", "platforms", "playbook", "render", "resources", "sweep",
+            "values"},
     "__main__": {"cli"},
 }
 

@@ -9,12 +9,11 @@ built once and reused while its stamp matches. No Python 3.13 is a failure, neve
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ import pytest
 
 from integration import actions
 from integration.emulator import Emulator, seed
-from integration.platforms import config_fields
+from integration.platforms import ADVANCED_FIELD, config_fields
+from integration.platforms.python313 import HOW_TO_GET, find_python313
 from integration.platforms.splunk_soar import APP_ID, app_source, write_splunk_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,17 +60,6 @@ print("@@RESULTS@@" + json.dumps(results, default=str))
 '''
 
 
-def find_python313() -> str | None:
-    candidates = sorted(glob.glob("/root/.pyenv/versions/3.13*/bin/python3.13"), reverse=True)
-    on_path = shutil.which("python3.13")
-    for candidate in [*candidates, *([on_path] if on_path else [])]:
-        # pyenv's shim is on PATH even when 3.13 is not the selected version, and then fails.
-        if subprocess.run([candidate, "-c", "import ssl"], capture_output=True,
-                          check=False).returncode == 0:
-            return candidate
-    return None
-
-
 def _run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)
     if done.returncode != 0:
@@ -83,9 +72,7 @@ def _run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 def python313() -> str:
     found = find_python313()
     if found is None:
-        pytest.fail("the Splunk SOAR SDK needs Python 3.13: none at "
-                    "/root/.pyenv/versions/3.13*/bin/python3.13 or as python3.13 on PATH",
-                    pytrace=False)
+        pytest.fail(HOW_TO_GET, pytrace=False)
     return found
 
 
@@ -129,10 +116,13 @@ def run_action(app_dir: Path, identifier: str, parameters: list[dict[str, Any]],
 
 @pytest.fixture
 def asset(config: dict[str, Any]) -> dict[str, Any]:
-    """The emulator's plugin configuration as asset fields (flat names; all top-level here)."""
-    names = {field.name for field in config_fields()}
-    assert set(config) <= names
-    return dict(config)
+    """The emulator's plugin configuration as the asset holds it: the form's fields, and the
+    host overrides the emulator needs in the advanced settings' JSON."""
+    shown = {field.name for field in config_fields() if field.essential}
+    fields = {key: value for key, value in config.items() if key in shown}
+    advanced = {key: value for key, value in config.items() if key not in shown}
+    assert advanced, "the emulator's host overrides are advanced settings"
+    return {**fields, ADVANCED_FIELD: json.dumps(advanced)}
 
 
 def test_generated_source_compiles_and_names_every_action() -> None:
@@ -173,6 +163,24 @@ def test_file_hash(soar_app: Path, emulator: Emulator, asset: dict[str, Any]) ->
     assert result["summary"]["indicator_type"] == "sha256"
 
 
+def test_the_domain_action_takes_a_url_artifact(soar_app: Path, emulator: Emulator,
+                                                asset: dict[str, Any]) -> None:
+    url = f"https://{seed.EVIL_DOMAIN}/payload/drop.exe?x=1"
+    [result] = run_action(soar_app, "get_machines_for_domain", [{"domain": url}], asset)
+    assert result["status"] is True, result["message"]
+    assert result["summary"]["indicator_value"] == seed.EVIL_DOMAIN
+    assert len(result["data"]) == 3
+
+
+def test_bad_advanced_settings_are_a_failed_result_saying_why(
+        soar_app: Path, emulator: Emulator, asset: dict[str, Any]) -> None:
+    [result] = run_action(soar_app, "get_machines_for_domain", [{"domain": seed.EVIL_DOMAIN}],
+                          asset | {ADVANCED_FIELD: "{timeout_s: 60"})
+    assert result["status"] is False
+    assert "config_error: advanced_settings: not valid JSON" in result["message"]
+    assert emulator.admin.api_calls() == []
+
+
 def test_unknown_domain_is_a_success_without_rows(soar_app: Path, emulator: Emulator,
                                                   asset: dict[str, Any]) -> None:
     [result] = run_action(soar_app, "get_machines_for_domain",
@@ -210,6 +218,15 @@ def test_connectivity_with_a_wrong_secret_fails(soar_app: Path, emulator: Emulat
     assert "auth_failed: " in result["message"]
 
 
+def test_connectivity_names_a_missing_hunting_permission(soar_app: Path, emulator: Emulator,
+                                                         asset: dict[str, Any]) -> None:
+    [result] = run_action(soar_app, "test_connectivity", [{}], asset | {
+        "client_id": emulator.readwrite_client_id,
+        "client_secret": emulator.readwrite_client_secret, "contact": True})
+    assert result["status"] is False
+    assert "missing permission: ThreatHunting.Read.All on Microsoft Graph" in result["message"]
+
+
 def test_soarapps_manifest(soar_venv: Path, python313: str, tmp_path: Path) -> None:
     """`soarapps manifests create` on the generated project: needs a uv.lock, and locking
     resolves the SDK's dependencies on PyPI (CI has it)."""
@@ -236,8 +253,12 @@ def test_soarapps_manifest(soar_venv: Path, python313: str, tmp_path: Path) -> N
             "test_connectivity"} <= set(by_id)
     domain = by_id["get_machines_for_domain"]
     assert domain["action"] == "get machines for domain"
-    assert domain["parameters"]["domain"]["contains"] == ["domain"]
+    # A URL artifact offers the action too: it looks up the URL's host.
+    assert domain["parameters"]["domain"]["contains"] == ["domain", "url"]
     assert domain["parameters"]["domain"]["primary"] is True
+    # The run action dialog is an analyst waiting.
+    assert domain["parameters"]["priority"]["default"] == "interactive"
+    assert domain["parameters"]["priority"]["value_list"] == ["interactive", "batch"]
     file_hash = by_id["get_machines_for_file_hash"]["parameters"]["file_hash"]
     assert file_hash["contains"] == ["sha1", "sha256", "md5", "hash"]
     outputs = {out["data_path"]: out for out in domain["output"]}
@@ -245,9 +266,52 @@ def test_soarapps_manifest(soar_venv: Path, python313: str, tmp_path: Path) -> N
     assert outputs["action_result.data.*.ip"]["contains"] == ["ip"]
     assert "action_result.summary.total_machines" in outputs
     configuration = app_json["configuration"]
+    # The essential settings and one JSON field; retries, backoff and limits keep their
+    # defaults out of the form.
+    assert set(configuration) == {field.name for field in config_fields()
+                                  if field.essential} | {ADVANCED_FIELD}
+    assert "max_attempts" not in configuration and "backoff_base_s" not in configuration
     assert configuration["client_secret"]["data_type"] == "password"
     assert configuration["client_certificate_password"]["data_type"] == "password"
     assert configuration["tenant_id"]["required"] is True
     assert configuration["tenant_id"]["data_type"] == "string"
     wheels = [w["module"] for w in app_json["pip313_dependencies"]["wheel"]]
     assert "mde-enrich" in wheels or "mde_enrich" in wheels
+
+
+# -- finding a Python 3.13 ---------------------------------------------------------------------
+
+FINDER = ROOT / "integration" / "platforms" / "python313.py"
+
+
+def run_finder(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The finder as the Makefile runs it: a bare python3, no venv, a given environment."""
+    return subprocess.run([sys.executable, str(FINDER)], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+
+
+def test_a_python313_in_any_users_pyenv_is_found(python313: str, tmp_path: Path) -> None:
+    home = tmp_path / "someone"
+    versions = home / ".pyenv" / "versions" / "3.13.9" / "bin"
+    versions.mkdir(parents=True)
+    (versions / "python3.13").symlink_to(python313)
+    done = run_finder({"PATH": "/usr/bin:/bin", "HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(versions / "python3.13")
+
+
+def test_py313_chooses_the_python(python313: str, tmp_path: Path) -> None:
+    done = run_finder({"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PY313": python313})
+    assert done.stdout.strip() == python313
+
+
+def test_without_a_python313_the_finder_says_how_to_get_one(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    # A pyenv shim that exists but fails: found on the PATH, refused because it does not run.
+    (fake / "python3.13").write_text("#!/bin/sh\nexit 127\n")
+    (fake / "python3.13").chmod(0o755)
+    done = run_finder({"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "uv python install 3.13" in done.stderr and "pyenv install 3.13" in done.stderr

@@ -63,7 +63,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-COMMANDS = ("domain", "file", "run", "playbook", "emulator", "demo", "export", "samples")
+COMMANDS = ("domain", "file", "run", "playbook", "sweep", "emulator", "demo", "export",
+            "samples")
 _TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
 
 
@@ -102,6 +103,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from integration.cli import playbook
 
         playbook.add_command(wanted)
+    if only in (None, "sweep"):
+        from integration.cli import sweep
+
+        sweep.add_command(wanted)
     _add_emulator(wanted)
     _add_demo(wanted)
     _add_export(wanted)
@@ -202,7 +207,7 @@ def _add_export(commands: Any) -> None:
 
 
 def _export_command(args: argparse.Namespace) -> int:
-    from integration.platforms.export import export
+    from integration.platforms.export import export, next_steps
 
     try:
         written = export(args.platform, args.outdir, args.wheel)
@@ -211,10 +216,14 @@ def _export_command(args: argparse.Namespace) -> int:
         return error.exit_status
     for path in written:
         print(path)
+    # The paths on stdout (for scripts), what to do with them on stderr (for people).
     if not args.wheel:
         print(f"mde-enrich export: these files install mde-enrich=={__version__} from your "
               "package index; publish it there, or pass --wheel FILE to bundle a built wheel",
               file=sys.stderr)
+    print("Next steps:", file=sys.stderr)
+    for number, step in enumerate(next_steps(args.platform, args.outdir, args.wheel), 1):
+        print(f"  {number}. {step}", file=sys.stderr)
     return 0
 
 

@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     playbook = load_playbook(args.playbook)
     inputs = _inputs(playbook, args)
     playbook.resolve_inputs(inputs)  # refused now, not once per alert
-    _check_mode(playbook.trigger, args)
+    _check_mode(playbook, args)
     config = _config(args.config)
     if args.alerts or args.pull:
         from integration.cli.batch import run_batch
@@ -114,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     fmt = output_format(args)
     pretty = args.pretty or sys.stdout.isatty()
     try:
-        if playbook.trigger == "manual":
+        if not playbook.reads_alert and not args.alert:  # manual, or a sweep over feeds
             result = runner.run(source=args.playbook)
             print(_render(result, fmt, playbook.name, pretty))
             return result.exit_status
@@ -232,7 +232,8 @@ def _json(document: Any, pretty: bool) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
-def _check_mode(trigger: str, args: argparse.Namespace) -> None:
+def _check_mode(playbook: Any, args: argparse.Namespace) -> None:
+    trigger = playbook.trigger
     batch = args.alerts or args.pull
     if args.out and not batch:
         raise InvalidInput("--out goes with --alerts or --pull (a batch)")
@@ -262,7 +263,7 @@ def _check_mode(trigger: str, args: argparse.Namespace) -> None:
     if batch and not args.out:
         raise InvalidInput(f"{'--alerts' if args.alerts else '--pull'} needs --out DIR for "
                            "the enriched alerts")
-    if not (args.alert or batch):
+    if not (args.alert or batch) and playbook.reads_alert:
         raise InvalidInput("give --alert FILE (or - for stdin), or --alerts DIR|FILE.ndjson "
                            "--out DIR")
 
@@ -311,6 +312,12 @@ def _render(result: Any, fmt: str, name: str, pretty: bool = True) -> str:
     from integration.render import printable, table_block, terminal_safe
 
     enrichment = result.enrichment
+    report = enrichment.get("sweep")
+    if fmt in ("table", "markdown") and isinstance(report, dict) and "hits" in report:
+        from integration.sweep.render import render_markdown, render_table
+
+        text = render_markdown(report) if fmt == "markdown" else render_table(report)
+        return "\n".join([text, *_details(enrichment)])
     if fmt in ("json", "ndjson"):
         return _json(result.document, pretty and fmt == "json")
     if fmt == "ocsf":

@@ -86,10 +86,9 @@ class TokenProvider:
         with self._lock:
             if self._token == token:
                 self._token, self._expires_on = None, 0.0
-            blob = self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key)
-            if not blob:
+            data = token_cache_data(self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key))
+            if data is None:
                 return
-            data = json.loads(blob)
             entries = data.get("AccessToken", {})
             kept = {key: entry for key, entry in entries.items() if entry.get("secret") != token}
             if len(kept) != len(entries):
@@ -130,8 +129,10 @@ class TokenProvider:
         settings = self._settings
         cache = msal.SerializableTokenCache()
         blob = self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key)
-        if blob:
+        readable = token_cache_data(blob) is not None
+        if readable:
             cache.deserialize(blob)
+        # else: no cache yet, or a row that is not msal's cache: ignored, and rewritten below
         if settings.auth == MANAGED_IDENTITY:
             result = self._managed_identity_token(cache)
         else:
@@ -140,10 +141,11 @@ class TokenProvider:
             self.tokens_fetched += 1
             log.info("token request: new token for client %s (attempt %d)",
                      settings.client_id, attempt)
-        if cache.has_state_changed:
+        token = _token_and_expiry(result)  # checked before anything is shared
+        if cache.has_state_changed or (blob and not readable):
             self._store.put(TOKEN_CACHE_NAMESPACE, self._cache_key, cache.serialize(),
                             ttl_s=TOKEN_CACHE_TTL_S)
-        return result["access_token"], time.time() + float(result.get("expires_in", 0))
+        return token
 
     def _app_token(self, cache: Any) -> dict[str, Any]:
         """The confidential client's answer with an access token, or our error."""
@@ -158,10 +160,9 @@ class TokenProvider:
                 client_credential=self._credential(),
                 authority=settings.authority,
                 token_cache=cache,
-                http_client=self._transport,
+                http_client=SignInHttp(self._transport, settings.endpoints.authority_host),
                 instance_discovery=None if settings.endpoints.is_microsoft_authority else False,
             )
-            result = app.acquire_token_for_client(scopes=[self._scope])
         except msal.exceptions.MsalServiceError as exc:  # msal's form of a 5xx answer
             raise UpstreamError(f"the sign-in service failed: {first_line(exc)}",
                                 retryable=True) from None
@@ -172,6 +173,23 @@ class TokenProvider:
             # msal's answer to an authority it cannot use (unknown tenant, not a sign-in host).
             raise AuthFailed(f"the sign-in service rejected the authority "
                              f"{settings.authority}: {first_line(exc)}") from None
+        try:
+            return self._checked_answer(app.acquire_token_for_client(scopes=[self._scope]))
+        except msal.exceptions.MsalServiceError as exc:
+            raise UpstreamError(f"the sign-in service failed: {first_line(exc)}",
+                                retryable=True) from None
+        except json.JSONDecodeError:
+            raise UpstreamError("the sign-in service answered with a body that is not JSON",
+                                retryable=True) from None
+        except (ValueError, AttributeError, TypeError, KeyError):
+            # msal reads the token answer as an object of strings and numbers: an array, a
+            # scalar or an expires_in of "soon" fails inside it.
+            raise UpstreamError("the sign-in service answered with JSON that is not a token "
+                                "answer (an object with access_token and expires_in)",
+                                retryable=True) from None
+
+    def _checked_answer(self, result: dict[str, Any]) -> dict[str, Any]:
+        """msal's result: a token, or the sign-in service's refusal as our error."""
         if "access_token" not in result:
             error = result.get("error", "unknown_error")
             description = first_line(result.get("error_description", ""))
@@ -272,6 +290,59 @@ def _check_key_opens(key: str, password: str | None) -> None:
                           "certificate's private key (wrong password, or not a key)") from None
 
 
+def _token_and_expiry(result: dict[str, Any]) -> tuple[str, float]:
+    """The token msal handed over, checked: a sign-in answer of the wrong shape (a token that
+    is not a string, an expiry that is not a number) is the service's fault, not a crash."""
+    token, lifetime = result.get("access_token"), result.get("expires_in", 0)
+    try:
+        seconds = float(lifetime)
+    except (TypeError, ValueError, OverflowError):
+        seconds = float("nan")
+    if not isinstance(token, str) or not token or not 0 <= seconds < 10 * 86400:
+        raise UpstreamError("the sign-in service answered with a token answer of the wrong "
+                            "shape (access_token or expires_in)", retryable=True)
+    return token, time.time() + seconds
+
+
+class SignInHttp:
+    """msal's http_client for an application's sign-in: the Transport, sending POSTs only to
+    the authority's own origin. msal takes the token endpoint from the OpenID discovery
+    document; one naming another host would be sent the client secret (or the certificate's
+    signed assertion). GETs carry no credential and pass as they are."""
+
+    def __init__(self, transport: Transport, authority_host: str) -> None:
+        self._transport = transport
+        self._origin = _origin(authority_host)
+
+    def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        return self._transport.get(url, params=params, headers=headers, **kwargs)
+
+    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None,
+             **kwargs: Any) -> Any:
+        if _origin(url) != self._origin:
+            from urllib.parse import urlsplit
+
+            raise AuthFailed(f"the sign-in service's discovery document names a token "
+                             f"endpoint on {urlsplit(url).netloc or url!r}, not on the "
+                             f"authority {self._origin}: refused, the credential was not sent")
+        return self._transport.post(url, params=params, data=data, headers=headers, **kwargs)
+
+    def close(self) -> None:
+        """msal calls this; the transport outlives it."""
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port, lowercase, the port always given."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower(), 0)
+    except ValueError:
+        port = -1  # a garbled port matches nothing
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+
+
 def _pem_block(pem: str, label: str) -> str | None:
     begin, end = f"-----BEGIN {label}-----", f"-----END {label}-----"
     start = pem.find(begin)
@@ -283,23 +354,47 @@ def find_access_token(blob: str, *, client_id: str | None, tenant_id: str, scope
                       now: float | None = None) -> tuple[str, float] | None:
     """A still-valid access token from msal's serialized cache, read without msal."""
     now = time.time() if now is None else now
-    try:
-        entries = json.loads(blob).get("AccessToken", {})
-    except (ValueError, AttributeError):
+    data = token_cache_data(blob)
+    if data is None:
         return None
     wanted = scope.lower()
-    for entry in entries.values():
+    for entry in data.get("AccessToken", {}).values():
         if entry.get("client_id") != client_id or entry.get("realm") != tenant_id:
             continue
-        if wanted not in entry.get("target", "").lower().split():
+        if not isinstance(entry.get("target"), str) or \
+                wanted not in entry["target"].lower().split():
             continue
         try:
             expires_on = float(entry["expires_on"])
         except (KeyError, ValueError):
             continue
-        if expires_on - now > REFRESH_MARGIN_S and entry.get("secret"):
+        if expires_on - now > REFRESH_MARGIN_S and isinstance(entry.get("secret"), str) \
+                and entry["secret"]:
             return entry["secret"], expires_on
     return None
+
+
+def token_cache_data(blob: str | None) -> dict[str, Any] | None:
+    """msal's serialized cache as stored, or None when there is none or the stored row is not
+    one (corrupted, or written by something else): such a row is ignored, never a crash, and
+    the next token fetched overwrites it. msal writes sections of entries whose fields are
+    all strings (or null); anything else would fail inside msal."""
+    if not blob:
+        return None
+    try:
+        data = json.loads(blob)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    for section in data.values():
+        if not isinstance(section, dict):
+            return None
+        for entry in section.values():
+            if not isinstance(entry, dict) or not all(
+                    value is None or isinstance(value, str) for value in entry.values()):
+                return None
+    return data
 
 
 def token_claims(token: str) -> dict[str, Any]:

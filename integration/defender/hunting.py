@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -48,7 +48,11 @@ PROCESS_COLUMNS = ("InitiatingProcessFileName", "InitiatingProcessSHA1",
                    "InitiatingProcessCommandLine")
 # What a validated indicator can hold (indicators.py); anything else never reaches a query.
 _SHAPES = {"domain": re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*"),
-           "sha1": re.compile(r"[0-9a-f]{40}")}
+           "sha1": re.compile(r"[0-9a-f]{40}"), "sha256": re.compile(r"[0-9a-f]{64}"),
+           "md5": re.compile(r"[0-9a-f]{32}")}
+# Where a sweep looks: each hash type's column in the file, process and image-load events.
+HASH_COLUMNS = (("sha1", "SHA1"), ("sha256", "SHA256"), ("md5", "MD5"))
+DNS_ACTION = "DnsQueryResponse"  # DeviceEvents' DNS answers; the name is in AdditionalFields
 
 
 class Contact(NamedTuple):
@@ -106,6 +110,40 @@ def file_query(sha1s: Sequence[Indicator]) -> str:
                       _summarize("SHA1")))
 
 
+def kql_timespan(seconds: int) -> str:
+    """A lookback in KQL's timespan literal (`ago(30d)`), in the largest whole unit."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def sweep_domain_query(domains: Sequence[Indicator], lookback_s: int) -> str:
+    """A sweep's domains: network events by RemoteUrl, and DNS answers by the name asked,
+    per device and URL or name."""
+    values = _literals(domains, "domain")
+    return "\n".join((
+        "union DeviceNetworkEvents, DeviceEvents",
+        f"| where Timestamp > ago({kql_timespan(lookback_s)})",
+        f"| where RemoteUrl has_any ({values}) or (ActionType == {kql_string(DNS_ACTION)} "
+        f"and AdditionalFields has_any ({values}))",
+        _summarize("RemoteUrl, AdditionalFields")))
+
+
+def sweep_file_query(hashes: Sequence[Indicator], lookback_s: int) -> str:
+    """A sweep's file hashes, each by its own column (so an MD5 finds its file's SHA-1), in
+    file, process and image-load events, per device and file."""
+    tests = [f"{column} in ({_literals(chosen, kind)})" for kind, column in HASH_COLUMNS
+             if (chosen := [i for i in hashes if i.type == kind])]
+    if not tests:
+        raise ValueError("a hunting query needs at least one indicator")
+    return "\n".join((
+        "union DeviceFileEvents, DeviceProcessEvents, DeviceImageLoadEvents",
+        f"| where Timestamp > ago({kql_timespan(lookback_s)})",
+        f"| where {' or '.join(tests)}",
+        _summarize("SHA1, SHA256, MD5")))
+
+
 # --- answers --------------------------------------------------------------------------------
 
 
@@ -114,18 +152,77 @@ def contacts_by_indicator(kind: str, indicators: Sequence[Indicator],
     """Rows of `domain_query`/`file_query` as contacts per indicator value and device
     (several URLs of one domain on one device make one contact)."""
     wanted = {indicator.value for indicator in indicators}
+
+    def matched(row: dict[str, Any]) -> list[str]:
+        if kind == "domain":
+            return _domains_of(row.get("RemoteUrl"), wanted)
+        value = row.get("SHA1")
+        return [value.lower()] if isinstance(value, str) and value.lower() in wanted else []
+    return _contacts(rows, matched)
+
+
+class Sightings(NamedTuple):
+    """A sweep query's answer: contacts per indicator value, the SHA-1 of each file hash seen
+    (the file's identity for the machines API), and the calls it took."""
+
+    contacts: dict[str, list[Contact]]
+    sha1s: dict[str, str]
+    calls: int
+
+
+def sweep_sightings(kind: str, indicators: Sequence[Indicator],
+                    rows: list[dict[str, Any]]) -> tuple[dict[str, list[Contact]],
+                                                         dict[str, str]]:
+    """Rows of `sweep_domain_query`/`sweep_file_query` as contacts per indicator value, and
+    each file hash's SHA-1."""
+    sha1s: dict[str, str] = {}
+    if kind == "domain":
+        wanted = {i.value for i in indicators}
+
+        def matched(row: dict[str, Any]) -> list[str]:
+            return list(dict.fromkeys(_domains_of(row.get("RemoteUrl"), wanted)
+                                      + _domains_of(_dns_name(row), wanted)))
+    else:
+        by_column = {column: {i.value for i in indicators if i.type == kind}
+                     for kind, column in HASH_COLUMNS}
+
+        def matched(row: dict[str, Any]) -> list[str]:
+            found = []
+            sha1 = row.get("SHA1")
+            for column, wanted in by_column.items():
+                value = row.get(column)
+                if isinstance(value, str) and value.lower() in wanted:
+                    found.append(value.lower())
+                    if isinstance(sha1, str) and _SHAPES["sha1"].fullmatch(sha1.lower()):
+                        sha1s[value.lower()] = sha1.lower()
+            return found
+    return _contacts(rows, matched), sha1s
+
+
+def _dns_name(row: dict[str, Any]) -> str | None:
+    """The name a DNS answer row asked for (AdditionalFields is JSON text, or an object;
+    summarized rows no longer carry ActionType, which the query has filtered on)."""
+    fields = row.get("AdditionalFields")
+    if isinstance(fields, str):
+        try:
+            fields = json.loads(fields)
+        except ValueError:
+            return None
+    name = fields.get("DnsQueryString") if isinstance(fields, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _contacts(rows: list[dict[str, Any]],
+              matched: Callable[[dict[str, Any]], list[str]]) -> dict[str, list[Contact]]:
     merged: dict[tuple[str, str], Contact] = {}
     for row in rows:
         device_id = row.get("DeviceId")
         first, last = _epoch_ms(row.get("FirstSeen")), _epoch_ms(row.get("Timestamp"))
         if not isinstance(device_id, str) or not device_id or first is None or last is None:
             continue  # a row we cannot place in time or on a device tells nothing
-        matched = _domains_of(row.get("RemoteUrl"), wanted) if kind == "domain" else \
-            [value] if isinstance(value := row.get("SHA1"), str) and value.lower() in wanted \
-            else []
         contact = Contact(device_id.lower(), _text(row.get("DeviceName")), first, last,
                           _count(row.get("Count")), *(_text(row.get(c)) for c in PROCESS_COLUMNS))
-        for value in matched:
+        for value in matched(row):
             key = (value.lower(), contact.device_id)
             merged[key] = _merge(merged[key], contact) if key in merged else contact
     result: dict[str, list[Contact]] = {}
@@ -194,11 +291,25 @@ class HuntingClient:
                                                self.run(build(chunk), lane, calls)))
         return found, calls[0]
 
-    def run(self, query: str, lane: Lane = "batch",
-            calls: list[int] | None = None) -> list[dict[str, Any]]:
+    def sightings(self, kind: str, indicators: Sequence[Indicator], *, lookback_s: int,
+                  timespan: str, lane: Lane = "batch") -> Sightings:
+        """One sweep query (at most MAX_PER_QUERY indicators; the caller keeps each answer
+        before asking the next): contacts and SHA-1s per indicator value."""
+        if len(indicators) > MAX_PER_QUERY:
+            raise ValueError(f"at most {MAX_PER_QUERY} indicators a query")
+        query = sweep_domain_query(indicators, lookback_s) if kind == "domain" else \
+            sweep_file_query(indicators, lookback_s)
+        calls = [0]
+        contacts, sha1s = sweep_sightings(kind, indicators,
+                                          self.run(query, lane, calls, timespan=timespan))
+        return Sightings(contacts, sha1s, calls[0])
+
+    def run(self, query: str, lane: Lane = "batch", calls: list[int] | None = None, *,
+            timespan: str = TIMESPAN) -> list[dict[str, Any]]:
         """The result rows of one query; an error when Graph refuses or fails. `calls[0]`
-        counts the requests sent, retries included."""
-        body = json.dumps({"Query": query, "Timespan": TIMESPAN})
+        counts the requests sent, retries included. `timespan` (ISO 8601) is Graph's own
+        window, which the query's `ago()` must not exceed."""
+        body = json.dumps({"Query": query, "Timespan": timespan})
         counter = calls if calls is not None else [0]
         outcome = send_authorized(self._tokens,
                                   lambda token: self._send(body, lane, token, counter))

@@ -1,6 +1,8 @@
 """Advanced hunting event tables for the seeded tenant, consistent with its machines: every
-machine a domain lists made network connections to it (DeviceNetworkEvents), every machine
-a file lists wrote it or ran it (DeviceFileEvents, DeviceProcessEvents).
+machine a domain lists made network connections to it (DeviceNetworkEvents), and about half
+of them also have the DNS answer for it (DeviceEvents, DnsQueryResponse); every machine a
+file lists wrote it or ran it (DeviceFileEvents, DeviceProcessEvents), and on some a process
+loaded it as a module (DeviceImageLoadEvents).
 
 Deterministic like the rest of the seed (its own random stream, so the machines stay what
 they were), timed in the 30 days before the dataset's "now", with one older row per
@@ -10,6 +12,7 @@ indicator that a 30-day query must leave out, and one device that only hunting k
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +21,8 @@ from typing import Any
 HUNTING_ONLY_DEVICE_ID = "0badc0ffee0ddf00d0000000000000000000c0de"
 HUNTING_ONLY_DEVICE_NAME = "kiosk-lobby-01.corp.contoso.com"
 WINDOW_DAYS = 30
+_SVCHOST_SHA1 = "a1c7b2d3e4f5061728394a5b6c7d8e9f0a1b2c3d"
+_RUNDLL32_SHA1 = "b2d8c3e4f5a6071829304b5c6d7e8f9a0b1c2d3e"
 
 # (file name, SHA-1, command line with {url} or {file}) of the processes that make contact,
 # per platform family, so a Linux server's contact is curl, not msedge.exe.
@@ -134,9 +139,59 @@ def build_events(machines: list[dict[str, Any]], domains: dict[str, list[str]],
                                      "InitiatingProcessSHA1": _WRITERS[family][0][1],
                                      "InitiatingProcessCommandLine": _WRITERS[family][0][2]
                                      .format(file=common["FolderPath"])})
+    # DNS answers and image loads from a stream of their own: the rows above stay as they were.
+    extra = random.Random(seed + 1)
+    dns = [row for domain, members in domains.items()
+           for row in _dns_rows(extra, domain, [(m, names[m]) for m in members], now)]
+    loads = [row for entry in files for row in _image_loads(
+        extra, entry, [(m, names[m], families[m]) for m in entry.get("machines", [])], now)]
     return {"reference_now": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "tables": {"DeviceNetworkEvents": network, "DeviceFileEvents": file_rows,
-                       "DeviceProcessEvents": process_rows}}
+                       "DeviceProcessEvents": process_rows, "DeviceEvents": dns,
+                       "DeviceImageLoadEvents": loads}}
+
+
+def _dns_rows(rng: random.Random, domain: str, devices: list[tuple[str, str]],
+              now: dt.datetime) -> list[dict[str, Any]]:
+    """DeviceEvents' DnsQueryResponse rows: the name asked in AdditionalFields (JSON text,
+    as Graph returns it), for about half of the devices."""
+    rows = []
+    for device_id, device_name in devices:
+        if rng.random() < 0.5:
+            continue
+        name = domain if rng.random() < 0.7 else f"cdn.{domain}"
+        for moment in _moments(rng, now, old=False)[:2]:
+            answer = f"203.0.113.{rng.randrange(1, 255)}"
+            rows.append({"Timestamp": _timestamp(rng, moment), "DeviceId": device_id,
+                         "DeviceName": device_name, "ActionType": "DnsQueryResponse",
+                         "AdditionalFields": json.dumps({"DnsQueryString": name,
+                                                         "DnsQueryResult": [answer]}),
+                         "InitiatingProcessFileName": "svchost.exe",
+                         "InitiatingProcessSHA1": _SVCHOST_SHA1,
+                         "InitiatingProcessCommandLine": "svchost.exe -k NetworkService -p "
+                                                         "-s Dnscache"})
+    return rows
+
+
+def _image_loads(rng: random.Random, entry: dict[str, Any],
+                 devices: list[tuple[str, str, str]],
+                 now: dt.datetime) -> list[dict[str, Any]]:
+    """DeviceImageLoadEvents rows on Windows devices, for about a third of them: the file
+    loaded as a module by rundll32."""
+    rows = []
+    file_name = str(entry.get("fileProductName") or "sample") + ".exe"
+    for device_id, device_name, family in devices:
+        if family != "windows" or rng.random() > 0.33:
+            continue
+        moment = _moments(rng, now, old=False)[-1]
+        rows.append({"Timestamp": _timestamp(rng, moment), "DeviceId": device_id,
+                     "DeviceName": device_name, "ActionType": "ImageLoaded",
+                     "FileName": file_name, "FolderPath": _FOLDERS[family].format(name=file_name),
+                     "SHA1": entry["sha1"], "SHA256": entry.get("sha256"),
+                     "MD5": entry.get("md5"), "InitiatingProcessFileName": "rundll32.exe",
+                     "InitiatingProcessSHA1": _RUNDLL32_SHA1,
+                     "InitiatingProcessCommandLine": f"rundll32.exe {file_name},DllMain"})
+    return rows
 
 
 def _moments(rng: random.Random, now: dt.datetime, *, old: bool) -> list[dt.datetime]:

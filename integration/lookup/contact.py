@@ -67,22 +67,30 @@ def _warned(envelope: Envelope, warning: str) -> Envelope:
 
 def _merged(envelope: Envelope, contacts: list[Contact], portal_base: str,
             hunting_calls: int) -> Envelope:
-    by_device = {contact.device_id: contact for contact in contacts}
-    machines = []
-    for machine in envelope.machines:
-        contact = by_device.pop(str(machine.get("uid", "")).lower(), None)
-        if contact is not None:
-            machine = {**machine, "mde": {**machine.get("mde", {}),
-                                          "contact": contact_object(contact, "machines_api")}}
-        machines.append(machine)
-    # The rest were seen only by hunting: the newest contact first, like Defender's list.
-    for contact in sorted(by_device.values(), key=lambda c: (-c.last_ms, c.device_id)):
-        machines.append(hunting_only_machine(contact, portal_base))
+    machines = merge_contacts(envelope.machines, contacts, portal_base)
     summary = envelope.summary._replace(hunting_calls=hunting_calls)
     if not machines:
         return envelope._replace(summary=summary)
     return envelope._replace(status="success", machines=machines,
                              summary=summary._replace(total_machines=len(machines)))
+
+
+def merge_contacts(machines: list[dict[str, Any]], contacts: list[Contact],
+                   portal_base: str) -> list[dict[str, Any]]:
+    """The machines API's artifacts with `mde.contact` where hunting saw them, then the
+    devices only hunting saw."""
+    by_device = {contact.device_id: contact for contact in contacts}
+    merged = []
+    for machine in machines:
+        contact = by_device.pop(str(machine.get("uid", "")).lower(), None)
+        if contact is not None:
+            machine = {**machine, "mde": {**machine.get("mde", {}),
+                                          "contact": contact_object(contact, "machines_api")}}
+        merged.append(machine)
+    # The rest were seen only by hunting: the newest contact first, like Defender's list.
+    for contact in sorted(by_device.values(), key=lambda c: (-c.last_ms, c.device_id)):
+        merged.append(hunting_only_machine(contact, portal_base))
+    return merged
 
 
 def contact_object(contact: Contact, source: str) -> dict[str, Any]:

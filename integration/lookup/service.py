@@ -50,12 +50,37 @@ class Answer:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Answer | None:
+        """A cached answer, or None when the row is not one (another version wrote it, or it
+        was corrupted): the lookup then asks Defender again and overwrites the row."""
         machines, raws = data.get("machines"), data.get("raws")
+        warnings, truncated = data.get("warnings", []), data.get("truncated", False)
         if not isinstance(machines, list) or not isinstance(raws, list) \
-                or len(raws) != len(machines):
-            return None  # written by another version: ask again
-        return cls(machines, raws, truncated=bool(data.get("truncated")),
-                   warnings=tuple(data.get("warnings", ())))
+                or len(raws) != len(machines) or not isinstance(truncated, bool) \
+                or not isinstance(warnings, list) \
+                or not all(isinstance(warning, str) for warning in warnings) \
+                or not all(isinstance(raw, dict) for raw in raws) \
+                or not all(_is_artifact(machine) for machine in machines):
+            return None
+        return cls(machines, raws, truncated=truncated, warnings=tuple(warnings))
+
+
+def _as_sha1(value: str | None) -> Indicator | None:
+    """A SHA-1 kept in the state, or None when the row holds none (or something else)."""
+    if not value:
+        return None
+    try:
+        parsed = parse_file_hash(value)
+    except PluginError:
+        return None
+    return parsed if parsed.type == "sha1" else None
+
+
+def _is_artifact(machine: Any) -> bool:
+    """The shape every reader of a machine artifact relies on (uid, and mappings where the
+    renderers and the merge step look inside)."""
+    return isinstance(machine, dict) and isinstance(machine.get("uid"), str) \
+        and all(isinstance(machine.get(key, {}), dict) for key in ("mde", "os")) \
+        and isinstance(machine.get("groups", []), list)
 
 
 class Enricher:
@@ -83,6 +108,11 @@ class Enricher:
     def tokens(self) -> TokenProvider:
         """Tokens for the Defender API."""
         return self._tokens()
+
+    @property
+    def hunting(self) -> HuntingClient:
+        """Advanced hunting through Graph (the contact timeline, sweeps)."""
+        return self._hunting()
 
     @property
     def graph_tokens(self) -> TokenProvider:
@@ -243,8 +273,12 @@ class Enricher:
                            lane: Lane) -> tuple[Indicator | None, int]:
         if use_cache:
             known = self.cache.sha1(key)
-            if known is not None:
-                return (parse_file_hash(known) if known else None), 0
+            if known == "":
+                return None, 0  # Defender did not know the file
+            cached = _as_sha1(known)
+            if cached is not None:
+                return cached, 0
+            # None: not asked yet, or a row that is not a SHA-1 (asked again, overwritten)
         sha1, calls = self.client.resolve_sha1(file_hash, lane)
         if use_cache:
             self.cache.keep_sha1(key, sha1.value if sha1 else "")

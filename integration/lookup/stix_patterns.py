@@ -53,15 +53,7 @@ def indicators_from_pattern(pattern: str) -> PatternIndicators:
     InvalidInput when the text is not a STIX 2.1 pattern."""
     if not isinstance(pattern, str) or not pattern.strip():
         raise InvalidInput("a STIX pattern must be a non-empty string")
-    found: dict[tuple[str, str], Indicator] = {}
-    skipped: list[Skip] = []
-    for comparison in _comparisons(pattern):
-        for item in _read(comparison):
-            if isinstance(item, Skip):
-                skipped.append(item)
-            else:
-                found.setdefault((item.type, item.value), item)
-    return PatternIndicators(list(found.values()), skipped)
+    return _collected(_comparisons(pattern))
 
 
 def indicator_from_observable(observable: dict[str, Any]) -> PatternIndicators:
@@ -76,6 +68,11 @@ def indicator_from_observable(observable: dict[str, Any]) -> PatternIndicators:
                         for key, value in observable["hashes"].items() if isinstance(value, str)]
     else:
         comparisons.append(_Comparison(object_type or "unknown", [], "=", []))
+    return _collected(comparisons)
+
+
+def _collected(comparisons: list[_Comparison]) -> PatternIndicators:
+    """Each distinct indicator once, in order, and every skip."""
     found: dict[tuple[str, str], Indicator] = {}
     skipped: list[Skip] = []
     for comparison in comparisons:

@@ -15,9 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from integration import schemas
+from integration.errors import ConfigError
 from integration.manifest import manifest
 
 CONFIG_SCHEMA = "config.schema.json"
+# The settings every platform's form shows (top-level config keys). The others (retries,
+# backoff, rate limits, host overrides, ...) keep the plugin's defaults; a platform with no
+# "advanced" section of its own takes them, when needed, as one JSON object (ADVANCED_FIELD).
+ESSENTIAL_SETTINGS = ("tenant_id", "client_id", "client_secret", "client_certificate", "cloud",
+                      "region", "contact", "ca_bundle", "proxy", "state")
+ADVANCED_FIELD = "advanced_settings"
+ADVANCED_DESCRIPTION = ("other settings as a JSON object, e.g. {\"timeout_s\": 60, "
+                        "\"rate_limit\": {\"per_minute\": 50}}; the keys and their defaults "
+                        "are mde-enrich's config schema")
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,10 @@ class ConfigField:
     sensitive: bool = False
     default: Any = None
     choices: tuple[str, ...] = ()
+
+    @property
+    def essential(self) -> bool:
+        return self.path[0] in ESSENTIAL_SETTINGS
 
 
 def config_fields() -> list[ConfigField]:
@@ -75,7 +89,7 @@ def nest_config(flat: Mapping[str, Any]) -> dict[str, Any]:
     Empty values are left out so the plugin's own defaults apply: platforms send every
     setting of a form, filled in or not. Integers may arrive as 30.0 from a JSON number.
     """
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = _advanced(flat.get(ADVANCED_FIELD))
     for field in config_fields():
         value = flat.get(field.name)
         if value is None or value == "":
@@ -87,6 +101,24 @@ def nest_config(flat: Mapping[str, Any]) -> dict[str, Any]:
             target = target.setdefault(part, {})
         target[field.path[-1]] = value
     return config
+
+
+def _advanced(text: Any) -> dict[str, Any]:
+    """The advanced settings' JSON object; the form's own fields are set over it."""
+    import copy
+    import json
+
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return {}
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{ADVANCED_FIELD}: not valid JSON ({exc.msg} at character "
+                          f"{exc.pos})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{ADVANCED_FIELD}: must be a JSON object of settings, not "
+                          f"{type(value).__name__}")
+    return copy.deepcopy(value)
 
 
 def plugin_version() -> str:

@@ -41,6 +41,12 @@ CORTEX_OWNED = frozenset({"proxy"})
 # OCSF risk_level_id: 3 High and 4 Critical -> malicious, 2 Medium -> suspicious.
 LEVEL_BY_RISK = {4: "malicious", 3: "malicious", 2: "suspicious"}
 NAMESPACE, PREDICATE = "MDE", "Machines"
+TEMPLATES = Path(__file__).with_name("cortex_templates")
+DOCKER_REPOSITORY = "mde-enrich/cortex-analyzer"
+DOCKER_BASE = "python:3.12-slim"
+# An analyzer runs when an analyst asks for it in TheHive; automation (a Cortex organization
+# of its own, or a job's parameters) says batch.
+LANES = ("interactive", "batch")
 
 _PROGRAM_TEXT = '''#!/usr/bin/env python3
 """Cortex analyzer {flavor}: Microsoft Defender for Endpoint machines for a domain, URL or
@@ -55,8 +61,9 @@ if __name__ == "__main__":
 
 
 def write_cortex_analyzer(outdir: Path, *, wheel: Path | None = None) -> list[Path]:
-    """Write `<outdir>/MDEEnrich/` (definition JSON, program, requirements, and `wheel` when
-    given, which the requirements then name instead of the package index's mde-enrich)."""
+    """Write `<outdir>/MDEEnrich/` (definition JSON, program, requirements, Dockerfile, and
+    `wheel` when given, which the requirements then take instead of the package index's) and
+    TheHive's report templates under `<outdir>/thehive-templates/`."""
     folder = Path(outdir) / ANALYZER_DIR
     folder.mkdir(parents=True, exist_ok=True)
     definition = folder / f"{FLAVOR_NAME}.json"
@@ -65,14 +72,62 @@ def write_cortex_analyzer(outdir: Path, *, wheel: Path | None = None) -> list[Pa
     program.write_text(_PROGRAM_TEXT.format(flavor=FLAVOR_NAME, program=PROGRAM),
                        encoding="utf-8")
     program.chmod(0o755)
-    # Cortex-Analyzers builds each analyzer's image from its requirements.txt.
+    # Cortex-Analyzers builds each analyzer's image from its requirements.txt. pip reads a
+    # local path on a requirement line from the current folder, but a --find-links folder
+    # from the requirements file's own: so the bundled wheel is found from anywhere.
     requirements = folder / "requirements.txt"
-    package = f"./{wheel.name}" if wheel else f"mde-enrich=={plugin_version()}"
-    requirements.write_text(f"cortexutils>=2.2,<3\n{package}\n", encoding="utf-8")
-    written = [definition, program, requirements]
+    bundled = "--find-links .\n" if wheel else ""
+    requirements.write_text(f"cortexutils>=2.2,<3\n{bundled}mde-enrich=={plugin_version()}\n",
+                            encoding="utf-8")
+    dockerfile = folder / "Dockerfile"
+    dockerfile.write_text(dockerfile_text(), encoding="utf-8")
+    written = [definition, program, requirements, dockerfile]
     if wheel:
         written.append(copy_wheel(wheel, folder))
+    templates = Path(outdir) / "thehive-templates" / template_folder()
+    templates.mkdir(parents=True, exist_ok=True)
+    for name in ("short.html", "long.html"):
+        target = templates / name
+        target.write_text((TEMPLATES / name).read_text(encoding="utf-8"), encoding="utf-8")
+        written.append(target)
     return written
+
+
+def template_folder() -> str:
+    """TheHive finds an analyzer's report templates by flavor name and version."""
+    return f"{FLAVOR_NAME}_{plugin_version().replace('.', '_')}"
+
+
+def docker_image() -> str:
+    return f"{DOCKER_REPOSITORY}:{plugin_version()}"
+
+
+def dockerfile_text() -> str:
+    """The analyzer's image, laid out as Cortex-Analyzers' own (WORKDIR /worker, the analyzer
+    folder copied in, its requirements installed); Cortex runs it with the job folder."""
+    return (f"# Cortex runs {FLAVOR_NAME} in this image (dockerImage in {FLAVOR_NAME}.json):\n"
+            f"# docker build -t {docker_image()} .\n"
+            f"FROM {DOCKER_BASE}\n"
+            "WORKDIR /worker\n"
+            f"COPY . {ANALYZER_DIR}\n"
+            f"RUN pip install --no-cache-dir -r {ANALYZER_DIR}/requirements.txt\n"
+            f'ENTRYPOINT ["python3", "{ANALYZER_DIR}/{PROGRAM}"]\n')
+
+
+def next_steps(outdir: Path, wheel: Path | None = None) -> list[str]:
+    """What to do with the exported files, in order."""
+    folder = Path(outdir) / ANALYZER_DIR
+    return [
+        f"Cortex's docker runner: docker build -t {docker_image()} {folder} on the Cortex "
+        "host (or push the image to a registry it pulls from); its process runner: copy "
+        f"{folder} into Cortex's analyzers path (analyzer.urls) and pip install -r "
+        f"{ANALYZER_DIR}/requirements.txt there (from any folder)",
+        f"Cortex: Organization > Analyzers > refresh, enable {FLAVOR_NAME}, set tenant_id, "
+        "client_id, client_secret",
+        f"TheHive: import the report templates in {Path(outdir) / 'thehive-templates'} "
+        f"(folder {template_folder()})",
+        "run it on a domain, URL or hash observable",
+    ]
 
 
 def analyzer_definition() -> dict[str, Any]:
@@ -91,13 +146,23 @@ def analyzer_definition() -> dict[str, Any]:
         # Observables above TLP:AMBER / PAP:AMBER are refused unless an admin raises this.
         "config": {"service": "machines", "check_tlp": True, "max_tlp": 2,
                    "check_pap": True, "max_pap": 2},
-        "configurationItems": [_configuration_item(field) for field in config_fields()
-                               if field.name not in CORTEX_OWNED],
+        "configurationItems": [*(_configuration_item(field) for field in config_fields()
+                                 if field.name not in CORTEX_OWNED), PRIORITY_ITEM],
+        "dockerImage": docker_image(),
         "registration_required": True,
         "subscription_required": True,
         "free_subscription": False,
         "service_homepage": "https://security.microsoft.com",
     }
+
+
+PRIORITY_ITEM = {
+    "name": "priority", "type": "string", "multi": False, "required": False,
+    "defaultValue": "interactive",
+    "description": "the rate budget's lane (one of: interactive, batch): interactive for "
+                   "analysts running the analyzer from TheHive; batch for an organization "
+                   "that runs it from automation (a job's parameters.priority wins)",
+}
 
 
 def _configuration_item(field: ConfigField) -> dict[str, Any]:
@@ -119,10 +184,19 @@ def _configuration_item(field: ConfigField) -> dict[str, Any]:
 
 # -- the analyzer ----------------------------------------------------------------------------
 
+def lane(parameters: Mapping[str, Any], cortex_config: Mapping[str, Any]) -> str:
+    """The job's `priority` parameter, else the analyzer's `priority` item, else
+    interactive (an analyst in TheHive)."""
+    for given in (parameters.get("priority"), cortex_config.get("priority")):
+        if given in LANES:
+            return str(given)
+    return "interactive"
+
+
 def plugin_config(cortex_config: Mapping[str, Any]) -> dict[str, Any]:
     """The plugin configuration from the `config` Cortex sends (items + its own settings)."""
     config = nest_config({key: value for key, value in cortex_config.items()
-                          if key not in CORTEX_OWNED})
+                          if key not in CORTEX_OWNED and key != "priority"})
     proxy = cortex_config.get("proxy")
     if isinstance(proxy, Mapping):
         proxy = proxy.get("https") or proxy.get("http")
@@ -170,9 +244,12 @@ def analyzer_class() -> type:
                 self.notSupported()
                 return
             action_id, key = target
-            config = plugin_config(self.get_param("config", {}) or {})
+            cortex_config = self.get_param("config", {}) or {}
+            config = plugin_config(cortex_config)
+            params = {key: self.get_data(), "priority": lane(
+                self.get_param("parameters", {}) or {}, cortex_config)}
             try:
-                envelope = manifest().run(action_id, {key: self.get_data()}, config)
+                envelope = manifest().run(action_id, params, config)
             except Exception as exc:  # an unexpected failure still gets Cortex's error form
                 self.error(f"unexpected error: {type(exc).__name__}: {exc}")
                 return

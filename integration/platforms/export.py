@@ -11,7 +11,8 @@ from pathlib import Path
 
 from integration.errors import InvalidInput
 
-# platform -> (module, function(outdir: Path) -> list[Path])
+# platform -> (module, function(outdir: Path, wheel=...) -> list[Path]); each module also has
+# next_steps(outdir, wheel) -> list[str], what to run with the files it wrote.
 WRITERS = {
     "xsoar": ("integration.platforms.xsoar", "write_xsoar_integration"),
     "splunk": ("integration.platforms.splunk_soar", "write_splunk_app"),
@@ -39,3 +40,10 @@ def export(platform: str, outdir: str | Path, wheel: str | Path | None = None) -
     except OSError as exc:
         raise InvalidInput(f"cannot write the {platform} files into {str(folder)!r}: "
                            f"{exc.strerror or type(exc).__name__}") from None
+
+
+def next_steps(platform: str, outdir: str | Path, wheel: str | Path | None = None) -> list[str]:
+    """What to run next with the files `export` wrote, in order."""
+    module_name, _ = WRITERS[platform]
+    steps = importlib.import_module(module_name).next_steps
+    return list(steps(Path(outdir), Path(wheel) if wheel else None))

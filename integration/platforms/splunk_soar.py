@@ -20,14 +20,27 @@ from typing import Any
 
 from integration import schemas
 from integration.manifest import Action, manifest
-from integration.platforms import ConfigField, config_fields, copy_wheel, plugin_version
+from integration.platforms import (
+    ADVANCED_DESCRIPTION,
+    ADVANCED_FIELD,
+    ConfigField,
+    config_fields,
+    copy_wheel,
+    plugin_version,
+)
 
 RUNTIME = Path(__file__).with_name("splunk_soar_app") / "mde_runtime.py"
 SDK_REQUIREMENT = "splunk-soar-sdk>=7,<8"
 # Stable across regenerations: SOAR knows an app by its appid.
 APP_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://mde-enrich.invalid/splunk-soar-app"))
-# CEF `contains` of each action parameter; a primary parameter offers the action on them.
-PARAM_CONTAINS = {"domain": ["domain"], "file_hash": ["sha1", "sha256", "md5", "hash"]}
+# CEF `contains` of each action parameter: what it accepts (the domain action takes URLs and
+# looks up their host). A primary parameter offers the action on artifacts of these types.
+PARAM_CONTAINS = {"domain": ["domain", "url"], "file_hash": ["sha1", "sha256", "md5", "hash"]}
+# The run action dialog is an analyst waiting: the interactive lane, unless the caller says
+# batch (playbooks pass "priority": "batch"; the SDK tells an action nothing of its origin).
+PARAM_DEFAULTS = {"priority": "interactive"}
+# No default here: the asset's `contact` setting applies when a run does not say.
+PARAMS_WITHOUT_DEFAULT = frozenset({"contact"})
 # Data row paths (lists not counted) -> CEF types, and the columns of the results table.
 OUTPUT_CONTAINS = {
     "uid": ["defender atp device id"], "hostname": ["host name"], "ip": ["ip"],
@@ -67,6 +80,21 @@ def write_splunk_app(outdir: Path, *, wheel: Path | None = None) -> list[Path]:
     if wheel is not None:
         paths.append(copy_wheel(wheel, outdir / "wheels"))
     return paths
+
+
+def next_steps(outdir: Path, wheel: Path | None = None) -> list[str]:
+    """What to do with the exported project, in order."""
+    source = "" if wheel else " (without --wheel it needs mde-enrich on your package index)"
+    return [
+        "from the mde-enrich checkout, `make soar-package` does the next two steps for its own "
+        "export and writes build/mde-enrich-soar.tgz; or by hand, in a Python 3.13 venv with "
+        f"{SDK_REQUIREMENT}, uv and mde-enrich: (cd {outdir} && uv lock){source}",
+        f"python -m integration.platforms.splunk_soar package {outdir} mde-enrich-soar.tgz",
+        "Splunk SOAR: Apps > Install App > the .tgz; new asset: tenant_id, client_id, "
+        "client_secret; Test Connectivity",
+        "run `get machines for domain` on a domain or URL artifact, `get machines for file "
+        "hash` on a hash artifact",
+    ]
 
 
 def pyproject_text(wheel_name: str | None = None) -> str:
@@ -164,8 +192,10 @@ def test_connectivity(soar: SOARClient, asset: Asset) -> None:
 
 
 def _asset_class(fields: Iterable[ConfigField]) -> str:
+    """The asset's form: the essential settings, and one JSON field for the others (the
+    SDK's asset has no advanced section to keep retries and rate limits out of the way)."""
     lines = ["class Asset(BaseAsset):"]
-    for field in fields:
+    for field in (field for field in fields if field.essential):
         kind = _SCALARS[field.kind]
         args = [f"description={_literal(field.description)}"]
         if field.sensitive:
@@ -177,6 +207,8 @@ def _asset_class(fields: Iterable[ConfigField]) -> str:
         # The SDK reads an Optional type as "not required".
         annotation = kind if field.required else f"{kind} | None"
         lines.append(f"    {field.name}: {annotation} = AssetField({', '.join(args)})")
+    lines.append(f"    {ADVANCED_FIELD}: str | None = AssetField("
+                 f"description={_literal(ADVANCED_DESCRIPTION)})")
     return "\n".join(lines) + "\n"
 
 
@@ -186,9 +218,14 @@ def _params_class(action: Action) -> str:
         args = [f"description={_literal(prop.get('description', name))}"]
         if name in PARAM_CONTAINS:
             args += ["primary=True", f"cef_types={PARAM_CONTAINS[name]!r}"]
-        if "default" in prop:
-            args.append(f"default={prop['default']!r}")
+        if prop.get("enum"):
+            args.append(f"value_list={list(prop['enum'])!r}")
+        default = PARAM_DEFAULTS.get(name, prop.get("default"))
+        if default is not None and name not in PARAMS_WITHOUT_DEFAULT:
+            args.append(f"default={default!r}")
         kind = _SCALARS[prop.get("type", "string")]
+        if name in PARAMS_WITHOUT_DEFAULT:
+            kind = f"{kind} | None"
         lines.append(f"    {name}: {kind} = Param({', '.join(args)})")
     return "\n".join(lines) + "\n"
 

@@ -15,7 +15,7 @@ The integration's code is text we write: it imports XSOAR's `demistomock` and
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ CONTEXT_PREFIX = "MDEEnrich"
 COMMAND_PREFIX = "mde-"
 SECTION = "Connect"
 # XSOAR's own images do not hold mde-enrich and its dependencies: the Dockerfile we write
-# (or `/docker_image_create ... dependencies=mde-enrich`) builds this name from this base.
+# builds this name from this base (`/docker_image_create` installs from PyPI only).
 BASE_IMAGE = "demisto/python3:3.12.8.1983910"
 DEFAULT_DOCKER_IMAGE = f"mde-enrich/xsoar:{__version__}"
 FROM_VERSION = "6.10.0"
@@ -66,17 +66,6 @@ BASIC = frozenset({"tenant_id", "client_id", "client_secret", "cloud"})
 # integration writes to a file; a path still works on an engine with the file mounted.
 FILE_SETTINGS = frozenset({"client_certificate_path", "ca_bundle"})
 SECRET_FILES = frozenset({"client_certificate_path"})
-
-# Output descriptions the schemas leave out.
-OUTPUT_DESCRIPTIONS = {
-    "Lookup.indicator.value": "The indicator as sent to Defender: a punycode domain or a "
-                              "lowercase hash.",
-    "Lookup.summary.total_machines": "Number of machines in the answer.",
-    "Lookup.summary.api_calls": "Defender API calls the lookup made.",
-    "Lookup.summary.cached": "Whether the answer came from the cache.",
-    "Lookup.machine_uids": "Defender ids of the machines in the answer (MDEEnrich.Machines.uid).",
-}
-
 
 # -- the instance configuration --------------------------------------------------------------
 
@@ -165,6 +154,99 @@ def parameter_map() -> list[tuple[str, tuple[str, ...], str]]:
 
 # -- commands --------------------------------------------------------------------------------
 
+# The context XSOAR users expect (XSOAR's own Defender integration and the context standard):
+# machines under MDEEnrich.Machine in PascalCase, merged by ID, each naming the indicators of
+# the command it belongs to; the same machines as standard Endpoint objects, which the
+# isolate and scan commands and playbooks read; one MDEEnrich.Lookup per indicator.
+MACHINE_KEY = f"{CONTEXT_PREFIX}.Machine(val.ID && val.ID == obj.ID)"
+ENDPOINT_KEY = "Endpoint(val.ID && val.ID == obj.ID && val.Vendor == obj.Vendor)"
+LOOKUP_KEY = f"{CONTEXT_PREFIX}.Lookup(val.Indicator && val.Indicator == obj.Indicator)"
+# The Endpoint's Vendor: the integration's brand, as CommonServerPython's Common.Endpoint has it.
+ENDPOINT_VENDOR = INTEGRATION_ID
+
+# (context key, path in the machine artifact, sub-table for a list of objects): the names of
+# XSOAR's Microsoft Defender for Endpoint integration (get_machine_data) where it has one.
+# A path step that is a number picks that item of a list.
+Path_ = tuple[str | int, ...]
+MachineField = tuple[str, Path_, tuple[tuple[str, Path_], ...]]
+MACHINE_FIELDS: tuple[MachineField, ...] = (
+    ("ID", ("uid",), ()),
+    ("ComputerDNSName", ("hostname",), ()),
+    ("Name", ("name",), ()),
+    ("FirstSeen", ("first_seen_time_dt",), ()),
+    ("LastSeen", ("last_seen_time_dt",), ()),
+    ("OSPlatform", ("os", "name"), ()),
+    ("OSVersion", ("os", "version"), ()),
+    ("OSBuild", ("os", "build"), ()),
+    ("OSArchitecture", ("mde", "os_architecture"), ()),
+    ("LastIPAddress", ("ip",), ()),
+    ("LastExternalIPAddress", ("mde", "last_external_ip"), ()),
+    ("HealthStatus", ("mde", "health_status"), ()),
+    ("OnboardingStatus", ("mde", "onboarding_status"), ()),
+    ("RiskScore", ("risk_level",), ()),
+    ("ExposureLevel", ("mde", "exposure_level"), ()),
+    ("DeviceValue", ("mde", "device_value"), ()),
+    ("RBACGroupID", ("mde", "rbac_group_id"), ()),
+    ("RBACGroupName", ("groups", 0, "name"), ()),
+    ("AADDeviceID", ("uid_alt",), ()),
+    ("IsAADJoined", ("mde", "is_aad_joined"), ()),
+    ("MachineTags", ("mde", "machine_tags"), ()),
+    ("Groups", ("groups",), (("ID", ("uid",)), ("Name", ("name",)))),
+    ("IPAddresses", ("network_interfaces",),
+     (("IPAddress", ("ip",)), ("MACAddress", ("mac",)), ("Type", ("type",)))),
+    ("PortalURL", ("mde", "portal_url"), ()),
+    ("Contact", ("mde", "contact"),
+     (("Source", ("source",)), ("FirstContact", ("first_seen_time_dt",)),
+      ("LastContact", ("last_seen_time_dt",)), ("Events", ("count",)),
+      ("ProcessName", ("process", "name")), ("ProcessSHA1", ("process", "sha1")),
+      ("ProcessCommandLine", ("process", "command_line")))),
+)
+# Context paths that the artifact schema does not describe: what the integration adds.
+ADDED_OUTPUTS = (
+    (f"{CONTEXT_PREFIX}.Machine.RelatedIndicators.Type", "String",
+     "Type of an indicator of this command that the machine touched: domain, sha1, sha256 "
+     "or md5."),
+    (f"{CONTEXT_PREFIX}.Machine.RelatedIndicators.Value", "String",
+     "An indicator of this command that the machine touched, as sent to Defender."),
+)
+# The standard Endpoint object (xsoar.pan.dev context standards, CommonServerPython's
+# Common.Endpoint): the keys these machines can fill.
+ENDPOINT_OUTPUTS = (
+    ("ID", "String", "The Defender for Endpoint machine ID."),
+    ("Hostname", "String", "The machine's host name."),
+    ("IPAddress", "String", "The machine's last IP address on its local network."),
+    ("MACAddress", "String", "The MAC address of the interface holding IPAddress."),
+    ("OS", "String", "The operating system family: Windows, Linux, macOS, ..."),
+    ("OSVersion", "String", "The operating system version."),
+    ("Status", "String", "Online when Defender's health status is Active, else Offline."),
+    ("Vendor", "String", f"The integration that returned the endpoint ({ENDPOINT_VENDOR})."),
+)
+LOOKUP_OUTPUTS = (
+    ("Indicator", "String", "The indicator as sent to Defender: a punycode domain or a "
+                            "lowercase hash."),
+    ("Original", "String", "The indicator as given."),
+    ("Type", "String", "domain, sha1, sha256 or md5."),
+    ("SHA1", "String", "The SHA-1 a SHA-256 or MD5 resolved to."),
+    ("Status", "String", "success, not_found or error."),
+    ("TotalMachines", "Number", "Number of machines that touched the indicator."),
+    ("Truncated", "Boolean", "Whether Defender capped the answer."),
+    ("Cached", "Boolean", "Whether the answer came from the cache."),
+    ("MachineIDs", "String", f"IDs of the machines (keys of {CONTEXT_PREFIX}.Machine)."),
+    ("Warnings", "String", "What the lookup could not do (e.g. the contact timeline)."),
+    ("Error.Code", "String", "When the lookup failed: invalid_input, auth_failed, "
+                             "permission_denied, rate_limited, ..."),
+    ("Error.Message", "String", "When the lookup failed: why."),
+    ("Error.Retryable", "Boolean", "When the lookup failed: whether a retry may succeed."),
+)
+# The war-room table: the columns of XSOAR's Defender integration, then the indicators, and
+# the contact timeline's when it was asked for.
+TABLE_HEADERS = ["ID", "ComputerDNSName", "OSPlatform", "LastIPAddress",
+                 "LastExternalIPAddress", "HealthStatus", "RiskScore", "ExposureLevel",
+                 "RelatedIndicators"]
+CONTACT_HEADERS = ["FirstContact", "LastContact", "ContactEvents", "ContactProcess"]
+# The arguments that take a comma-separated list or an XSOAR list.
+LIST_ARGUMENTS = frozenset({"domain", "file_hash"})
+
 
 def command_name(action_id: str) -> str:
     # XSOAR runs `test-module` for the instance's Test button; it is not listed as a command.
@@ -181,7 +263,7 @@ def commands() -> list[dict[str, Any]]:
             "name": command_name(entry["id"]),
             "description": _sentence(" ".join(entry["description"].split())),
             "arguments": arguments(Path(entry["input"]["$ref"]).name),
-            "outputs": list(outputs()),
+            "outputs": outputs(),
         })
     return listed
 
@@ -193,32 +275,46 @@ def arguments(input_schema: str) -> list[dict[str, Any]]:
     required = list(schema.get("required", ()))
     listed = []
     for name, node in properties.items():
-        argument: dict[str, Any] = {"name": name, "description": _sentence(
-            node.get("description") or name.replace("_", " "))}
+        description = node.get("description") or name.replace("_", " ")
+        argument: dict[str, Any] = {"name": name}
         if name in required:
             argument["required"] = True
             argument["default"] = name == required[0]
+        if name in LIST_ARGUMENTS:
+            argument["isArray"] = True
+            description += "; a comma-separated list or an XSOAR list of them"
         # XSOAR sends every argument as text; a closed set of values is offered as a list.
+        # `contact` and `priority` have no default here: the instance setting, and where the
+        # command runs (war room or playbook), decide when they are not given.
         if node.get("type") == "boolean":
-            argument.update(auto="PREDEFINED", predefined=["true", "false"],
-                            defaultValue=str(node.get("default", False)).lower())
+            argument.update(auto="PREDEFINED", predefined=["true", "false"])
+            if name != "contact":
+                argument["defaultValue"] = str(node.get("default", False)).lower()
+            else:
+                description += "; default: the instance's contact setting"
         elif node.get("enum") and all(isinstance(value, str) for value in node["enum"]):
             argument.update(auto="PREDEFINED", predefined=list(node["enum"]))
-            if "default" in node:
+            if name == "priority":
+                description += ("; default: interactive from the war room, batch in a "
+                                "playbook")
+            elif "default" in node:
                 argument["defaultValue"] = node["default"]
+        argument["description"] = _sentence(description)
         listed.append(argument)
     return listed
 
 
 def action_arguments() -> dict[str, dict[str, Any]]:
-    """XSOAR command -> what the code needs to call the action: its entry point, the
-    arguments it takes and which of them are booleans (XSOAR sends every argument as text)."""
+    """XSOAR command -> what the code needs to call the action: its entry point, its list
+    argument (the indicators), the other arguments it takes and which are booleans (XSOAR
+    sends every argument as text)."""
     table = {}
     for entry in manifest().data["actions"]:
         input_schema = Path(entry["input"]["$ref"]).name
         properties = schemas.properties(input_schema)
         table[command_name(entry["id"])] = {
             "entry_point": entry["entry_point"],
+            "indicator": next((name for name in properties if name in LIST_ARGUMENTS), None),
             "arguments": list(properties),
             "booleans": [name for name, node in properties.items()
                          if node.get("type") == "boolean"],
@@ -226,41 +322,45 @@ def action_arguments() -> dict[str, dict[str, Any]]:
     return table
 
 
-def outputs() -> Iterator[dict[str, str]]:
-    """Context paths: MDEEnrich.Machines.* from machine.schema.json and MDEEnrich.Lookup.*
-    from the rest of envelope.schema.json (an error becomes an error entry, not context)."""
-    envelope = schemas.schema("envelope.schema.json")
-    yield from _outputs(schemas.schema("machine.schema.json"), "Machines",
-                        "machine.schema.json")
-    for name, node in envelope["properties"].items():
-        if name not in ("machines", "error"):
-            yield from _outputs(node, f"Lookup.{name}", "envelope.schema.json")
-    yield _output("Lookup.machine_uids", {"type": "array", "items": {"type": "string"}})
+def outputs() -> list[dict[str, str]]:
+    """Context paths: MDEEnrich.Machine.* (typed from machine.schema.json), Endpoint.* and
+    MDEEnrich.Lookup.*."""
+    listed = []
+    for key, path, sub_fields in MACHINE_FIELDS:
+        node = _machine_node(path)
+        if sub_fields:
+            items = node.get("items", node)
+            items, base = schemas.deref(items, "machine.schema.json")
+            for sub_key, sub_path in sub_fields:
+                sub_node = _walk(items, sub_path, base)
+                listed.append(_output(f"{CONTEXT_PREFIX}.Machine.{key}.{sub_key}", sub_node))
+        else:
+            listed.append(_output(f"{CONTEXT_PREFIX}.Machine.{key}", node))
+    listed += [{"contextPath": path, "description": description, "type": kind}
+               for path, kind, description in ADDED_OUTPUTS]
+    listed += [{"contextPath": f"Endpoint.{key}", "description": description, "type": kind}
+               for key, kind, description in ENDPOINT_OUTPUTS]
+    listed += [{"contextPath": f"{CONTEXT_PREFIX}.Lookup.{key}", "description": description,
+                "type": kind} for key, kind, description in LOOKUP_OUTPUTS]
+    return listed
 
 
-def _outputs(node: Any, path: str, base: str) -> Iterator[dict[str, str]]:
-    node, base = schemas.deref(node, base)
-    if node.get("type") == "array" and isinstance(node.get("items"), dict):
-        items, item_base = schemas.deref(node["items"], base)
-        if items.get("properties"):  # a list of objects: XSOAR paths go through the list
-            yield from _outputs(items, path, item_base)
-            return
-    properties = node.get("properties")
-    if properties:
-        for name, child in properties.items():
-            yield from _outputs(child, f"{path}.{name}", base)
-        return
-    yield _output(path, node)
+def _machine_node(path: Path_) -> dict[str, Any]:
+    return _walk(schemas.schema("machine.schema.json"), path, "machine.schema.json")
+
+
+def _walk(node: Mapping[str, Any], path: Path_, base: str) -> dict[str, Any]:
+    for part in path:
+        node, base = schemas.deref(node, base)
+        node = node["items"] if isinstance(part, int) else node["properties"][part]
+    node, _ = schemas.deref(node, base)
+    return dict(node)
 
 
 def _output(path: str, node: Mapping[str, Any]) -> dict[str, str]:
-    description = OUTPUT_DESCRIPTIONS.get(path) or node.get("description") or node.get("title")
-    values = node.get("enum") or ([node["const"]] if "const" in node else None)
-    if values and not description:
-        description = f"{path.split('.', 1)[1].replace('.', ' ').replace('_', ' ')}: one of " \
-                      f"{', '.join(str(value) for value in values)}"
-    return {"contextPath": f"{CONTEXT_PREFIX}.{path}",
-            "description": _sentence(description or path.rsplit(".", 1)[-1].replace("_", " ")),
+    description = node.get("description") or node.get("title") or \
+        path.rsplit(".", 1)[-1]
+    return {"contextPath": path, "description": _sentence(description.replace("`", "")),
             "type": output_type(node)}
 
 
@@ -320,11 +420,21 @@ def integration_script() -> str:
     """The integration's Python, with the tables it needs written in as literals."""
     template = (PACKAGE_ROOT / "platforms" / "xsoar_app" / "integration.py.tmpl").read_text(
         encoding="utf-8")
-    return (template
-            .replace("__VERSION__", str(manifest().data["version"]))
-            .replace("__CONTEXT__", CONTEXT_PREFIX)
-            .replace("__PARAMETERS__", python_literal(parameter_map()))
-            .replace("__COMMANDS__", python_literal(action_arguments())))
+    tables = {
+        "__VERSION__": str(manifest().data["version"]),
+        "__PARAMETERS__": python_literal(parameter_map()),
+        "__COMMANDS__": python_literal(action_arguments()),
+        "__MACHINE_FIELDS__": python_literal(list(MACHINE_FIELDS)),
+        "__MACHINE_KEY__": repr(MACHINE_KEY),
+        "__ENDPOINT_KEY__": repr(ENDPOINT_KEY),
+        "__LOOKUP_KEY__": repr(LOOKUP_KEY),
+        "__ENDPOINT_VENDOR__": repr(ENDPOINT_VENDOR),
+        "__TABLE_HEADERS__": python_literal(TABLE_HEADERS),
+        "__CONTACT_HEADERS__": python_literal(CONTACT_HEADERS),
+    }
+    for placeholder, literal in tables.items():
+        template = template.replace(placeholder, literal)
+    return template
 
 
 def python_literal(value: Any, indent: str = "") -> str:
@@ -347,12 +457,23 @@ Which of our machines touched this domain or this file? Generated from mde-enric
 {manifest().data['version']}'s plugin.yaml.
 
 1. Register an app in Microsoft Entra ID and give it the WindowsDefenderATP application
-   permission **Machine.Read.All** (admin consent). Use its tenant ID, client ID and a client
-   secret (or a PEM client certificate).
-2. The integration runs in the docker image `{docker_image}`, which holds the mde-enrich
-   package: build it from the Dockerfile written next to this integration, or in the War
-   Room: `/docker_image_create name={docker_image} dependencies=mde-enrich`.
-3. **Test** calls Defender once (GET /api/machines?$top=1) and reports missing roles.
+   permission **Machine.Read.All** (admin consent); for the contact timeline also the
+   Microsoft Graph application permission **ThreatHunting.Read.All**. Use its tenant ID,
+   client ID and a client secret (or a PEM client certificate).
+2. The integration runs in the docker image `{docker_image}`, which XSOAR does not have:
+   build it from the Dockerfile exported beside this integration on the host that runs
+   the integration (the XSOAR 6 server, or the engine the instance uses; XSOAR 8 runs
+   custom images on engines), `docker build -t {docker_image} .`, or push it to a registry
+   that host pulls from and set the instance's docker image to it.
+3. **Test** gets a token, calls Defender once (GET /api/machines?$top=1) and checks each
+   permission the instance needs (the contact timeline's too, when it is on), naming any
+   that is missing.
+
+The commands take a list (`domain=evil.example,phish.example`, or an XSOAR list from
+context) and write each machine to `{CONTEXT_PREFIX}.Machine` (by ID, with the indicators it
+touched) and to the standard `Endpoint`, which the isolate and scan commands read.
+From the war room they use the rate budget's interactive lane; from a playbook task, the
+batch lane (`priority` overrides it).
 """
 
 
@@ -365,20 +486,33 @@ def readme_markdown() -> str:
         lines += [f"| {argument['name']} | {argument['description']} | "
                   f"{'yes' if argument.get('required') else 'no'} |"
                   for argument in command["arguments"]]
-        lines += ["", f"Outputs: {len(command['outputs'])} context paths under "
-                      f"{CONTEXT_PREFIX}.Machines and {CONTEXT_PREFIX}.Lookup (see MDEEnrich.yml).",
-                  ""]
+        lines += ["", "| Context path | Type | Description |", "| --- | --- | --- |"]
+        lines += [f"| {output['contextPath']} | {output['type']} | {output['description']} |"
+                  for output in command["outputs"]]
+        lines.append("")
     return "\n".join(lines)
 
 
-def dockerfile(wheel: str | None = None) -> str:
+def dockerfile(wheel: str | None = None, docker_image: str = DEFAULT_DOCKER_IMAGE) -> str:
     """The image's recipe: the bundled wheel when there is one, else mde-enrich from the
     package index pip is pointed at (publish it there first)."""
     install = f"COPY {wheel} /tmp/{wheel}\nRUN pip install --no-cache-dir /tmp/{wheel}\n" \
         if wheel else f"RUN pip install --no-cache-dir mde-enrich=={manifest().data['version']}\n"
     return (f"# The image MDEEnrich runs in: XSOAR's python3 image plus the mde-enrich package.\n"
-            f"# docker build -t {DEFAULT_DOCKER_IMAGE} .\n"
+            f"# docker build -t {docker_image} .\n"
             f"FROM {BASE_IMAGE}\n" + install)
+
+
+def next_steps(outdir: Path, wheel: Path | None = None,
+               docker_image: str = DEFAULT_DOCKER_IMAGE) -> list[str]:
+    """What to do with the exported files, in order."""
+    return [f"on the XSOAR server or engine that runs the integration: docker build -t "
+            f"{docker_image} {outdir}",
+            f"Settings > Integrations > Upload integration: "
+            f"{Path(outdir) / f'integration-{INTEGRATION_ID}.yml'} (or copy "
+            f"{Path(outdir) / INTEGRATION_ID} into a content pack)",
+            "add an instance: Tenant ID, Client ID, Client secret; press Test",
+            f"!{command_name('get_machines_for_domain')} domain=evil.example,phish.example"]
 
 
 def write_xsoar_integration(outdir: Path, docker_image: str = DEFAULT_DOCKER_IMAGE, *,
@@ -398,7 +532,7 @@ def write_xsoar_integration(outdir: Path, docker_image: str = DEFAULT_DOCKER_IMA
         folder / f"{INTEGRATION_ID}_description.md": description,
         folder / "README.md": readme_markdown(),
         Path(outdir) / f"integration-{INTEGRATION_ID}.yml": dump_yaml(unified),
-        Path(outdir) / "Dockerfile": dockerfile(wheel.name if wheel else None),
+        Path(outdir) / "Dockerfile": dockerfile(wheel.name if wheel else None, docker_image),
     }
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")

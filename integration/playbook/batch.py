@@ -20,8 +20,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -29,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from integration.errors import ConfigError, InvalidInput, RunInProgress
+from integration.errors import ConfigError, InvalidInput
 from integration.playbook.lookups import StoreMemo
 from integration.playbook.outcome import (
     Enriched,
@@ -40,6 +38,7 @@ from integration.playbook.outcome import (
     enrich_item,
     in_order,
 )
+from integration.state.lease import Lease
 
 if TYPE_CHECKING:
     from integration.playbook.engine import PlaybookRunner
@@ -48,8 +47,6 @@ if TYPE_CHECKING:
 STATE_TTL_S = 30 * 86400  # a batch's progress and memo are kept for a month
 OUT_CLAIMS = "batch-out"  # output directory -> the source whose outputs it holds
 FAILED_DIR, QUARANTINE_DIR = "failed", "quarantine"  # inside the output directory
-LEASE_TTL_S = 30.0
-_HOLDER_KEY = "holder"
 
 
 @dataclass(frozen=True)
@@ -146,9 +143,7 @@ class Batch:
                           **identity}, sort_keys=True)
         self.id = hashlib.sha256(key.encode()).hexdigest()[:24]
         self.namespace = f"batch:{self.id}"
-        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
-        self._heartbeat: threading.Thread | None = None
+        self._lease = Lease(store, self.namespace, f"{out_dir}: another run of this batch")
         self.memo: StoreMemo | None = None
 
     @property
@@ -156,21 +151,16 @@ class Batch:
         return str(self.source.resolve()) if isinstance(self.source, Path) else self.source
 
     def __enter__(self) -> Batch:
-        self._acquire()
+        self._lease.__enter__()
         try:
             self.memo = StoreMemo(self.store, f"batch-memo:{self.id}", STATE_TTL_S)
         except BaseException:
-            self.store.release_lease(self.namespace, self._owner)
+            self._lease.release()
             raise
-        self._heartbeat = threading.Thread(target=self._renew, name="batch-lease", daemon=True)
-        self._heartbeat.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join()
-        self.store.release_lease(self.namespace, self._owner)
+        self._lease.release()
 
     def run(self, runner: PlaybookRunner, *, progress: IO[str] | None = None,
             report: Callable[[str], None] = lambda message: None,
@@ -323,26 +313,6 @@ class Batch:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
 
-    # -- the lease -----------------------------------------------------------------------
-
-    def _acquire(self) -> None:
-        deadline = time.monotonic() + LEASE_TTL_S + 1
-        while not self.store.try_lease(self.namespace, self._owner, LEASE_TTL_S):
-            holder = self.store.get(self.namespace, _HOLDER_KEY) or "unknown"
-            if _died_here(holder):  # killed: its lease would only block us until it expires
-                self.store.try_lease(self.namespace, holder, LEASE_TTL_S)
-                self.store.release_lease(self.namespace, holder)
-                continue
-            if _lives_here(holder) or time.monotonic() > deadline:
-                raise RunInProgress(f"{self.out_dir}: another run of this batch is in progress "
-                                  f"(process {holder}); try again when it has finished")
-            time.sleep(0.5)
-        self.store.put(self.namespace, _HOLDER_KEY, self._owner, ttl_s=STATE_TTL_S)
-
-    def _renew(self) -> None:
-        while not self._stop.wait(LEASE_TTL_S / 3):
-            self.store.try_lease(self.namespace, self._owner, LEASE_TTL_S)
-
 
 def _digest(item: BatchItem) -> str:
     """What the work of an item is: its own digest, its alert's, or (unreadable) its
@@ -412,32 +382,6 @@ def _json_bytes(document: Any) -> bytes:
     """Compact: a batch's files are read by programs (pretty output is for a terminal)."""
     return (json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n"
             ).encode("utf-8")
-
-
-def _split_holder(holder: str) -> tuple[str, int] | None:
-    host, _, rest = holder.partition(":")
-    pid, _, _ = rest.partition(":")
-    return (host, int(pid)) if pid.isdigit() else None
-
-
-def _lives_here(holder: str) -> bool:
-    parts = _split_holder(holder)
-    return parts is not None and parts[0] == socket.gethostname() and _alive(parts[1])
-
-
-def _died_here(holder: str) -> bool:
-    parts = _split_holder(holder)
-    return parts is not None and parts[0] == socket.gethostname() and not _alive(parts[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
 
 
 class _Progress:

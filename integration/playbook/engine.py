@@ -57,7 +57,8 @@ class PlaybookRunner:
         with `on_error: fail` fails; lookup failures otherwise live in the envelopes."""
         playbook = self.playbook
         resolved = playbook.resolve_inputs(self.inputs if inputs is None else inputs)
-        if playbook.trigger != "manual":
+        on_alert = playbook.reads_alert or alert is not None
+        if on_alert:
             if not isinstance(alert, dict):
                 kind = "nothing" if alert is None else type(alert).__name__
                 raise AlertError(f"{source}: an alert is a JSON object, not {kind}")
@@ -68,7 +69,8 @@ class PlaybookRunner:
                 raise AlertError(f"{source}: the alert already has a top-level "
                                  f"'{ENRICHMENT_KEY}' key (was it enriched before?)")
         context = StepContext(source=source, formats=self.formats,
-                              enrichment={"schema_version": ENRICHMENT_SCHEMA_VERSION})
+                              enrichment={"schema_version": ENRICHMENT_SCHEMA_VERSION},
+                              enricher=lambda: self.lookups.enricher)
         # No copy of the alert: expressions only read, builtins never write to what they are
         # given, and outputs are copied on write (put_output), so the caller's alert is safe.
         document: dict[str, Any] = {
@@ -78,7 +80,7 @@ class PlaybookRunner:
         envelopes: list[dict[str, Any]] = []
         for step in playbook.steps:
             self._run_step(step, document, context, envelopes)
-        if playbook.trigger == "manual":
+        if not on_alert:
             result = {"inputs": resolved, ENRICHMENT_KEY: context.enrichment}
         else:
             result = {**alert, ENRICHMENT_KEY: context.enrichment}

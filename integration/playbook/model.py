@@ -89,6 +89,16 @@ class Step:
     description: str = ""
 
 
+def _names_alert(template: Any) -> bool:
+    if isinstance(template, Expression):
+        return re.search(r"\balert\b", template.source) is not None
+    if isinstance(template, Mapping):
+        return any(_names_alert(value) for value in template.values())
+    if isinstance(template, (list, tuple)):
+        return any(_names_alert(value) for value in template)
+    return False
+
+
 @dataclass(frozen=True)
 class Playbook:
     name: str
@@ -100,6 +110,18 @@ class Playbook:
 
     def where(self, step: Step | None = None) -> str:
         return where(self.source, step.index, step.id) if step else self.source
+
+    @property
+    def reads_alert(self) -> bool:
+        """Whether a run needs an alert: an alert playbook always; a scheduled one when a step
+        extracts from it or an expression names it (a sweep over feeds reads none)."""
+        if self.trigger == "alert":
+            return True
+        if self.trigger == "manual":
+            return False
+        return any(step.builtin == "extract_indicators"
+                   or any(_names_alert(e) for e in (step.for_each, step.when, step.params))
+                   for step in self.steps)
 
     def resolve_inputs(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults filled in, types and enums checked. A bad value is the caller's input, not

@@ -24,6 +24,7 @@ class StepContext:
     source: str  # the alert's file (or "-"), for messages
     formats: AlertFormats
     enrichment: dict[str, Any] = field(default_factory=dict)
+    enricher: Callable[[], Any] | None = None  # the run's Enricher, built on first need
 
 
 @dataclass(frozen=True)
@@ -436,6 +437,27 @@ def _unique(items: Any) -> list[Any]:
     return out
 
 
+# --- sweep -----------------------------------------------------------------------------------
+
+
+def sweep(context: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    """An IOC sweep over threat-intel feeds (integration/sweep/run.py): its report."""
+    from integration.sweep.run import DEFAULT_LOOKBACK, Sweep
+
+    sources = params["sources"]
+    if isinstance(sources, str):
+        sources = [sources]
+    if not isinstance(sources, list) or not sources or \
+            not all(isinstance(s, str) and s for s in sources):
+        raise InvalidInput("param 'sources' must be a non-empty list of feed sources")
+    lookback = params.get("lookback") or DEFAULT_LOOKBACK
+    if not isinstance(lookback, str):
+        raise InvalidInput("param 'lookback' must be an ISO 8601 duration such as P30D")
+    if context.enricher is None:
+        raise InvalidInput("a sweep step needs the plugin's configuration")
+    return Sweep(context.enricher(), sources, lookback=lookback).run()
+
+
 BUILTINS: dict[str, Builtin] = {
     "extract_indicators": Builtin(extract_indicators, frozenset({"alert"}),
                                   frozenset({"format", "trusted_publishers", "lookup_trusted"})),
@@ -443,6 +465,7 @@ BUILTINS: dict[str, Builtin] = {
     "merge_machines": Builtin(merge_machines, frozenset({"envelopes"}),
                               frozenset({"indicators", "skipped", "format", "warnings"})),
     "set_field": Builtin(set_field, frozenset({"path", "value"})),
+    "sweep": Builtin(sweep, frozenset({"sources"}), frozenset({"lookback"})),
     "render_note": Builtin(render_note, frozenset({"envelopes"}),
                            frozenset({"title", "summary", "indicators", "warnings"})),
 }

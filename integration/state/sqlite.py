@@ -14,6 +14,9 @@ from integration.errors import ConfigError, PluginError, UpstreamError
 from integration.state import Limits
 
 SWEEP_INTERVAL_S = 60.0
+# A call stamped later than now by more than this is from a clock that has since stepped
+# back: restamped, not waited for.
+CLOCK_SLACK_S = 1.0
 # How long a write waits for another process's lock before the lookup fails (retryable).
 BUSY_TIMEOUT_S = 10.0
 SCHEMA = """
@@ -84,6 +87,26 @@ class SQLiteStore:
         return [row[0] for row in rows]
 
     def take_slot(self, bucket: str, limits: Limits) -> float:
+        try:
+            return self._take_slot(bucket, limits)
+        except TypeError:  # a time stored as text: compared with a number, it cannot be
+            self._repair_rate_rows(bucket)
+            return self._take_slot(bucket, limits)
+
+    def _repair_rate_rows(self, bucket: str) -> None:
+        """Rows no process of ours writes: a call or pause time that is not a number is
+        deleted, a call stamped in the future (a clock stepped back) is restamped now, so it
+        still counts for one window but cannot hold the budget for the whole skew."""
+        now = time.time()
+        with self._guarded(), self._transaction():
+            self._db.execute("DELETE FROM rate_calls WHERE bucket=? AND "
+                             "typeof(at) NOT IN ('real', 'integer')", (bucket,))
+            self._db.execute("DELETE FROM rate_pauses WHERE bucket=? AND "
+                             "typeof(until) NOT IN ('real', 'integer')", (bucket,))
+            self._db.execute("UPDATE rate_calls SET at=? WHERE bucket=? AND at>?",
+                             (now, bucket, now))
+
+    def _take_slot(self, bucket: str, limits: Limits) -> float:
         # Each call of a bucket gets the next sequence number, and times never go back, so
         # the calls inside a window are a run of numbers: counting them is two index seeks,
         # not a scan of up to an hour's calls. The warm path pays this on every request, so
@@ -93,7 +116,10 @@ class SQLiteStore:
         with self._guarded(), self._transaction():
             last_seq, last_at, paused_until = db.execute(_LAST_CALL_AND_PAUSE,
                                                          (bucket,)).fetchone()
-            now = max(time.time(), last_at or 0.0)
+            now = time.time()
+            if last_at is not None and last_at > now + CLOCK_SLACK_S:
+                raise TypeError("a call stamped in the future")  # repaired by take_slot
+            now = max(now, last_at or 0.0)
             if now - self._rate_swept_at.get(bucket, 0.0) > SWEEP_INTERVAL_S:
                 # Housekeeping only, at most once a minute per bucket and process: the counts
                 # below never look at calls outside a window.
@@ -127,14 +153,17 @@ class SQLiteStore:
         with self._guarded():
             row = self._db.execute("SELECT until FROM rate_pauses WHERE bucket=?",
                                    (bucket,)).fetchone()
-        return max(0.0, row[0] - time.time()) if row else 0.0
+        if not row or not isinstance(row[0], int | float):
+            return 0.0  # none, or not a time (take_slot deletes such a row)
+        return max(0.0, row[0] - time.time())
 
     def try_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         with self._guarded(), self._transaction():
             now = time.time()
             row = self._db.execute("SELECT owner, expires FROM leases WHERE name=?",
                                    (name,)).fetchone()
-            if row and row[0] != owner and row[1] > now:
+            # A lease whose expiry is not a number was not written by us: free to take.
+            if row and row[0] != owner and isinstance(row[1], int | float) and row[1] > now:
                 return False
             self._db.execute("INSERT OR REPLACE INTO leases VALUES (?,?,?)",
                              (name, owner, now + ttl_s))

@@ -18,6 +18,7 @@ from soar_sdk.exceptions import ActionFailure
 from soar_sdk.logging import getLogger
 from soar_sdk.params import Params
 
+from integration.errors import PluginError
 from integration.manifest import manifest
 from integration.platforms import nest_config
 
@@ -25,14 +26,20 @@ logger = getLogger()
 
 
 def plugin_config(asset: BaseAsset) -> dict[str, Any]:
-    """The plugin configuration from the asset (its secrets already decrypted by the SDK)."""
-    return nest_config(asset.model_dump())
+    """The plugin configuration from the asset (its secrets already decrypted by the SDK);
+    a bad advanced_settings field is a failed result saying why."""
+    try:
+        return nest_config(asset.model_dump())
+    except PluginError as error:
+        raise ActionFailure(error_text(error.to_dict())) from None
 
 
 def run_lookup(action_id: str, params: Params, soar: SOARClient, asset: BaseAsset,
                machine_type: type[ActionOutput], summary_type: type[ActionOutput],
                conversions: Mapping[str, str]) -> list[ActionOutput]:
-    envelope = manifest().run(action_id, params.model_dump(), plugin_config(asset))
+    # A parameter left empty (None) is not given: the asset's setting or the plugin's applies.
+    given = {key: value for key, value in params.model_dump().items() if value is not None}
+    envelope = manifest().run(action_id, given, plugin_config(asset))
     if envelope["status"] == "error":
         raise ActionFailure(error_text(envelope["error"]))
     indicator = envelope.get("indicator", {})

@@ -1,0 +1,329 @@
+"""`mde-enrich sweep`: a threat-intel feed's indicators against the emulator's tenant, through
+advanced hunting first and the machines API for the hits only; what changed since the last
+sweep; the output formats and exit statuses."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
+
+from integration.cli import main as cli_main
+from integration.emulator import Emulator, seed
+
+TOUCHED = 10
+CLEAN = 1990
+
+
+def sweep(capsys: pytest.CaptureFixture, config_file: Path, *argv: str) -> tuple[int, Any]:
+    status = cli_main(["sweep", *argv, "--config", str(config_file)])
+    out = capsys.readouterr().out
+    try:
+        return status, json.loads(out)
+    except ValueError:
+        return status, out
+
+
+def bundle(path: Path, patterns: list[str], **extra: Any) -> Path:
+    objects = [{"type": "indicator", "spec_version": "2.1",
+                "id": f"indicator--{n:08x}-0000-4000-8000-000000000000",
+                "created": "2025-01-01T00:00:00.000Z", "modified": "2025-01-01T00:00:00.000Z",
+                "pattern": pattern, "pattern_type": "stix", "valid_from": "2025-01-01T00:00:00Z",
+                **extra} for n, pattern in enumerate(patterns)]
+    path.write_text(json.dumps({"type": "bundle", "id": "bundle--00000000-0000-4000-8000-"
+                                "000000000000", "objects": objects}), encoding="utf-8")
+    return path
+
+
+def touched_domains(emulator: Emulator) -> list[str]:
+    domains = emulator.admin.dataset_summary()["domains"]
+    return sorted(name for name, count in domains.items() if 0 < count < 100)[:TOUCHED]
+
+
+def calls(emulator: Emulator) -> tuple[int, int]:
+    log = emulator.admin.requests_log()
+    return (sum(e["path"].startswith("/api/") for e in log),
+            sum(e["path"].endswith("/runHuntingQuery") for e in log))
+
+
+@pytest.fixture
+def big_bundle(emulator: Emulator, tmp_path: Path) -> tuple[Path, list[str]]:
+    touched = touched_domains(emulator)
+    domains = touched + [f"never-seen-{n}.example" for n in range(CLEAN)]
+    return bundle(tmp_path / "feed.json", [f"[domain-name:value = '{d}']" for d in domains]), \
+        touched
+
+
+def test_2000_domains_name_the_10_touched_with_their_machines_at_under_005_calls_each(
+        capsys, emulator: Emulator, config_file: Path, big_bundle) -> None:
+    path, touched = big_bundle
+    emulator.admin.clear_log()
+    status, report = sweep(capsys, config_file, str(path), "--format", "json")
+    api_calls, hunting_calls = calls(emulator)
+    assert status == 0
+    assert report["iocs"] == TOUCHED + CLEAN
+    assert sorted(hit["indicator"]["value"] for hit in report["hits"]) == touched
+    assert (api_calls + hunting_calls) / report["iocs"] <= 0.05
+    assert report["summary"]["api_calls"] == api_calls == TOUCHED
+    assert report["summary"]["hunting_calls"] == hunting_calls
+    for hit in report["hits"]:  # the machines API's machines, each new on a first sweep
+        listed = emulator.admin.dataset_summary()["domains"][hit["indicator"]["value"]]
+        from_api = [m for m in hit["machines"] if m["mde"].get("contact", {}).get("source")
+                    != "hunting_only"]
+        assert len(from_api) == listed
+        assert set(hit["new_machines"]) <= {m["uid"] for m in hit["machines"]}
+        assert hit["new_machines"]
+
+
+def test_a_second_sweep_right_after_reports_no_new_machine(capsys, emulator: Emulator,
+                                                           config_file: Path, big_bundle):
+    path, _ = big_bundle
+    sweep(capsys, config_file, str(path), "--format", "json")
+    status, report = sweep(capsys, config_file, str(path), "--format", "json", "--fail-on-new")
+    assert status == 0
+    assert len(report["hits"]) == TOUCHED
+    assert report["summary"]["new_machines"] == 0 and report["gone"] == []
+
+
+def test_fail_on_new_exits_1_when_a_sweep_finds_new_machines(capsys, emulator: Emulator,
+                                                             config_file: Path, tmp_path: Path):
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']"])
+    status, report = sweep(capsys, config_file, str(path), "--format", "json", "--fail-on-new")
+    assert status == 1 and report["summary"]["new_machines"] > 0
+
+
+def _without_device(dataset: dict[str, Any], device_id: str) -> dict[str, Any]:
+    changed = copy.deepcopy(dataset)
+    for table, rows in changed["hunting"]["tables"].items():
+        changed["hunting"]["tables"][table] = [r for r in rows if r["DeviceId"] != device_id]
+    return changed
+
+
+def test_a_machine_that_first_touches_a_domain_is_new_and_one_no_longer_seen_is_gone(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'phish.example']"])
+    dataset = seed.build_dataset()
+    device = dataset["domains"][seed.PHISH_DOMAIN][0]
+    emulator.admin.load_dataset(_without_device(dataset, device))
+    first = sweep(capsys, config_file, str(path), "--format", "json")[1]
+    assert device not in first["hits"][0]["new_machines"]
+    emulator.admin.load_dataset(dataset)
+    second = sweep(capsys, config_file, str(path), "--format", "json")[1]
+    assert second["hits"][0]["new_machines"] == [device]
+    emulator.admin.load_dataset(_without_device(dataset, device))
+    third = sweep(capsys, config_file, str(path), "--format", "json")[1]
+    assert third["gone"] == [{"indicator": third["gone"][0]["indicator"], "machines": [device]}]
+    assert third["hits"][0]["new_machines"] == []
+
+
+def test_a_device_seen_only_in_dns_answers_is_a_hit(capsys, emulator: Emulator,
+                                                    config_file: Path, tmp_path: Path):
+    dataset = seed.build_dataset()
+    tables = dataset["hunting"]["tables"]
+    device = "d" * 40
+    tables["DeviceNetworkEvents"] = [r for r in tables["DeviceNetworkEvents"]
+                                     if "vpn" not in str(r["RemoteUrl"])]
+    tables["DeviceEvents"] = [{
+        "Timestamp": dataset["hunting"]["reference_now"].replace("Z", ".0000000Z"),
+        "DeviceId": device, "DeviceName": "dns-only.corp.contoso.com",
+        "ActionType": "DnsQueryResponse", "RemoteUrl": None,
+        "AdditionalFields": json.dumps({"DnsQueryString": "login.dns-only.example"})}]
+    emulator.admin.load_dataset(dataset)
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'dns-only.example']"])
+    report = sweep(capsys, config_file, str(path), "--format", "json")[1]
+    assert [m["uid"] for m in report["hits"][0]["machines"]] == [device]
+    assert report["hits"][0]["machines"][0]["mde"]["contact"]["source"] == "hunting_only"
+
+
+def test_an_md5_is_swept_through_hunting_and_looked_up_by_its_sha1(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    known = seed.KNOWN_FILE
+    path = bundle(tmp_path / "f.json", [f"[file:hashes.MD5 = '{known['md5']}']"])
+    emulator.admin.clear_log()
+    report = sweep(capsys, config_file, str(path), "--format", "json")[1]
+    (hit,) = report["hits"]
+    assert hit["indicator"]["type"] == "md5" and hit["indicator"]["sha1"] == known["sha1"]
+    paths = [e["path"] for e in emulator.admin.api_calls()]
+    assert paths == [f"/api/files/{known['sha1']}/machines"]  # no /api/files/{md5}
+
+
+def test_an_indicator_named_twice_or_in_two_feeds_costs_once(capsys, emulator: Emulator,
+                                                             config_file: Path, tmp_path: Path):
+    one = bundle(tmp_path / "one.json", ["[domain-name:value = 'evil.example']"] * 2)
+    two = tmp_path / "two.txt"
+    two.write_text("# vendor list\nhxxps://Evil[.]example/landing\n", encoding="utf-8")
+    emulator.admin.clear_log()
+    report = sweep(capsys, config_file, str(one), str(two), "--format", "json")[1]
+    assert report["iocs"] == 1 and calls(emulator) == (1, 1)
+    assert {s["feed"] for s in report["hits"][0]["indicator"]["sources"]} == {
+        str(one.resolve()), str(two.resolve())}
+
+
+def test_revoked_expired_and_unanswerable_indicators_are_skipped_with_their_reason(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / "f.json"
+    base = {"type": "indicator", "spec_version": "2.1", "created": "2025-01-01T00:00:00Z",
+            "modified": "2025-01-01T00:00:00Z", "pattern_type": "stix",
+            "valid_from": "2025-01-01T00:00:00Z"}
+    objects = [
+        {**base, "id": "indicator--1", "pattern": "[domain-name:value = 'a.example']",
+         "revoked": True},
+        {**base, "id": "indicator--2", "pattern": "[domain-name:value = 'b.example']",
+         "valid_until": "2025-02-01T00:00:00Z"},
+        {**base, "id": "indicator--3", "pattern": "[ipv4-addr:value = '10.0.0.1']"},
+        {**base, "id": "indicator--4", "pattern": "title: x", "pattern_type": "sigma"},
+        {**base, "id": "indicator--5", "pattern": "[domain-name:value = 'evil.example']"},
+    ]
+    path.write_text(json.dumps({"type": "bundle", "id": "bundle--1", "objects": objects}))
+    report = sweep(capsys, config_file, str(path), "--format", "json")[1]
+    assert report["iocs"] == 1
+    assert [(s["ref"], s["reason"]) for s in report["skipped"]] == [
+        ("indicator--1", "revoked"), ("indicator--2", "expired"),
+        ("indicator--3", "unsupported_object"), ("indicator--4", "unsupported_pattern_type")]
+
+
+def test_without_the_hunting_permission_every_indicator_is_looked_up_with_a_warning(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    emulator.admin.add_fault(r"/runHuntingQuery$", {"status": 403}, repeat_last=True)
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']",
+                                        "[domain-name:value = 'never-seen.example']"])
+    emulator.admin.clear_log()
+    status, report = sweep(capsys, config_file, str(path), "--format", "json")
+    assert status == 0
+    assert calls(emulator)[0] == 2
+    assert [h["indicator"]["value"] for h in report["hits"]] == ["evil.example"]
+    assert report["summary"]["hunting"] is False
+    assert "advanced hunting unavailable" in report["warnings"][0]
+
+
+def test_a_source_that_cannot_be_read_exits_2_and_sends_nothing(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    good = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']"])
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json", encoding="utf-8")
+    emulator.admin.clear_log()
+    status = cli_main(["sweep", str(good), str(bad), "--config", str(config_file)])
+    assert status == 2 and "broken.json: not valid JSON" in capsys.readouterr().err
+    assert calls(emulator) == (0, 0)
+
+
+def test_a_bad_lookback_is_refused(capsys, config_file: Path, tmp_path: Path) -> None:
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']"])
+    status = cli_main(["sweep", str(path), "--lookback", "30 days", "--config",
+                       str(config_file)])
+    assert status == 2 and "ISO 8601 duration" in capsys.readouterr().err
+
+
+def test_ocsf_output_is_one_valid_detection_finding_per_new_hit(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']",
+                                        "[domain-name:value = 'never-seen.example']"])
+    status, findings = sweep(capsys, config_file, str(path), "--format", "ocsf")
+    assert status == 0 and len(findings) == 1
+    schema = OcsfJsonSchemaEmbedded(get_ocsf_schema("1.8.0")).get_class_schema(
+        "detection_finding", findings[0]["metadata"]["profiles"])
+    errors = [e.message for e in Draft202012Validator(schema).iter_errors(findings[0])]
+    assert errors == []
+    again = sweep(capsys, config_file, str(path), "--format", "ocsf")[1]
+    assert again == []  # nothing new: nothing to report
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_people_formats_name_the_hits_and_mark_the_new_machines(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path, fmt: str) -> None:
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']"])
+    status, text = sweep(capsys, config_file, str(path), "--format", fmt)
+    assert status == 0
+    assert "evil[.]example" in text and "(new)" in text and "1 touched" in text
+
+
+def test_a_sweep_killed_mid_run_resumes_without_asking_anything_twice(
+        emulator: Emulator, config: dict[str, Any], tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from collections import Counter
+
+    import yaml
+
+    touched = touched_domains(emulator)
+    domains = [*touched, *(f"never-seen-{n}.example" for n in range(440))]  # 3 hunting chunks
+    path = bundle(tmp_path / "feed.json", [f"[domain-name:value = '{d}']" for d in domains])
+    config_path = tmp_path / "sweep-config.yaml"
+    config_path.write_text(yaml.safe_dump({**config, "rate_limit": {"per_minute": 10000,
+                                                                    "per_hour": 100000}}))
+    # The first chunk is answered; the second is held, then dropped: the kill lands there.
+    emulator.admin.add_fault(r"/runHuntingQuery$", "pass", {"delay_s": 3.0, "drop": True})
+    emulator.admin.clear_log()
+    command = [sys.executable, "-m", "integration.cli", "sweep", str(path), "--format", "json",
+               "--config", str(config_path)]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    first = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+
+    def hunted() -> list[dict[str, Any]]:
+        return [e for e in emulator.admin.requests_log() if e["path"].endswith("runHuntingQuery")]
+
+    deadline = time.monotonic() + 20
+    while not any(e["status"] == 200 for e in hunted()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the first chunk's answer is kept; the second is held for 3 s
+    first.send_signal(signal.SIGKILL)
+    _, stderr = first.communicate()
+    assert first.returncode == -signal.SIGKILL, f"the sweep ended on its own: {stderr!r}"
+
+    second = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert sorted(h["indicator"]["value"] for h in report["hits"]) == touched
+    assert report["summary"]["resumed"] is True
+    assert all(h["new_machines"] for h in report["hits"])  # the killed run committed nothing
+    time.sleep(3.0)  # the held request reaches the log once its delay is over
+    answered_hunting = [e for e in hunted() if e["status"] == 200]
+    assert len(answered_hunting) == 3  # three chunks, each answered once across both runs
+    api = Counter(e["path"] for e in emulator.admin.api_calls() if e["status"] is not None)
+    assert [p for p, count in api.items() if count > 1] == [] and len(api) == TOUCHED
+
+
+PLAYBOOK = Path(__file__).resolve().parent.parent / "playbooks" / "ioc-sweep.yaml"
+
+
+def test_the_ioc_sweep_playbook_is_a_valid_scheduled_playbook(capsys) -> None:
+    import yaml
+
+    from integration import schemas
+
+    assert schemas.errors("playbook.schema.json", yaml.safe_load(PLAYBOOK.read_text())) == []
+    status = cli_main(["playbook", "validate", str(PLAYBOOK), "--format", "json"])
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert status == 0 and entry["valid"] and entry["trigger"] == "schedule"
+
+
+def test_the_ioc_sweep_playbook_sweeps_its_sources_and_recommends_high_for_new_machines(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']"])
+    argv = ["playbook", "run", "ioc-sweep", "--input", f"sources={json.dumps([str(path)])}",
+            "--config", str(config_file), "--format", "json"]
+    status = cli_main(argv)
+    first = json.loads(capsys.readouterr().out)["enrichment"]
+    assert status == 0
+    assert first["sweep"]["hits"][0]["indicator"]["value"] == "evil.example"
+    assert first["recommended_severity"]["severity"] == "High"
+    cli_main(argv)
+    second = json.loads(capsys.readouterr().out)["enrichment"]
+    assert second["sweep"]["summary"]["new_machines"] == 0
+    assert "recommended_severity" not in second
+
+
+def test_a_scheduled_alert_playbook_still_asks_for_alerts(capsys, config_file: Path) -> None:
+    status = cli_main(["playbook", "run", "scheduled-enrichment", "--config", str(config_file)])
+    assert status == 2 and "--alerts" in capsys.readouterr().err
