@@ -13,7 +13,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from integration.lookup.service import Enricher
 
@@ -23,9 +23,10 @@ if TYPE_CHECKING:
     from integration.config import Settings
     from integration.defender.alerts import SecurityClient
     from integration.defender.auth import TokenProvider
-    from integration.defender.budget import RateBudget
+    from integration.defender.budget import Budgets, RateBudget
     from integration.defender.client import DefenderClient
     from integration.defender.hunting import HuntingClient
+    from integration.defender.pipeline import Api, TokenSource
     from integration.defender.retry import RetryPolicy
     from integration.defender.transport import Transport
     from integration.state import StateStore
@@ -84,6 +85,7 @@ class Parts:
         self._client: DefenderClient | None = None
         self._tokens: TokenProvider | None = None
         self._wiring: tuple[Transport, RetryPolicy] | None = None
+        self._budgets: dict[str, Budgets] = {}
         self._hunting: HuntingClient | None = None
         self._graph_tokens: TokenProvider | None = None
         self._security: SecurityClient | None = None
@@ -124,14 +126,38 @@ class Parts:
                                      backoff_base_s=settings.backoff_base_s,
                                      backoff_cap_s=settings.backoff_cap_s,
                                      max_retry_after_s=settings.max_retry_after_s)
-                budgets = Budgets(lambda name: _budget(settings, store, name),
-                                  shared=settings.rate_buckets == "shared")
+                self._budgets = {
+                    "Defender": Budgets(lambda name: _budget(settings, store, name),
+                                        shared=settings.rate_buckets == "shared"),
+                    # Graph's limits are not Defender's: its own buckets, whatever
+                    # `rate_limit.buckets` says.
+                    "Graph": Budgets(lambda name: _budget(settings, store, name),
+                                     shared=False)}
                 self._tokens = TokenProvider(settings, transport, store, policy)
-                self._wiring = (transport, policy)  # shared with the hunting client
-                self._client = DefenderClient(settings.endpoints.api_base, transport=transport,
-                                              tokens=self._tokens, budgets=budgets,
-                                              policy=policy)
+                self._wiring = (transport, policy)  # shared by every client
+                self._client = DefenderClient(self._api("Defender", self._tokens))
             return self._client
+
+    def defender_api(self, tokens: TokenSource | None = None) -> Api:
+        """The Defender API as the request pipeline sends to it: as the application, or as
+        the principal whose `tokens` are given (a signed-in user)."""
+        return self._api("Defender", tokens or self.tokens)
+
+    def graph_api(self, tokens: TokenSource | None = None) -> Api:
+        """Microsoft Graph as the request pipeline sends to it, for any Graph client: as the
+        application (Graph's scope), or as the principal whose `tokens` are given."""
+        return self._api("Graph", tokens or self.graph_tokens)
+
+    def _api(self, service: Literal["Defender", "Graph"], tokens: TokenSource) -> Api:
+        from integration.defender.pipeline import Api
+
+        if self._wiring is None:
+            self._build_client()
+        assert self._wiring is not None
+        transport, policy = self._wiring
+        base = self.settings.endpoints.api_base if service == "Defender" \
+            else self.settings.endpoints.graph_base
+        return Api(service, base, transport, policy, tokens, self._budgets[service].for_call)
 
     @property
     def graph_tokens(self) -> TokenProvider:
@@ -150,20 +176,13 @@ class Parts:
 
     @property
     def hunting(self) -> HuntingClient:
-        """Advanced hunting through Graph (the contact timeline): built on first use, with
-        its own token (Graph's scope) and its own budget bucket, whatever `rate_limit.buckets`
-        says: Graph's limits are not Defender's."""
-        tokens = self.graph_tokens
+        """Advanced hunting through Graph (the contact timeline), built on first use."""
+        api = self.graph_api()
         with self._lock:
             if self._hunting is None:
                 from integration.defender.hunting import HuntingClient
 
-                assert self._wiring is not None and self._store is not None
-                transport, policy = self._wiring
-                settings, store = self.settings, self._store
-                self._hunting = HuntingClient(settings.endpoints.graph_base, transport=transport,
-                                              tokens=tokens, policy=policy,
-                                              budget=_budget(settings, store, "hunting"))
+                self._hunting = HuntingClient(api)
             return self._hunting
 
     @property

@@ -6,7 +6,14 @@ into exit statuses. Messages are for people and must never hold a secret.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import sys
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Self
+    else:
+        from typing_extensions import Self
 
 EXIT_OK = 0
 EXIT_INPUT = 2
@@ -19,27 +26,41 @@ EXIT_BUSY = 75
 
 class PluginError(Exception):
     """Base of every expected failure. Like requests' exceptions, an error carries its data
-    from construction on; `replace` makes a changed copy instead of mutating a raised one."""
+    from construction on; `replace` makes a changed copy instead of mutating a raised one.
 
-    code: ClassVar[str] = "upstream_error"
-    exit_status: ClassVar[int] = EXIT_UPSTREAM
+    `status`, `service` and `path` say where an answer went wrong (HTTP status, "Defender" or
+    "Graph", the request path without its query); the exception that caused it stays its
+    `__cause__`. None of them ever holds a secret or a token."""
+
+    # Per class; an instance may carry another (StepFailed takes its cause's).
+    code: str = "upstream_error"
+    exit_status: int = EXIT_UPSTREAM
     default_retryable: ClassVar[bool] = False
 
     def __init__(self, message: str, *, retryable: bool | None = None, status: int | None = None,
-                 api_calls: int = 0) -> None:
+                 api_calls: int = 0, service: str | None = None,
+                 path: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = self.default_retryable if retryable is None else retryable
         self.status = status  # the HTTP status that caused it, when there was one
         self.api_calls = api_calls  # API calls made before it happened
+        self.service = service
+        self.path = path
 
     def replace(self, *, message: str | None = None, retryable: bool | None = None,
-                api_calls: int | None = None) -> PluginError:
-        """A copy of this error (same class) with some of its data changed."""
-        return type(self)(self.message if message is None else message,
-                          retryable=self.retryable if retryable is None else retryable,
-                          status=self.status,
-                          api_calls=self.api_calls if api_calls is None else api_calls)
+                api_calls: int | None = None, service: str | None = None,
+                path: str | None = None) -> Self:
+        """A copy of this error (same class, same cause) with some of its data changed."""
+        copy = type(self).__new__(type(self), self.message if message is None else message)
+        copy.__dict__.update(self.__dict__)
+        copy.__cause__ = self.__cause__
+        copy.__traceback__ = None
+        for name, value in (("message", message), ("retryable", retryable),
+                            ("api_calls", api_calls), ("service", service), ("path", path)):
+            if value is not None:
+                setattr(copy, name, value)
+        return copy
 
     def to_dict(self) -> dict[str, Any]:
         error: dict[str, Any] = {
@@ -117,11 +138,20 @@ def service_message(body: Any, service: str) -> str:
     return ": ".join(str(part) for part in parts if part) or "no details"
 
 
-EXIT_STATUS_BY_CODE: dict[str, int] = {
-    cls.code: cls.exit_status
+ERROR_BY_CODE: dict[str, type[PluginError]] = {
+    cls.code: cls
     for cls in (InvalidInput, ConfigError, AuthFailed, PermissionDenied, RateLimited,
                 UpstreamError, Timeout, NetworkError)
 }
+EXIT_STATUS_BY_CODE: dict[str, int] = {code: cls.exit_status for code, cls in ERROR_BY_CODE.items()}
+
+
+def error_from_record(record: Any) -> PluginError:
+    """The error an envelope's error object describes (its class, so its exit status)."""
+    error_class = ERROR_BY_CODE.get(record.get("code", ""), UpstreamError)
+    status = record.get("http_status")
+    return error_class(str(record.get("message", "")), retryable=bool(record.get("retryable")),
+                       status=status if isinstance(status, int) else None)
 
 
 def exit_status_for(envelopes: list[dict[str, Any]]) -> int:

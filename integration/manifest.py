@@ -34,7 +34,7 @@ class Action:
             return getattr(importlib.import_module(module_name), function_name)
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"plugin.yaml: action {self.id!r}: entry point "
-                              f"{self.entry_point!r} cannot be loaded ({exc})") from None
+                              f"{self.entry_point!r} cannot be loaded ({exc})") from exc
 
 
 @dataclass(frozen=True)

@@ -201,8 +201,10 @@ def test_each_library_is_used_in_one_place(library: str, home: set[str]) -> None
     ("class RetryPolicy", "integration/defender/retry.py"),
     ("def enricher_for", "integration/compose.py"),
     ("def take_slot", None),
+    ('"Bearer ', "integration/defender/pipeline.py"),
+    ("== 403", "integration/defender/pipeline.py"),
 ], ids=["URL building", "Retry-After parsing", "single-flight", "retry policy",
-        "composition root", "budget"])
+        "composition root", "budget", "authorized request", "status to error"])
 def test_each_concern_lives_in_one_module(needle: str, home: str | None) -> None:
     holders = sorted(str(path.relative_to(PACKAGE.parent)) for path in PACKAGE.rglob("*.py")
                      if needle in path.read_text(encoding="utf-8")

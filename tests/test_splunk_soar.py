@@ -30,6 +30,7 @@ VENV = ROOT / ".venv-soar"
 STAMP = VENV / ".mde-enrich-stamp"
 SDK = "splunk-soar-sdk>=7,<8"
 MARKER = "@@RESULTS@@"
+CALLS_MARKER = "@@CALLS@@"
 
 # Runs in .venv-soar: builds the platform's input JSON (sensitive asset fields encrypted with
 # the asset id as salt, as SOAR stores them) and prints the action results.
@@ -49,6 +50,14 @@ config = {"app_version": "0.1.0", "directory": app_dir, "main_module": "src/app.
 for key, value in request["asset"].items():
     config[key] = platform_encryption_backend.encrypt(value, asset_id) if key in secret else value
 identifier = request["identifier"]
+# Record each entry point call the app makes: (action, the parameters it passed).
+import integration.actions as actions
+calls = []
+for name in ("get_machines_for_domain", "get_machines_for_file_hash", "test_connectivity"):
+    def recording(params, config=None, _name=name, _real=getattr(actions, name)):
+        calls.append([_name, dict(params)])
+        return _real(params, config)
+    setattr(actions, name, recording)
 module.app.handle(json.dumps({
     "action": identifier, "identifier": identifier, "asset_id": asset_id,
     "container_id": 7, "action_run_id": 1, "config": config,
@@ -57,6 +66,7 @@ results = [{"status": r.get_status(), "message": r.get_message(), "param": r.get
             "summary": r.get_summary(), "data": r.get_data()}
            for r in module.app.actions_manager.get_action_results()]
 print("@@RESULTS@@" + json.dumps(results, default=str))
+print("@@CALLS@@" + json.dumps(calls, default=str))
 '''
 
 
@@ -103,6 +113,12 @@ def soar_app(soar_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_action(app_dir: Path, identifier: str, parameters: list[dict[str, Any]],
                asset: dict[str, Any]) -> list[dict[str, Any]]:
     """One action run in a fresh process, as the platform does it; the action results."""
+    return run_action_and_calls(app_dir, identifier, parameters, asset)[0]
+
+
+def run_action_and_calls(app_dir: Path, identifier: str, parameters: list[dict[str, Any]],
+                         asset: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The action results and the entry point calls the app made: [[action, params], ...]."""
     request = {"identifier": identifier, "parameters": parameters, "asset": asset}
     done = subprocess.run(
         [str(VENV / "bin" / "python"), str(app_dir.parent / "driver.py"), str(app_dir)],
@@ -111,7 +127,9 @@ def run_action(app_dir: Path, identifier: str, parameters: list[dict[str, Any]],
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARKER)]
     assert lines, f"no results (exit {done.returncode}):\n{done.stdout[-2000:]}\n" \
                   f"{done.stderr[-3000:]}"
-    return json.loads(lines[-1].removeprefix(MARKER))
+    calls = [line for line in done.stdout.splitlines() if line.startswith(CALLS_MARKER)]
+    return (json.loads(lines[-1].removeprefix(MARKER)),
+            json.loads(calls[-1].removeprefix(CALLS_MARKER)))
 
 
 @pytest.fixture
@@ -170,6 +188,20 @@ def test_the_domain_action_takes_a_url_artifact(soar_app: Path, emulator: Emulat
     assert result["status"] is True, result["message"]
     assert result["summary"]["indicator_value"] == seed.EVIL_DOMAIN
     assert len(result["data"]) == 3
+
+
+def test_a_manual_run_is_interactive_and_a_playbook_says_batch(
+        soar_app: Path, emulator: Emulator, asset: dict[str, Any]) -> None:
+    # The run action dialog sends what the analyst filled in; the asset's contact setting
+    # applies to a run that does not say.
+    _, manual = run_action_and_calls(soar_app, "get_machines_for_domain",
+                                     [{"domain": seed.EVIL_DOMAIN}], asset)
+    _, playbook = run_action_and_calls(
+        soar_app, "get_machines_for_domain",
+        [{"domain": seed.EVIL_DOMAIN, "priority": "batch",
+          "context": {"artifact_id": 12}}], asset)
+    assert [params["priority"] for _, params in manual + playbook] == ["interactive", "batch"]
+    assert "contact" not in manual[0][1]
 
 
 def test_bad_advanced_settings_are_a_failed_result_saying_why(

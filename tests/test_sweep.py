@@ -327,3 +327,48 @@ def test_the_ioc_sweep_playbook_sweeps_its_sources_and_recommends_high_for_new_m
 def test_a_scheduled_alert_playbook_still_asks_for_alerts(capsys, config_file: Path) -> None:
     status = cli_main(["playbook", "run", "scheduled-enrichment", "--config", str(config_file)])
     assert status == 2 and "--alerts" in capsys.readouterr().err
+
+
+def test_a_failed_lookup_is_reported_exits_4_and_is_asked_again_next_sweep(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']",
+                                        "[domain-name:value = 'phish.example']"])
+    emulator.admin.add_fault(r"/api/domains/phish\.example/machines$", {"status": 500},
+                             repeat_last=True)
+    status, report = sweep(capsys, config_file, str(path), "--format", "json")
+    assert status == 4
+    assert [e["indicator"]["value"] for e in report["errors"]] == ["phish.example"]
+    assert [h["indicator"]["value"] for h in report["hits"]] == ["evil.example"]
+    emulator.admin.clear_faults()
+    status, again = sweep(capsys, config_file, str(path), "--format", "json")
+    assert status == 0
+    hits = {h["indicator"]["value"]: h for h in again["hits"]}
+    assert hits["phish.example"]["new_machines"] and not hits["evil.example"]["new_machines"]
+
+
+def test_a_hunting_outage_fails_the_sweep_and_the_next_run_finishes_it(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']",
+                                        f"[file:hashes.'SHA-1' = '{seed.KNOWN_FILE['sha1']}']"])
+    # The domains' query is answered, the files' query meets an outage.
+    emulator.admin.add_fault(r"/runHuntingQuery$", "pass", {"status": 503}, repeat_last=True)
+    status = cli_main(["sweep", str(path), "--config", str(config_file)])
+    assert status == 4 and "upstream_error" in capsys.readouterr().err
+    emulator.admin.clear_faults()
+    emulator.admin.clear_log()
+    status, report = sweep(capsys, config_file, str(path), "--format", "json")
+    assert status == 0 and len(report["hits"]) == 2 and report["summary"]["resumed"]
+    assert calls(emulator)[1] == 1  # only the files' query is asked again
+
+
+def test_the_sweep_state_lives_in_redis_like_any_other_state(
+        capsys, emulator: Emulator, config: dict[str, Any], redis_state_url: str,
+        tmp_path: Path) -> None:
+    import yaml
+
+    config_path = tmp_path / "redis.yaml"
+    config_path.write_text(yaml.safe_dump({**config, "state": redis_state_url}))
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']"])
+    first = sweep(capsys, config_path, str(path), "--format", "json")[1]
+    second = sweep(capsys, config_path, str(path), "--format", "json")[1]
+    assert first["summary"]["new_machines"] > 0 and second["summary"]["new_machines"] == 0

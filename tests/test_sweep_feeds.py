@@ -179,3 +179,48 @@ def test_a_csv_and_a_text_file_are_swept(capsys, emulator: Emulator, config_file
     assert status == 0 and report["iocs"] == 3
     assert {h["indicator"]["value"] for h in report["hits"]} == {
         seed.KNOWN_FILE["sha256"], "evil.example"}
+
+
+# --- STIX objects beside indicators ------------------------------------------------------
+
+
+def test_observables_and_observed_data_are_swept_like_indicators() -> None:
+    from integration.sweep.stix import read_objects
+
+    sha256 = seed.KNOWN_FILE["sha256"]
+    objects = [
+        {"type": "domain-name", "spec_version": "2.1", "id": "domain-name--1",
+         "value": "evil.example"},
+        {"type": "file", "spec_version": "2.1", "id": "file--1", "hashes": {"SHA-256": sha256}},
+        {"type": "observed-data", "id": "observed-data--1", "modified": "2025-01-01T00:00:00Z",
+         "objects": {"0": {"type": "url", "value": "https://phish.example/login"},
+                     "1": {"type": "ipv4-addr", "value": "203.0.113.9"}}},
+        {"type": "malware", "id": "malware--1", "name": "not an observable"},
+    ]
+    read = read_objects(objects, "f", now_ms=0)
+    assert [(i.indicator.value, i.ref) for i in read.indicators] == [
+        ("evil.example", "domain-name--1"), (sha256, "file--1"),
+        ("phish.example", "observed-data--1")]
+    assert [(s.ref, s.reason) for s in read.skipped] == [("observed-data--1",
+                                                          "unsupported_object")]
+
+
+def test_the_latest_version_of_an_object_wins() -> None:
+    from integration.sweep.stix import read_objects
+
+    old = indicator(1, "[domain-name:value = 'old.example']")
+    new = {**old, "pattern": "[domain-name:value = 'new.example']",
+           "modified": "2025-02-01T00:00:00.000Z"}
+    read = read_objects([new, old], "f", now_ms=0)
+    assert [i.indicator.value for i in read.indicators] == ["new.example"]
+
+
+def test_oasis_apt1_report_is_swept_with_its_certificates_and_ranges_skipped(
+        capsys, emulator: Emulator, config_file: Path) -> None:
+    path = Path(__file__).parent / "corpus" / "feeds" / "stix" / "apt1.json"
+    status, report = sweep(capsys, config_file, str(path))
+    assert status == 0 and report["hits"] == []
+    assert report["iocs"] > 0
+    reasons = {(s["what"].split(":")[0], s["reason"]) for s in report["skipped"]}
+    assert {("ipv4-addr", "unsupported_object"), ("x509-certificate",
+                                                  "unsupported_object")} <= reasons

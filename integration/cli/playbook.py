@@ -284,7 +284,7 @@ def _inputs(playbook: Any, args: argparse.Namespace) -> dict[str, Any]:
         try:
             given[name] = spec.coerce(text)
         except ValueError as exc:
-            raise InvalidInput(f"--input {name}: {exc}") from None
+            raise InvalidInput(f"--input {name}: {exc}") from exc
     return given
 
 

@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from integration.config import MANAGED_IDENTITY
@@ -24,7 +23,7 @@ from integration.errors import AuthFailed, ConfigError, PluginError, UpstreamErr
 
 if TYPE_CHECKING:
     from integration.config import Settings
-    from integration.defender.retry import Outcome, RetryPolicy
+    from integration.defender.retry import RetryPolicy
     from integration.defender.transport import Transport
     from integration.state import StateStore
 
@@ -165,28 +164,28 @@ class TokenProvider:
             )
         except msal.exceptions.MsalServiceError as exc:  # msal's form of a 5xx answer
             raise UpstreamError(f"the sign-in service failed: {first_line(exc)}",
-                                retryable=True) from None
-        except json.JSONDecodeError:
+                                retryable=True) from exc
+        except json.JSONDecodeError as exc:
             raise UpstreamError("the sign-in service answered with a body that is not JSON",
-                                retryable=True) from None
+                                retryable=True) from exc
         except ValueError as exc:
             # msal's answer to an authority it cannot use (unknown tenant, not a sign-in host).
             raise AuthFailed(f"the sign-in service rejected the authority "
-                             f"{settings.authority}: {first_line(exc)}") from None
+                             f"{settings.authority}: {first_line(exc)}") from exc
         try:
             return self._checked_answer(app.acquire_token_for_client(scopes=[self._scope]))
         except msal.exceptions.MsalServiceError as exc:
             raise UpstreamError(f"the sign-in service failed: {first_line(exc)}",
-                                retryable=True) from None
-        except json.JSONDecodeError:
+                                retryable=True) from exc
+        except json.JSONDecodeError as exc:
             raise UpstreamError("the sign-in service answered with a body that is not JSON",
-                                retryable=True) from None
-        except (ValueError, AttributeError, TypeError, KeyError):
+                                retryable=True) from exc
+        except (ValueError, AttributeError, TypeError, KeyError) as exc:
             # msal reads the token answer as an object of strings and numbers: an array, a
             # scalar or an expires_in of "soon" fails inside it.
             raise UpstreamError("the sign-in service answered with JSON that is not a token "
                                 "answer (an object with access_token and expires_in)",
-                                retryable=True) from None
+                                retryable=True) from exc
 
     def _checked_answer(self, result: dict[str, Any]) -> dict[str, Any]:
         """msal's result: a token, or the sign-in service's refusal as our error."""
@@ -195,7 +194,7 @@ class TokenProvider:
             description = first_line(result.get("error_description", ""))
             failure = AuthFailed(f"sign-in failed: {error}: {description}")
             if error in TRANSIENT_SIGN_IN_ERRORS:
-                raise UpstreamError(failure.message, retryable=True) from None
+                raise UpstreamError(failure.message, retryable=True)
             raise failure
         return result
 
@@ -213,11 +212,11 @@ class TokenProvider:
                                                 http_client=http, token_cache=cache)
             result = client.acquire_token_for_client(
                 resource=managed_identity.resource(self._scope))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
             raise UpstreamError(f"the managed identity endpoint answered {http.last_status} "
-                                "with a body that is not JSON", retryable=True) from None
+                                "with a body that is not JSON", retryable=True) from exc
         except (msal.ManagedIdentityError, OSError) as exc:
-            raise managed_identity.refusal(settings, exc) from None
+            raise managed_identity.refusal(settings, exc) from exc
         if "access_token" not in result:
             raise managed_identity.failure(settings, result, http.last_status)
         managed_identity.check_tenant(settings, token_claims(result["access_token"]))
@@ -258,7 +257,7 @@ def certificate_credential(path: str, password: str | None) -> dict[str, str]:
                           "cert.pfx -out cert.pem -nodes`)") from None
     except OSError as exc:
         raise ConfigError(f"config key 'client_certificate.path': cannot read {path!r}: "
-                          f"{type(exc).__name__}") from None
+                          f"{type(exc).__name__}") from exc
     certificate = _pem_block(pem, "CERTIFICATE")
     key = _pem_block(pem, "PRIVATE KEY") or _pem_block(pem, "RSA PRIVATE KEY") \
         or _pem_block(pem, "ENCRYPTED PRIVATE KEY")
@@ -281,13 +280,13 @@ def _check_key_opens(key: str, password: str | None) -> None:
 
     try:
         load_pem_private_key(key.encode(), password.encode() if password else None)
-    except TypeError:  # encrypted without a password, or a password for a plain key
+    except TypeError as exc:  # encrypted without a password, or a password for a plain key
         needs = "is encrypted: set config key 'client_certificate.password'" if not password \
             else "is not encrypted: remove config key 'client_certificate.password'"
-        raise ConfigError(f"the client certificate's private key {needs}") from None
-    except ValueError:
+        raise ConfigError(f"the client certificate's private key {needs}") from exc
+    except ValueError as exc:
         raise ConfigError("config key 'client_certificate.password' does not open the client "
-                          "certificate's private key (wrong password, or not a key)") from None
+                          "certificate's private key (wrong password, or not a key)") from exc
 
 
 def _token_and_expiry(result: dict[str, Any]) -> tuple[str, float]:
@@ -404,16 +403,3 @@ def token_claims(token: str) -> dict[str, Any]:
         return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError):
         return {}
-
-
-def send_authorized(tokens: TokenProvider, send: Callable[[str], Outcome]) -> Outcome:
-    """send(token) with a token from `tokens`. A 401 drops that token everywhere (here and in
-    the shared cache), fetches a fresh one and sends once more; a second 401 is the caller's
-    to report. The token is fetched before `send` runs its retry loop, not inside it, so a
-    sign-in outage is retried by the sign-in's own policy only, not once per API attempt."""
-    token = tokens.access_token()
-    outcome = send(token)
-    if outcome.status == 401:
-        tokens.invalidate(token)
-        outcome = send(tokens.access_token())
-    return outcome

@@ -112,7 +112,7 @@ class Budgets:
         self._shared = shared
         self._budgets: dict[str, RateBudget] = {}
 
-    def for_call(self, call_type: CallType) -> RateBudget:
+    def for_call(self, call_type: CallType | str) -> RateBudget:
         name = "all" if self._shared else call_type
         budget = self._budgets.get(name)
         if budget is None:

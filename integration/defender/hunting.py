@@ -12,33 +12,19 @@ tenant); rows are summarized per device in KQL and told apart per indicator here
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from integration.defender import urls
-from integration.defender.auth import send_authorized
-from integration.errors import (
-    AuthFailed,
-    PermissionDenied,
-    RateLimited,
-    UpstreamError,
-    service_message,
-)
+from integration.defender.pipeline import Api, Calls, Request, fetch
+from integration.errors import UpstreamError
 from integration.values.times import parse_time
 
 if TYPE_CHECKING:
-    import requests
-
-    from integration.defender.auth import TokenProvider
-    from integration.defender.budget import Lane, RateBudget
-    from integration.defender.retry import Outcome, RetryPolicy
-    from integration.defender.transport import Transport
+    from integration.defender.budget import Lane
     from integration.values.indicators import Indicator
-
-log = logging.getLogger("mde_enrich")
 
 LOOKBACK = "30d"  # in the query: the emulator and Graph both filter on it
 TIMESPAN = "P30D"  # in the body: Graph's own window, which the query must not exceed
@@ -267,16 +253,11 @@ def _count(value: Any) -> int:
 
 
 class HuntingClient:
-    """Sends hunting queries to Graph: its own token (the Graph scope), its own budget bucket,
-    the same transport and retry policy as every other request."""
+    """Sends hunting queries to Graph through the one pipeline: Graph's own token (its
+    scope) and its own budget bucket, the same transport and retry policy as every request."""
 
-    def __init__(self, graph_base: str, *, transport: Transport, tokens: TokenProvider,
-                 budget: RateBudget, policy: RetryPolicy) -> None:
-        self._url = graph_base.rstrip("/") + urls.HUNTING_QUERY
-        self._transport = transport
-        self._tokens = tokens
-        self._budget = budget
-        self._policy = policy
+    def __init__(self, api: Api) -> None:
+        self._api = api
 
     def contacts(self, kind: str, indicators: Sequence[Indicator],
                  lane: Lane = "batch") -> tuple[dict[str, list[Contact]], int]:
@@ -284,12 +265,11 @@ class HuntingClient:
         the hunting calls that took (retries included)."""
         build = domain_query if kind == "domain" else file_query
         found: dict[str, list[Contact]] = {}
-        calls = [0]  # this batch's own count: other threads share the client
+        calls = Calls(lane)  # this batch's own count: other threads share the client
         for start in range(0, len(indicators), MAX_PER_QUERY):
             chunk = indicators[start:start + MAX_PER_QUERY]
-            found.update(contacts_by_indicator(kind, chunk,
-                                               self.run(build(chunk), lane, calls)))
-        return found, calls[0]
+            found.update(contacts_by_indicator(kind, chunk, self.run(build(chunk), calls)))
+        return found, calls.count
 
     def sightings(self, kind: str, indicators: Sequence[Indicator], *, lookback_s: int,
                   timespan: str, lane: Lane = "batch") -> Sightings:
@@ -299,58 +279,21 @@ class HuntingClient:
             raise ValueError(f"at most {MAX_PER_QUERY} indicators a query")
         query = sweep_domain_query(indicators, lookback_s) if kind == "domain" else \
             sweep_file_query(indicators, lookback_s)
-        calls = [0]
+        calls = Calls(lane)
         contacts, sha1s = sweep_sightings(kind, indicators,
-                                          self.run(query, lane, calls, timespan=timespan))
-        return Sightings(contacts, sha1s, calls[0])
+                                          self.run(query, calls, timespan=timespan))
+        return Sightings(contacts, sha1s, calls.count)
 
-    def run(self, query: str, lane: Lane = "batch", calls: list[int] | None = None, *,
+    def run(self, query: str, calls: Calls | None = None, *,
             timespan: str = TIMESPAN) -> list[dict[str, Any]]:
-        """The result rows of one query; an error when Graph refuses or fails. `calls[0]`
-        counts the requests sent, retries included. `timespan` (ISO 8601) is Graph's own
-        window, which the query's `ago()` must not exceed."""
-        body = json.dumps({"Query": query, "Timespan": timespan})
-        counter = calls if calls is not None else [0]
-        outcome = send_authorized(self._tokens,
-                                  lambda token: self._send(body, lane, token, counter))
-        return _rows(outcome)
-
-    def _send(self, body: str, lane: Lane, token: str, calls: list[int]) -> Outcome:
-        def attempt(number: int) -> requests.Response:
-            self._budget.take(lane)
-            calls[0] += 1
-            response = self._transport.post(self._url, data=body, headers={
-                "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-            log.info("POST %s -> %d (attempt %d)", urls.HUNTING_QUERY, response.status_code,
-                     number)
-            return response
-
-        return self._policy.send(attempt, what=f"POST {urls.HUNTING_QUERY}",
-                                 on_throttled=self._budget.pause)
-
-
-def _rows(outcome: Outcome) -> list[dict[str, Any]]:
-    """The answer's rows, or the error it means."""
-    status, body = outcome.status, outcome.body
-    note = f" ({outcome.gave_up})" if outcome.gave_up else ""
-    if status == 200:
+        """The result rows of one query; an error when Graph refuses or fails. A 400 is a
+        query Graph would not run: ours to fix, not the user's input. `timespan` (ISO 8601)
+        is Graph's own window, which the query's `ago()` must not exceed."""
+        body = fetch(self._api, Request(
+            "POST", urls.HUNTING_QUERY, "hunting", body={"Query": query, "Timespan": timespan},
+            what="advanced hunting", permission="ThreatHunting.Read.All"), calls or Calls())
         rows = body.get("results") if isinstance(body, dict) else None
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-            raise UpstreamError(f"Graph's hunting answer has no list of rows under "
-                                f"'results'{note}", status=200)
+            raise UpstreamError("Graph's hunting answer has no list of rows under 'results'",
+                                status=200, service="Graph", path=urls.HUNTING_QUERY)
         return rows
-    message = service_message(body, "Graph")
-    if status == 401:  # after send_authorized's fresh token
-        raise AuthFailed(f"Graph refused a fresh token for advanced hunting: {message}",
-                         status=401)
-    if status == 403:
-        raise PermissionDenied(f"Graph denied advanced hunting (the app needs the "
-                               f"ThreatHunting.Read.All application permission): {message}",
-                               status=403)
-    if status == 429:
-        raise RateLimited(f"Graph throttled advanced hunting: {message}{note}", status=429)
-    from integration.defender.retry import RETRY_STATUSES
-
-    # A 400 is a query Graph would not run: ours to fix, not the user's input.
-    raise UpstreamError(f"Graph answered {status} to the hunting query: {message}{note}",
-                        status=status, retryable=status in RETRY_STATUSES)

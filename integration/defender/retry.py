@@ -119,7 +119,7 @@ class RetryPolicy(NamedTuple):
                 stop = self._stop(number, started, wait)
                 if stop:
                     raise error.replace(message=f"{error.message} ({stop})",
-                                        retryable=True) from None
+                                        retryable=True) from error.__cause__
             log.info("%s: attempt %d failed (%s); retrying in %.2f s", what, number, failure,
                      wait)
             if wait:

@@ -52,6 +52,10 @@ class Transport:
              **kwargs: Any) -> requests.Response:
         return self._send("POST", url, params=params, data=data, headers=headers, **kwargs)
 
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Any method: the request pipeline's way in (msal uses `get` and `post`)."""
+        return self._send(method, url, **kwargs)
+
     def close(self) -> None:
         """The session outlives any one user of it (msal calls this): nothing to do."""
 
@@ -65,7 +69,7 @@ class Transport:
             # Read now: a broken body must fail inside this attempt.
             _ = response.content
         except requests.RequestException as exc:
-            raise self._failure(method, url, exc) from None
+            raise self._failure(method, url, exc) from exc
         if self._log_answers:
             log.debug("%s %s -> %d", method, urlsplit(url).path, response.status_code)
         return response

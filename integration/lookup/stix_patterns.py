@@ -92,7 +92,7 @@ def _comparisons(pattern: str) -> list[_Comparison]:
     try:
         Pattern(pattern).walk(listener)
     except ParseException as exc:
-        raise InvalidInput(f"not a STIX 2.1 pattern: {exc}") from None
+        raise InvalidInput(f"not a STIX 2.1 pattern: {exc}") from exc
     return listener.comparisons
 
 

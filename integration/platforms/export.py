@@ -39,7 +39,7 @@ def export(platform: str, outdir: str | Path, wheel: str | Path | None = None) -
         return list(writer(folder, wheel=Path(wheel)))
     except OSError as exc:
         raise InvalidInput(f"cannot write the {platform} files into {str(folder)!r}: "
-                           f"{exc.strerror or type(exc).__name__}") from None
+                           f"{exc.strerror or type(exc).__name__}") from exc
 
 
 def next_steps(platform: str, outdir: str | Path, wheel: str | Path | None = None) -> list[str]:

@@ -61,7 +61,7 @@ DISPLAY = {
 XSOAR_NAME = {"client_secret": "credentials", "client_certificate_path": "client_certificate",
               "client_certificate_password": "certificate_password"}
 # Shown on the first page of the instance form; the rest is under "advanced".
-BASIC = frozenset({"tenant_id", "client_id", "client_secret", "cloud"})
+BASIC = frozenset({"tenant_id", "client_id", "client_secret", "cloud", "contact"})
 # Plugin settings that hold a file path: XSOAR gives the file's text (PEM), which the
 # integration writes to a file; a path still works on an engine with the file mounted.
 FILE_SETTINGS = frozenset({"client_certificate_path", "ca_bundle"})
@@ -282,7 +282,8 @@ def arguments(input_schema: str) -> list[dict[str, Any]]:
             argument["default"] = name == required[0]
         if name in LIST_ARGUMENTS:
             argument["isArray"] = True
-            description += "; a comma-separated list or an XSOAR list of them"
+            description += ("; a comma-separated list or an XSOAR list of them (a URL that "
+                            "holds a comma goes in an XSOAR list)")
         # XSOAR sends every argument as text; a closed set of values is offered as a list.
         # `contact` and `priority` have no default here: the instance setting, and where the
         # command runs (war room or playbook), decide when they are not given.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from integration.bounded import ALERT, check_nesting
-from integration.errors import PluginError, exit_status_for
+from integration.errors import PluginError, error_from_record, exit_status_for
 from integration.playbook.alerts import AlertFormats, alert_formats
 from integration.playbook.errors import AlertError, PlaybookError, StepFailed
 from integration.playbook.expressions import ExpressionError, render_template, truthy
@@ -111,8 +111,10 @@ class PlaybookRunner:
         except (PluginError, ExpressionError) as exc:
             # An expression failing on real data is the playbook's fault: config_error, exit 2.
             error = exc if isinstance(exc, PluginError) else PlaybookError(str(exc))
+            if error is not exc:
+                error.__cause__ = exc
             if step.on_error == "fail":
-                raise StepFailed(f"{where}: {error.message}", error) from None
+                raise StepFailed(f"{where}: {error.message}", error) from error
             context.enrichment.setdefault("step_errors", []).append(
                 {"step": step.id, "code": error.code, "message": error.message})
             return
@@ -121,7 +123,7 @@ class PlaybookRunner:
             failed = [r for r in results if isinstance(r, dict) and r.get("status") == "error"]
             if failed and step.on_error == "fail":
                 first = failed[0]["error"]
-                cause = _error_from(first)
+                cause = error_from_record(first)
                 raise StepFailed(f"{where}: {len(failed)} lookup(s) failed; first: "
                                  f"{first['code']}: {first['message']}", cause)
         value = results if step.for_each is not None else results[0]
@@ -135,13 +137,3 @@ class PlaybookRunner:
             return self.lookups.run_action(step.action, params)
         builtin = BUILTINS[step.builtin or ""]
         return [builtin.run(context, one) for one in params]
-
-
-def _error_from(error: Mapping[str, Any]) -> PluginError:
-    """A PluginError carrying an envelope error's code (and so its exit status)."""
-    from integration.errors import EXIT_STATUS_BY_CODE
-
-    made = PluginError(error.get("message", ""), retryable=error.get("retryable", False))
-    made.code = error.get("code", made.code)  # type: ignore[misc]
-    made.exit_status = EXIT_STATUS_BY_CODE.get(made.code, made.exit_status)  # type: ignore[misc]
-    return made

@@ -5,6 +5,8 @@ Both are expected failures of the input, so they exit 2 like any other bad input
 
 from __future__ import annotations
 
+from typing import Any
+
 from integration.errors import ConfigError, InvalidInput, PluginError
 
 
@@ -18,12 +20,17 @@ class AlertError(InvalidInput):
 
 
 class StepFailed(PluginError):
-    """A step with `on_error: fail` failed; carries the code and exit status of its cause."""
+    """A step with `on_error: fail` failed; carries the code, exit status, retryability and
+    HTTP status of its cause (which is also its `__cause__`)."""
 
-    def __init__(self, message: str, cause: PluginError | None = None) -> None:
-        super().__init__(message, retryable=cause.retryable if cause else False)
-        self.code = cause.code if cause else "upstream_error"  # type: ignore[misc]
-        self.exit_status = cause.exit_status if cause else PluginError.exit_status  # type: ignore[misc]
+    def __init__(self, message: str, cause: PluginError | None = None, **data: Any) -> None:
+        if cause is not None:
+            data.setdefault("retryable", cause.retryable)
+            data.setdefault("status", cause.status)
+        super().__init__(message, **data)
+        if cause is not None:
+            self.code, self.exit_status = cause.code, cause.exit_status
+            self.__cause__ = cause
 
 
 def where(source: str, index: int | None = None, step_id: str | None = None) -> str:

@@ -29,7 +29,7 @@ class Expression:
         try:
             return self.parsed.search(data)
         except JMESPathError as exc:
-            raise ExpressionError(f"expression {self.source!r} failed: {_one_line(exc)}") from None
+            raise ExpressionError(f"expression {self.source!r} failed: {_one_line(exc)}") from exc
 
     def root_references(self) -> Iterator[tuple[str, str]]:
         """(`steps`|`inputs`|..., name) pairs read from the root, for load-time typo checks."""
@@ -45,7 +45,7 @@ def compile_expression(source: Any) -> Expression:
     try:
         return Expression(source, jmespath.compile(source))
     except JMESPathError as exc:
-        raise ExpressionError(f"invalid JMESPath expression {source!r}: {_one_line(exc)}") from None
+        raise ExpressionError(f"invalid JMESPath expression {source!r}: {_one_line(exc)}") from exc
 
 
 def is_expression(value: Any) -> bool:
@@ -58,7 +58,7 @@ def compile_template(value: Any, path: str = "") -> Any:
         try:
             return compile_expression(value[EXPR_KEY])
         except ExpressionError as exc:
-            raise ExpressionError(f"{path}: {exc}") from None
+            raise ExpressionError(f"{path}: {exc}") from exc
     if isinstance(value, dict):
         return {key: compile_template(item, f"{path}.{key}" if path else str(key))
                 for key, item in value.items()}

@@ -72,7 +72,7 @@ class InputSpec:
         try:
             return parse_json(text, limits=DOCUMENT, what=f"input {self.name!r}")
         except PluginError as exc:
-            raise ValueError(exc.message) from None
+            raise ValueError(exc.message) from exc
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def load_playbook(path: str | Path | Traversable) -> Playbook:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PlaybookError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+        raise PlaybookError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
     data = parse_yaml(text, limits=DOCUMENT, what=source, error=PlaybookError,
                       locate=lambda line: _step_at(text.splitlines(), line))
     return parse_playbook(data, source)
@@ -231,12 +231,12 @@ def _step(index: int, raw: Mapping[str, Any], source: str) -> Step:
         try:
             return compile_expression(raw[key])
         except ExpressionError as exc:
-            raise PlaybookError(f"{prefix}: {key}: {exc}") from None
+            raise PlaybookError(f"{prefix}: {key}: {exc}") from exc
 
     try:
         params = compile_template(raw.get("params") or {}, "params")
     except ExpressionError as exc:
-        raise PlaybookError(f"{prefix}: {exc}") from None
+        raise PlaybookError(f"{prefix}: {exc}") from exc
     return Step(index=index, id=raw["id"], action=raw.get("action"), builtin=raw.get("builtin"),
                 params=params, for_each=expression("for_each"), when=expression("when"),
                 on_error=raw.get("on_error", "fail"), output=raw.get("output"),
@@ -301,7 +301,7 @@ def _action_params(action_id: str, prefix: str) -> tuple[frozenset[str], frozens
     try:
         action = manifest().action(action_id)
     except PluginError as exc:
-        raise PlaybookError(f"{prefix}: {exc.message}") from None
+        raise PlaybookError(f"{prefix}: {exc.message}") from exc
     schema = schemas.schema(action.input_schema)
     properties = frozenset(schema.get("properties", {}))
     required = frozenset(schema.get("required", []))

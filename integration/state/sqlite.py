@@ -47,10 +47,10 @@ class SQLiteStore:
                 # tables can be refused outright while another does the same. Idempotent:
                 # try again rather than call a busy file a configuration error.
                 if not _busy(exc) or time.monotonic() > deadline:
-                    raise _state_error(path, exc) from None
+                    raise _state_error(path, exc) from exc
                 time.sleep(0.05)
             except (OSError, sqlite3.Error) as exc:
-                raise _state_error(path, exc) from None
+                raise _state_error(path, exc) from exc
         self._lock = threading.Lock()  # one connection, shared by this process's threads
         self._swept_at = 0.0
         self._rate_swept_at: dict[str, float] = {}  # per bucket
@@ -185,7 +185,7 @@ class SQLiteStore:
             try:
                 yield
             except sqlite3.Error as exc:
-                raise _state_error(self.path, exc) from None
+                raise _state_error(self.path, exc) from exc
 
     def _transaction(self) -> _Immediate:
         return _Immediate(self._db)

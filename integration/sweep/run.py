@@ -298,10 +298,10 @@ class Sweep:
 def exit_status(report: dict[str, Any], *, fail_on_new: bool) -> int:
     """0 when the sweep ran (new hits are data); the error's status when some lookups failed;
     with `fail_on_new`, 1 when there are new machines (and nothing failed)."""
-    from integration.errors import exit_status_for
+    from integration.errors import EXIT_STATUS_BY_CODE, EXIT_UPSTREAM
 
-    status = exit_status_for([e["error"]["code"] for e in report["errors"]]) \
-        if report["errors"] else EXIT_OK
+    status = max((EXIT_STATUS_BY_CODE.get(e["error"]["code"], EXIT_UPSTREAM)
+                  for e in report["errors"]), default=EXIT_OK)
     if status == EXIT_OK and fail_on_new and report["summary"]["new_machines"]:
         return EXIT_NEW_MACHINES
     return status

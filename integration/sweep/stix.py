@@ -55,8 +55,9 @@ def read_object(obj: dict[str, Any], read: FeedRead, *, now_ms: int) -> None:
     elif object_type in OBSERVABLE_TYPES:
         _add(read, object_id, obj.get("name"), indicator_from_observable(obj))
     elif object_type == "observed-data" and isinstance(obj.get("objects"), dict):
+        # What Defender cannot answer (an address, a process) is said, as in a pattern.
         for observable in obj["objects"].values():
-            if isinstance(observable, dict) and observable.get("type") in OBSERVABLE_TYPES:
+            if isinstance(observable, dict) and isinstance(observable.get("type"), str):
                 _add(read, object_id, None, indicator_from_observable(observable))
     # Everything else (identities, reports, relationships, malware...) names no observable.
 

@@ -219,7 +219,7 @@ def _to_ascii_labels(text: str, labels: list[str]) -> list[str]:
                 "domain", text,
                 f"has label {_echo(label)}, which is not a valid internationalized "
                 f"label (IDNA 2008): {reason}",
-            ) from None
+            ) from exc
     return out
 
 
