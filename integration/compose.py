@@ -187,53 +187,15 @@ class Parts:
 
     @property
     def security(self) -> SecurityClient:
-        """Graph's security alerts and incidents (a scheduled run's pull and write-back): the
-        Graph token, and a budget bucket of its own."""
-        tokens = self.graph_tokens
+        """Graph's security alerts and incidents (a scheduled run's pull and write-back),
+        built on first use; its calls draw from the `security` bucket."""
+        api = self.graph_api()
         with self._lock:
             if self._security is None:
                 from integration.defender.alerts import SecurityClient
 
-                assert self._wiring is not None and self._store is not None
-                transport, policy = self._wiring
-                self._security = SecurityClient(self.settings.endpoints.graph_base, _graph_send(
-                    transport, tokens, policy,
-                    _budget(self.settings, self._store, "security")))
+                self._security = SecurityClient(api)
             return self._security
-
-
-def _graph_send(transport: Transport, tokens: TokenProvider, policy: RetryPolicy,
-                budget: RateBudget) -> Any:
-    """send(method, url, body) -> Outcome: budget, then token, retry and transport.
-    (Issue 14 puts every client on one such pipeline; this one is its shape.)"""
-    import json as _json
-    import logging
-
-    from integration.defender.auth import send_authorized
-
-    log = logging.getLogger("mde_enrich")
-
-    def send(method: str, url: str, body: dict[str, Any] | None) -> Any:
-        data = None if body is None else _json.dumps(body)
-        path = url.split("?", 1)[0]
-
-        def with_token(token: str) -> Any:
-            headers = {"Authorization": f"Bearer {token}"}
-            if data is not None:
-                headers["Content-Type"] = "application/json"
-
-            def attempt(number: int) -> Any:
-                budget.take("batch")
-                response = transport.post(url, data=data, headers=headers) if method == "POST" \
-                    else transport.get(url, headers=headers)
-                log.info("%s %s -> %d (attempt %d)", method, path, response.status_code, number)
-                return response
-
-            return policy.send(attempt, what=f"{method} {path}", on_throttled=budget.pause)
-
-        return send_authorized(tokens, with_token)
-
-    return send
 
 
 # Advanced hunting through Graph allows 45 calls a minute per tenant (and CPU time, which
