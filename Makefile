@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy integration
+	$(BIN)/mypy --strict integration
 
 # Splunk SOAR's SDK needs a Python 3.13: $PY313, python3.13 on the PATH, pyenv's versions or
 # `uv python find` (integration/platforms/python313.py, which the tests use too).

@@ -209,7 +209,7 @@ def _bounded_loader(yaml: Any) -> Any:
     """A SafeLoader whose composer counts its depth (PyYAML's composer recurses once per
     level: 5,000 levels would be a RecursionError)."""
     if "loader" not in _LOADERS:
-        class BoundedLoader(yaml.SafeLoader):
+        class BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML's loaders are untyped
             def __init__(self, stream: Any, limits: Limits) -> None:
                 super().__init__(stream)
                 self.limits = limits

@@ -16,7 +16,7 @@ from integration.clouds import Endpoints, resolve_endpoints
 from integration.errors import ConfigError, PluginError
 
 CONFIG_SCHEMA = "config.schema.json"
-SECRET_KEYS = frozenset({"client_secret", "password"})
+SECRET_KEYS = frozenset({"client_secret", "password", "user_assertion"})
 # Keys whose URL may carry a password in its user info: never echoed whole.
 URL_KEYS = {"proxy": "proxy URL (http:// or https://)",
             "state": "state URL (sqlite:///absolute/path.db, sqlite:relative/path.db or "
@@ -24,6 +24,8 @@ URL_KEYS = {"proxy": "proxy URL (http:// or https://)",
 ENV_PREFIX = "MDE_"
 CONFIG_PATH_VARIABLE = "MDE_CONFIG"
 MANAGED_IDENTITY = "managed_identity"
+DEVICE_CODE = "device_code"
+ON_BEHALF_OF = "on_behalf_of"
 MANAGED_IDENTITY_KEYS = ("managed_identity_client_id", "managed_identity_resource_id",
                          "managed_identity_endpoint")
 
@@ -39,7 +41,9 @@ class Settings(NamedTuple):
     client_secret: str | None = None
     certificate_path: str | None = None
     certificate_password: str | None = None
-    auth: str = "client_secret"  # or client_certificate, managed_identity
+    auth: str = "client_secret"  # or client_certificate, managed_identity, device_code,
+    # on_behalf_of (an app credential trading each call's user_assertion)
+    user_assertion: str | None = None  # the analyst's token a platform passes in config
     managed_identity_client_id: str | None = None
     managed_identity_resource_id: str | None = None
     managed_identity_endpoint: str | None = None  # IMDS origin instead of 169.254.169.254
@@ -63,10 +67,14 @@ class Settings(NamedTuple):
     rate_windows_s: tuple[float, float] = (60.0, 3600.0)
     max_concurrency: int = 8
     contact: bool = False  # the lookups' default for their `contact` parameter
+    # A domain ending in one of these is a domain though its last label is no public suffix.
+    internal_domain_suffixes: tuple[str, ...] = ()
+    alert_formats: str | None = None  # the user's alert format rules, tried first
 
     def __repr__(self) -> str:  # never show a secret, even in a traceback or a debugger
         shown = self._replace(client_secret="***" if self.client_secret else None,
                               certificate_password="***" if self.certificate_password else None,
+                              user_assertion="***" if self.user_assertion else None,
                               proxy=redact_url(self.proxy) if self.proxy else None,
                               state=redact_url(self.state) if self.state else None)
         return "Settings" + tuple.__repr__(shown)
@@ -104,7 +112,8 @@ def redact_url(url: str) -> str:
         return url.split("://", 1)[0] + "://***"
 
 
-def load_settings(config: Mapping[str, Any] | None = None, *, path: str | os.PathLike | None = None,
+def load_settings(config: Mapping[str, Any] | None = None, *,
+                  path: str | os.PathLike[str] | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from `config` (a platform's dict) or `path`/$MDE_CONFIG, then MDE_<KEY>."""
     environ = os.environ if environ is None else environ
@@ -127,7 +136,7 @@ def load_settings(config: Mapping[str, Any] | None = None, *, path: str | os.Pat
     return _settings_from(merged)
 
 
-def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A config file's keys. Read bounded (size, depth, YAML aliases), and a syntax error names
     the line and column, never the line's text: that line may hold the client secret."""
     from integration.bounded import DOCUMENT, read_json, read_yaml
@@ -167,6 +176,12 @@ def _coerce(variable: str, text: str, spec: Mapping[str, Any]) -> Any:
             from integration.bounded import DOCUMENT, parse_json
 
             return parse_json(text, limits=DOCUMENT, what=variable)
+        if kind == "array":  # JSON, or a comma-separated list (MDE_INTERNAL_DOMAIN_SUFFIXES=a,b)
+            if text.lstrip().startswith("["):
+                from integration.bounded import DOCUMENT, parse_json
+
+                return parse_json(text, limits=DOCUMENT, what=variable)
+            return [item.strip() for item in text.split(",") if item.strip()]
     except (ValueError, KeyError, PluginError):
         shown = "" if variable.endswith(("SECRET", "CERTIFICATE")) else f" {text!r}"
         raise ConfigError(f"environment variable {variable}{shown} is not a valid {kind}") from None
@@ -177,6 +192,8 @@ def _validate(config: dict[str, Any]) -> None:
     _refuse_unknown_keys(config)  # first: a misspelled key explains a "required" one
     if config.get("auth") == MANAGED_IDENTITY:
         _validate_managed_identity(config)
+    elif config.get("auth") == DEVICE_CODE:
+        _validate_device_code(config)
     else:
         _validate_app_credential(config)
     if schemas.quick_verdict(schemas.schema(CONFIG_SCHEMA), config, CONFIG_SCHEMA) is not True:
@@ -199,6 +216,10 @@ def _refuse_unknown_keys(config: Mapping[str, Any]) -> None:
 
 
 def _validate_managed_identity(config: dict[str, Any]) -> None:
+    if "user_assertion" in config:
+        raise ConfigError("config key 'user_assertion' cannot be used with auth: "
+                          "managed_identity (on behalf of a user needs the app's "
+                          "client_secret or client_certificate)")
     for key in ("client_secret", "client_certificate"):
         if key in config:
             raise ConfigError(f"config key '{key}' cannot be used with auth: managed_identity "
@@ -218,6 +239,19 @@ def _validate_managed_identity(config: dict[str, Any]) -> None:
     # application and tenant), and a token from another tenant is refused by name.
     if not config.get("tenant_id"):
         raise ConfigError("config key 'tenant_id' is required (also with a managed identity)")
+
+
+def _validate_device_code(config: dict[str, Any]) -> None:
+    for key in ("client_secret", "client_certificate", "user_assertion",
+                *MANAGED_IDENTITY_KEYS):
+        if key in config:
+            raise ConfigError(f"config key '{key}' cannot be used with auth: device_code (the "
+                              "analyst signs in as themself through a public client app, "
+                              "with no app credential)")
+    for key in ("tenant_id", "client_id"):
+        if not config.get(key):
+            raise ConfigError(f"config key '{key}' is required with auth: device_code (the "
+                              "public client app registered for mde-enrich)")
 
 
 def _validate_app_credential(config: dict[str, Any]) -> None:
@@ -247,6 +281,11 @@ def _describe(error: Any) -> str:
         problem = schemas.unknown_names(error.instance, error.schema.get("properties", {}),
                                         "key")
         return where + (problem or error.message)
+    if error.validator in ("oneOf", "anyOf"):  # jsonschema would quote the whole config
+        where = f"config key '{key}'" if key else "config"
+        return (f"{where}: the keys fit none of the sign-in methods (auth: client_secret, "
+                "client_certificate, managed_identity, device_code, on_behalf_of); see each "
+                "method's keys in the README")
     if SECRET_KEYS.intersection(str(part) for part in error.absolute_path):
         return f"config key '{key}' is invalid (it must be a non-empty string)"
     if key in URL_KEYS and isinstance(error.instance, str):
@@ -262,7 +301,7 @@ def _settings_from(config: dict[str, Any]) -> Settings:
     optional = {key: config[key] for key in (
         "cloud", "ca_bundle", "proxy", "timeout_s", "state", "cache_ttl_s", "max_attempts",
         "deadline_s", "backoff_base_s", "backoff_cap_s", "max_retry_after_s", "max_rate_wait_s",
-        "max_concurrency", "contact", *MANAGED_IDENTITY_KEYS) if key in config}
+        "max_concurrency", "contact", "user_assertion", *MANAGED_IDENTITY_KEYS) if key in config}
     return Settings(
         tenant_id=config["tenant_id"],
         client_id=config.get("client_id") or _managed_identity_label(config),
@@ -277,6 +316,8 @@ def _settings_from(config: dict[str, Any]) -> Settings:
         rate_buckets=rate_limit.get("buckets", "per_api"),
         interactive_reserve=float(rate_limit.get("interactive_reserve", 0.2)),
         rate_windows_s=_windows(rate_limit.get("windows_s", (60.0, 3600.0))),
+        internal_domain_suffixes=internal_suffixes(config.get("internal_domain_suffixes")),
+        alert_formats=config.get("alert_formats"),
         **optional,
     )
 
@@ -295,3 +336,35 @@ def _managed_identity_label(config: dict[str, Any]) -> str:
     if config.get("managed_identity_resource_id"):
         return f"managed-identity:{config['managed_identity_resource_id']}"
     return "managed-identity:system-assigned"
+
+
+def alert_options(config: Mapping[str, Any] | None) -> tuple[str | None, tuple[str, ...]]:
+    """(`alert_formats`, `internal_domain_suffixes`) from the configuration a playbook run
+    was given: the dict, else $MDE_CONFIG's file, each overridden by its MDE_ variable. Read
+    without the credentials' checks: formats are needed before (and without) any lookup."""
+    environ = os.environ
+    given: Mapping[str, Any] = config or {}
+    if config is None and environ.get(ENV_PREFIX + "CONFIG"):
+        try:
+            given = read_config_file(environ[ENV_PREFIX + "CONFIG"])
+        except ConfigError:
+            given = {}  # the lookup that needs it says what is wrong with it
+    spec = schemas.schema("config.schema.json")["properties"]
+    values = dict(given)
+    for key in ("alert_formats", "internal_domain_suffixes"):
+        variable = ENV_PREFIX + key.upper()
+        if variable in environ:
+            values[key] = _coerce(variable, environ[variable], spec[key])
+    path = values.get("alert_formats")
+    if path is not None and (not isinstance(path, str) or not path.strip()):
+        raise ConfigError("alert_formats must name a YAML file of alert format rules")
+    return path, internal_suffixes(values.get("internal_domain_suffixes"))
+
+
+def internal_suffixes(configured: object) -> tuple[str, ...]:
+    """`internal_domain_suffixes` as the domain parser takes them: lowercase, without leading
+    or trailing dots, sorted (a stable cache key). The config schema has checked each one."""
+    if not configured:
+        return ()
+    items = configured if isinstance(configured, (list, tuple)) else [configured]
+    return tuple(sorted({str(item).strip().strip(".").lower() for item in items} - {""}))

@@ -31,7 +31,9 @@ class Action:
     def resolve(self) -> EntryPoint:
         module_name, _, function_name = self.entry_point.partition(":")
         try:
-            return getattr(importlib.import_module(module_name), function_name)
+            function: Callable[..., dict[str, Any]] = getattr(importlib.import_module(module_name),
+                                                               function_name)
+            return function
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"plugin.yaml: action {self.id!r}: entry point "
                               f"{self.entry_point!r} cannot be loaded ({exc})") from exc

@@ -36,7 +36,8 @@ ID_PREFIX = "https://mde-enrich.invalid/schemas/"
 def schema(name: str) -> dict[str, Any]:
     """A schema by file name (`envelope.schema.json`) or by its full $id."""
     file_name = name.removeprefix(ID_PREFIX)
-    return json.loads((SCHEMA_DIR / file_name).read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / file_name).read_text(encoding="utf-8"))
+    return schema
 
 
 @cache
@@ -200,9 +201,9 @@ def _object_keyword(keyword: str, value: Any, node: dict[str, Any], instance: di
 
 def _string_keyword(keyword: str, value: Any, instance: str) -> bool | None:
     if keyword == "minLength":
-        return len(instance) >= value
+        return bool(len(instance) >= value)
     if keyword == "maxLength":
-        return len(instance) <= value
+        return bool(len(instance) <= value)
     if keyword == "pattern":
         return _pattern(value).search(instance) is not None
     return True if keyword in _TYPED_KEYWORDS else None
@@ -212,7 +213,7 @@ def _number_keyword(keyword: str, value: Any, instance: float) -> bool | None:
     comparisons = {"minimum": instance >= value, "maximum": instance <= value,
                    "exclusiveMinimum": instance > value, "exclusiveMaximum": instance < value}
     if keyword in comparisons:
-        return comparisons[keyword]
+        return bool(comparisons[keyword])
     return True if keyword in _TYPED_KEYWORDS else None
 
 
@@ -232,7 +233,7 @@ def _same(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
     if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
         return False
-    return a == b
+    return bool(a == b)
 
 
 @cache

@@ -27,7 +27,9 @@ def test_defanged_url_finds_the_domains_machines(config: dict, emulator: Emulato
     assert envelope["indicator"] == {"type": "domain", "value": "evil.example",
                                      "original": "hxxps://Evil[.]example/payload?x=1"}
     assert envelope["summary"] == {"total_machines": 3, "truncated": False, "api_calls": 1,
-                                   "cached": False}
+                                   "cached": False, "principal": {
+                                       "type": "application", "id": emulator.client_id,
+                                       "name": None}}
     assert [call["path"] for call in emulator.admin.api_calls()] == \
         ["/api/domains/evil.example/machines"]
 

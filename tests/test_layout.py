@@ -85,14 +85,15 @@ ALLOWED_EDGES: dict[str, set[str]] = {
     "render": set(),
     "values": {"errors"},
     "bounded": {"errors"},
+    "log_scrub": set(),
     "resources": {"bounded", "errors"},
     "schemas": {"errors", "resources"},
     "clouds": {"errors"},
     "config": {"bounded", "clouds", "errors", "schemas"},
     "state": {"config", "errors"},
-    "defender": {"clouds", "config", "errors", "state", "values"},
+    "defender": {"clouds", "config", "errors", "log_scrub", "state", "values"},
     "lookup": {"config", "defender", "errors", "state", "values"},
-    "compose": {"config", "defender", "errors", "lookup", "state"},
+    "compose": {"config", "defender", "errors", "lookup", "state", "values"},
     "manifest": {"errors", "resources", "schemas"},
     "connectivity": {"config", "errors"},
     "actions": {"compose", "config", "connectivity", "defender", "errors", "lookup", "schemas",
@@ -104,7 +105,7 @@ ALLOWED_EDGES: dict[str, set[str]] = {
     "platforms": {"errors", "lookup", "manifest", "resources", "schemas", "values"},
     # The emulator is a world of its own, reached over HTTP only.
     "emulator": set(),
-    "cli": {"actions", "bounded", "compose", "config", "emulator", "errors", "lookup",
+    "cli": {"actions", "bounded", "compose", "config", "emulator", "errors", "log_scrub", "lookup",
             "manifest", "ocsf", "platforms", "playbook", "render", "resources", "sweep",
             "values"},
     "__main__": {"cli"},
@@ -180,7 +181,8 @@ def test_a_cycle_between_parts_fails() -> None:
 
 @pytest.mark.parametrize(("library", "home"), [
     ("requests", {"integration.defender.transport", "integration.emulator.admin"}),
-    ("msal", {"integration.defender.auth"}),
+    # The application's sign-in, and a user's (device code, on-behalf-of) beside it.
+    ("msal", {"integration.defender.auth", "integration.defender.delegated"}),
     ("jsonschema", {"integration.schemas"}),
     ("sqlite3", {"integration.state.sqlite"}),
     ("redis", {"integration.state.redis"}),

@@ -95,7 +95,7 @@ def run_batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | No
                         summary.left)
         log.info("%s", summary.describe())
         _print(summary, args)
-        return summary.exit_status
+        return int(summary.exit_status)
 
 
 def _print(summary: Any, args: argparse.Namespace) -> None:

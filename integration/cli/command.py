@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -57,14 +56,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             args.subparser.error(f"unexpected values: {' '.join(values)}")
         args.values = [*args.values, *values]
     if getattr(args, "verbose", False):
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                            format="mde-enrich: %(message)s")
-        logging.getLogger("mde_enrich").setLevel(logging.DEBUG)
+        from integration.log_scrub import verbose_to_stderr
+
+        verbose_to_stderr()
     return args
 
 
-COMMANDS = ("domain", "file", "run", "playbook", "sweep", "emulator", "demo", "export",
-            "samples")
+COMMANDS = ("domain", "file", "run", "playbook", "formats", "sweep", "emulator", "demo",
+            "export", "login", "logout", "whoami", "samples")
 _TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
 
 
@@ -103,10 +102,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from integration.cli import playbook
 
         playbook.add_command(wanted)
+    if only in (None, "formats"):
+        from integration.cli import formats
+
+        formats.add_command(wanted)
     if only in (None, "sweep"):
         from integration.cli import sweep
 
         sweep.add_command(wanted)
+    if only in (None, "login", "logout", "whoami"):
+        from integration.cli import session
+
+        session.add_commands(wanted)
     _add_emulator(wanted)
     _add_demo(wanted)
     _add_export(wanted)

@@ -326,7 +326,7 @@ def _render(result: Any, fmt: str, name: str, pretty: bool = True) -> str:
         return _json(render_run(result, name), pretty)
     if fmt == "markdown":
         if isinstance(enrichment.get("note"), str):
-            return enrichment["note"]
+            return str(enrichment["note"])
         return note_markdown(result.envelopes, title=f"Enrichment ({name})",
                              summary=enrichment.get("summary"),
                              indicators=enrichment.get("indicators"),
@@ -347,6 +347,11 @@ def _render(result: Any, fmt: str, name: str, pretty: bool = True) -> str:
 def _details(enrichment: dict[str, Any]) -> list[str]:
     """What was skipped and the recommendation: said in tables and case notes alike."""
     details = []
+    found = enrichment.get("format")
+    if isinstance(found, dict) and found.get("id"):
+        origin = found.get("origin")
+        mine = f", from {origin}" if origin not in (None, "shipped", "built-in") else ""
+        details.append(f"format: {found.get('title', found['id'])} ({found['id']}{mine})")
     summary = enrichment.get("summary")
     skipped = summary.get("skipped") if isinstance(summary, dict) else None
     if skipped:

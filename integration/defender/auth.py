@@ -15,11 +15,12 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from integration.config import MANAGED_IDENTITY
 from integration.defender import managed_identity
 from integration.errors import AuthFailed, ConfigError, PluginError, UpstreamError, first_line
+from integration.values.principal import Principal, principal_of
 
 if TYPE_CHECKING:
     from integration.config import Settings
@@ -60,9 +61,14 @@ class TokenProvider:
             self._cache_key += f"|{scope}"
         if settings.auth == MANAGED_IDENTITY:
             self._cache_key = managed_identity.cache_key(settings, self._scope)
+        from integration.log_scrub import remember_secret
+
+        remember_secret(settings.client_secret)  # masked if it ever reaches --verbose
+        remember_secret(settings.certificate_password)
         self._token: str | None = None
         self._expires_on = 0.0
         self._refused: tuple[PluginError, float] | None = None
+        self._principal: tuple[str, Principal] | None = None  # (the token it was read from, it)
         self._lock = threading.Lock()
         self.tokens_fetched = 0  # from the sign-in service, by this process
 
@@ -79,6 +85,16 @@ class TokenProvider:
                 raise
             self._token, self._expires_on = found
             return self._token
+
+    def principal(self) -> Principal:
+        """Whom this provider's token speaks for, read from a token valid now: a credential
+        that no longer signs in gets AuthFailed here, before any cached answer is served."""
+        token = self.access_token()
+        known = self._principal
+        if known is None or known[0] != token:
+            known = self._principal = (token, principal_of(
+                token_claims(token), client_id=self._settings.client_id))
+        return known[1]
 
     def invalidate(self, token: str) -> None:
         """Drop a token the API refused (401), here and in the shared cache."""
@@ -124,6 +140,10 @@ class TokenProvider:
 
     def _request_token(self, attempt: int) -> tuple[str, float]:
         import msal
+
+        from integration.log_scrub import quiet_libraries
+
+        quiet_libraries()  # msal logs a non-JSON token answer whole, even unconfigured
 
         settings = self._settings
         cache = msal.SerializableTokenCache()
@@ -220,7 +240,7 @@ class TokenProvider:
         if "access_token" not in result:
             raise managed_identity.failure(settings, result, http.last_status)
         managed_identity.check_tenant(settings, token_claims(result["access_token"]))
-        return result
+        return cast(dict[str, Any], result)
 
     def _credential(self) -> str | dict[str, str]:
         settings = self._settings
@@ -400,6 +420,7 @@ def token_claims(token: str) -> dict[str, Any]:
     """The claims of a JWT, unverified: only to report what the token says (roles, expiry)."""
     try:
         payload = token.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return claims if isinstance(claims, dict) else {}
     except (IndexError, ValueError):
         return {}

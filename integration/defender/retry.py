@@ -70,7 +70,7 @@ class RetryPolicy(NamedTuple):
     def backoff(self, attempt: int) -> float:
         """Equal jitter: half the exponential step for sure, the other half at random."""
         step = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return step / 2 + random.uniform(0, step / 2)
+        return float(step / 2 + random.uniform(0, step / 2))
 
     def send(self, request: Callable[[int], requests.Response], *, what: str,
              on_throttled: Callable[[float], None] | None = None) -> Outcome:

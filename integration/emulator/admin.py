@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import requests
 
@@ -34,17 +34,18 @@ class AdminClient:
     def close(self) -> None:
         self._session.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._session.request(method, f"{self.base_url}/_admin/{path}",
                                          verify=self._ca_path, timeout=self._timeout_s, **kwargs)
         if response.status_code >= 400:
             raise AdminError(f"{method} /_admin/{path}: {response.status_code} {response.text}")
-        return response.json()
+        answer: dict[str, Any] = response.json()  # every admin endpoint answers an object
+        return answer
 
     # -- request log
     def requests_log(self, path_prefix: str | None = None) -> list[dict[str, Any]]:
         params = {"path_prefix": path_prefix} if path_prefix else None
-        return self._call("GET", "requests", params=params)["requests"]
+        return cast(list[dict[str, Any]], self._call("GET", "requests", params=params)["requests"])
 
     def clear_log(self) -> None:
         self._call("DELETE", "requests")
@@ -64,7 +65,8 @@ class AdminClient:
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change settings (page_size, not_found, latency_s, token_lifetime_s, domain_cap,
-        rate_limit); returns all settings now in force."""
+        rate_limit, device_code_lifetime_s, device_code_interval_s); returns all settings
+        now in force."""
         return self._call("POST", "config", json=settings)
 
     def settings(self) -> dict[str, Any]:
@@ -83,10 +85,10 @@ class AdminClient:
         """
         steps = [_fault_step(r) for r in responses]
         spec = {"path": path, "method": method, "responses": steps, "repeat_last": repeat_last}
-        return self._call("POST", "faults", json=spec)["id"]
+        return int(self._call("POST", "faults", json=spec)["id"])
 
     def faults(self) -> list[dict[str, Any]]:
-        return self._call("GET", "faults")["faults"]
+        return cast(list[dict[str, Any]], self._call("GET", "faults")["faults"])
 
     def clear_faults(self) -> None:
         self._call("DELETE", "faults")
@@ -96,15 +98,41 @@ class AdminClient:
                    incidents: Sequence[Mapping[str, Any]] = ()) -> dict[str, int]:
         """Add or replace Graph alerts (alerts_v2) and incidents; an alert without
         lastUpdateDateTime is stamped now."""
-        return self._call("POST", "alerts", json={"alerts": list(alerts),
-                                                  "incidents": list(incidents)})
+        return cast(dict[str, int], self._call("POST", "alerts", json={
+            "alerts": list(alerts), "incidents": list(incidents)}))
 
     def security_alerts(self) -> list[dict[str, Any]]:
         """Every alert as the emulator holds it now, comments included."""
-        return self._call("GET", "alerts")["alerts"]
+        return cast(list[dict[str, Any]], self._call("GET", "alerts")["alerts"])
 
     def security_incidents(self) -> list[dict[str, Any]]:
-        return self._call("GET", "alerts")["incidents"]
+        return cast(list[dict[str, Any]], self._call("GET", "alerts")["incidents"])
+
+    # -- users (the browser side of delegated sign-in)
+    def users(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._call("GET", "users")["users"])
+
+    def pending_device_codes(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._call("GET", "device-codes")["pending"])
+
+    def approve_device_code(self, user_code: str, user: str) -> None:
+        """The user signs in at the verification page and enters `user_code`."""
+        self._call("POST", "device-codes", json={"user_code": user_code, "user": user})
+
+    def decline_device_code(self, user_code: str) -> None:
+        self._call("POST", "device-codes", json={"user_code": user_code, "decline": True})
+
+    def user_token(self, user: str, audience: str, lifetime_s: int | None = None) -> str:
+        """The token a platform holds for its signed-in analyst, issued to the app
+        `audience`: what that app passes as the user assertion of on-behalf-of."""
+        body: dict[str, Any] = {"user": user, "audience": audience}
+        if lifetime_s is not None:
+            body["lifetime_s"] = lifetime_s
+        return str(self._call("POST", "users/token", json=body)["access_token"])
+
+    def revoke_user_sessions(self, user: str | None = None) -> int:
+        """End a user's (every user's) refresh tokens, as an admin revoking sessions."""
+        return int(self._call("POST", "users/revoke", json={"user": user})["revoked"])
 
     # -- dataset
     def dataset_summary(self) -> dict[str, Any]:

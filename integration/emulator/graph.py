@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from integration.emulator import kql
-from integration.emulator.backend import ApiError, Backend
+from integration.emulator.backend import Backend
+from integration.emulator.errors import ApiError
 
 PATH = "/v1.0/security/runHuntingQuery"
 CALL_TYPE = "hunting_query"  # the emulator's rate limit counts it apart from Defender's calls

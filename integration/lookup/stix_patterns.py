@@ -17,7 +17,7 @@ carry STIX bundles).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from integration.errors import InvalidInput, PluginError
 from integration.values.indicators import Indicator, parse_domain, parse_file_hash
@@ -146,7 +146,7 @@ def _literal(token_text: str) -> str:
 def _listener_base() -> type:
     from stix2patterns.v21.grammars.STIXPatternListener import STIXPatternListener
 
-    return STIXPatternListener
+    return cast(type, STIXPatternListener)
 
 
 class _Listener(_listener_base()):  # type: ignore[misc]

@@ -17,6 +17,7 @@ from typing import Any
 
 from integration.manifest import manifest
 from integration.platforms import (
+    RUNS_AS,
     ConfigField,
     config_fields,
     copy_wheel,
@@ -139,7 +140,7 @@ def analyzer_definition() -> dict[str, Any]:
         "author": data["publisher"],
         "url": "https://learn.microsoft.com/defender-endpoint/api/exposed-apis-list",
         "license": "MIT",
-        "description": " ".join(data["description"].split()),
+        "description": " ".join(data["description"].split()) + " " + RUNS_AS,
         "dataTypeList": list(ACTION_BY_DATA_TYPE),
         "command": f"{ANALYZER_DIR}/{PROGRAM}",
         "baseConfig": ANALYZER_DIR,
@@ -237,7 +238,7 @@ def analyzer_class() -> type:
     (to write the definition) does not need cortexutils installed."""
     from cortexutils.analyzer import Analyzer
 
-    class MDEEnrichAnalyzer(Analyzer):  # cortexutils has no types: Analyzer is Any
+    class MDEEnrichAnalyzer(Analyzer):  # type: ignore[misc]  # cortexutils has no types
         def run(self) -> None:
             target = ACTION_BY_DATA_TYPE.get(self.data_type)
             if target is None:
