@@ -185,3 +185,33 @@ def test_a_user_alert_format_works_from_the_wheel(installed: InstalledPlugin,
     enrichment = json.loads(done.stdout)["enrichment"]
     assert enrichment["format"]["id"] == "acme_edr"
     assert enrichment["summary"]["total_machines"] == 3
+
+
+def test_the_readmes_emulator_config_survives_a_restart_from_the_wheel(
+        installed: InstalledPlugin, tmp_path: Path) -> None:
+    """`mde-enrich emulator &`, `export MDE_CONFIG=PATH`, a lookup; the emulator restarted,
+    the same MDE_CONFIG still works (same path, same port)."""
+    import signal
+
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("MDE_", "PYTHON", "VIRTUAL_ENV"))}
+    env["PATH"] = f"{installed.bin}{os.pathsep}{env.get('PATH', '')}"
+    state = tmp_path / "emulator-state"
+    paths = []
+    for _ in range(2):
+        process = subprocess.Popen(["mde-enrich", "emulator", "--state-dir", str(state)],
+                                   cwd=installed.workdir, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            lines = [process.stdout.readline() for _ in range(3)]  # type: ignore[union-attr]
+            [config_path] = [line.split(":", 1)[1].strip() for line in lines
+                             if line.startswith("Plugin config:")]
+            paths.append(config_path)
+            done = subprocess.run(["mde-enrich", "domain", seed.EVIL_DOMAIN, "--format", "json"],
+                                  cwd=installed.workdir, env={**env, "MDE_CONFIG": paths[0]},
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+    assert paths[0] == paths[1] and Path(paths[0]).is_file()

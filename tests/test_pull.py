@@ -162,3 +162,20 @@ def test_write_back_without_the_permission_is_a_warning_not_a_failure(
         summary["warnings"][0]
     assert captured.err.count("write-back is off") == 1
     assert all(alert["comments"] == [] for alert in emulator.admin.security_alerts())
+
+
+def test_connectivity_checks_the_pull_and_write_back_permissions(emulator: Any,
+                                                                 state_url: str) -> None:
+    from integration import actions
+
+    asked = {"pull": "alerts", "write_back": True}
+    envelope = actions.test_connectivity(asked, emulator.config(state=state_url))
+    assert envelope["status"] == "success"
+    names = {check["name"]: check["status"] for check in envelope["connectivity"]["capabilities"]}
+    assert names["graph_alerts_read"] == names["graph_alerts_write"] == "ok"
+    # The certificate app may read alerts but not comment: the write check names the grant.
+    envelope = actions.test_connectivity(asked, emulator.cert_config(state=state_url))
+    assert envelope["error"]["code"] == "permission_denied"
+    assert "SecurityAlert.ReadWrite.All" in envelope["error"]["message"]
+    assert actions.test_connectivity({"pull": "incidents"},
+                                     emulator.cert_config(state=state_url))["status"] == "success"
