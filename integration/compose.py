@@ -107,9 +107,10 @@ def who_am_i(path: str | os.PathLike[str] | None) -> dict[str, Any]:
 
 def _secret_fingerprint(settings: Settings) -> str:
     # repr(Settings) masks secrets; two configs differing only in the secret are different.
-    # (proxy and state too: repr() masks the passwords their URLs may carry)
+    # (proxy and state too: repr() masks the passwords their URLs may carry; and the user
+    # assertion: two users' configs must never share an Enricher, nor its default caller)
     secret = json.dumps([settings.client_secret, settings.certificate_password, settings.proxy,
-                         settings.state])
+                         settings.state, settings.user_assertion])
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
