@@ -175,7 +175,11 @@ class Sweep:
 
     def _sweep(self, plan: _Plan, record: RunRecord, *, resumed: bool) -> dict[str, Any]:
         indicators = [indicator for indicator, _ in plan.distinct.values()]
-        warnings: list[str] = []
+        # A scheduled sweep of a feed that names nothing (a vendor's changed export, a CSV
+        # with its header only) would report "nothing touched" for ever: say so.
+        warnings = [f"{feed.feed}: the feed names no indicator (nothing read, nothing "
+                    "skipped): check its format" for feed in plan.feeds
+                    if not feed.indicators and not feed.skipped]
         hunted = self._hunt(indicators, record, warnings)
         if hunted is None:  # no hunting: every indicator is looked up
             targets = {f"{i.type}:{i.value}": i for i in indicators}
