@@ -132,7 +132,9 @@ class Sweep:
         from integration.sweep.taxii import is_collection_url
 
         now_ms = time.time_ns() // 1_000_000
-        return {source: read_source(source, lambda feed: None, now_ms=now_ms)
+        suffixes = self.settings.internal_domain_suffixes
+        return {source: read_source(source, lambda feed: None, now_ms=now_ms,
+                                    internal_suffixes=suffixes)
                 for source in self.sources if not is_collection_url(source)}
 
     def _read(self, record: RunRecord, local: dict[str, FeedRead]) -> _Plan:
@@ -143,7 +145,8 @@ class Sweep:
         verify: str | bool = self.settings.ca_bundle or True
         feeds = [local.get(source) or read_source(
                      source, lambda feed: self._state(feed).carry(), now_ms=now_ms,
-                     verify=verify, proxy=self.settings.proxy)
+                     verify=verify, proxy=self.settings.proxy,
+                     internal_suffixes=self.settings.internal_domain_suffixes)
                  for source in self.sources]
         plan = _Plan(feeds, now_ms)
         record.put("plan", plan.to_dict())
