@@ -375,3 +375,32 @@ def test_a_misp_attribute_search_answer_is_read_by_attribute_type() -> None:
     assert [(i["value"], i.get("context", {}).get("name")) for i in found["indicators"]] == [
         (EVIL_DOMAIN, None), (KNOWN_FILE["sha256"], "a.exe")]
     assert reasons(found["skipped"]) == {"not_a_file_hash": 1, "ip_address": 1}
+
+
+# --- odd data in one place spoils nothing else (review of issue 17) ----------------------
+
+
+def test_a_sentinel_alert_whose_entity_refs_are_not_strings_keeps_its_other_entities() -> None:
+    entities = [{"$ref": ["3"]}, {"$id": {"a": 1}, "Type": "file", "FileHashes": [{"$ref": {}}]},
+                {"$id": "5", "Type": "dns", "DomainName": EVIL_DOMAIN}]
+    found = _documented({"SystemAlertId": "a1", "AlertName": "x", "ProviderName": "MDATP",
+                         "Entities": json.dumps(entities)})
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [("domain", EVIL_DOMAIN)]
+
+
+def test_a_sentinel_file_entity_whose_properties_are_not_an_object_keeps_the_others() -> None:
+    found = _documented({"properties": {"relatedEntities": [
+        {"kind": "File", "properties": [1, 2]}, {"kind": "File", "properties": "text"},
+        {"kind": "File", "properties": {"fileHashEntityIds": 5, "fileHashes": "x"}},
+        {"kind": "DnsResolution", "properties": {"domainName": EVIL_DOMAIN}}]}})
+    assert found["format"]["id"] == "sentinel_incident"
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [("domain", EVIL_DOMAIN)]
+
+
+def test_the_generic_reader_reads_indicator_fields_at_any_depth_the_reader_allows() -> None:
+    alert: Any = {"sha1": KNOWN_FILE["sha1"]}
+    for _ in range(30):
+        alert = {"level": [alert]}
+    found = alert_formats().extract(alert, "deep.json")
+    assert found["format"]["id"] == "generic"
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [("sha1", KNOWN_FILE["sha1"])]
