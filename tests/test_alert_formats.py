@@ -397,6 +397,30 @@ def test_a_sentinel_file_entity_whose_properties_are_not_an_object_keeps_the_oth
     assert [(i["type"], i["value"]) for i in found["indicators"]] == [("domain", EVIL_DOMAIN)]
 
 
+def _stix_indicator(number: int, pattern: Any) -> dict[str, Any]:
+    return {"type": "indicator", "id": f"indicator--{number}", "pattern": pattern,
+            "pattern_type": "stix"}
+
+
+def test_a_stix_pattern_that_is_not_a_string_hides_no_other_indicator() -> None:
+    found = alert_formats().extract({"type": "bundle", "id": "bundle--1", "objects": [
+        _stix_indicator(1, f"[domain-name:value = '{EVIL_DOMAIN}']"), _stix_indicator(2, 12),
+        _stix_indicator(3, f"[file:hashes.'SHA-1' = '{KNOWN_FILE['sha1']}']")]}, "b.json")
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [
+        ("domain", EVIL_DOMAIN), ("sha1", KNOWN_FILE["sha1"])]
+    assert [(s["value"]) for s in found["skipped"]] == [12]
+
+
+def test_a_misp_composite_whose_value_is_not_a_string_hides_no_other_attribute() -> None:
+    found = alert_formats().extract({"Event": {"Attribute": [
+        {"type": "domain|ip", "value": 7},
+        {"type": "domain|ip", "value": f"{EVIL_DOMAIN}|203.0.113.9"},
+        {"type": "filename|sha256", "value": None},
+        {"type": "filename|sha256", "value": f"a.exe|{KNOWN_FILE['sha256']}"}]}}, "e.json")
+    assert {(i["type"], i["value"]) for i in found["indicators"]} == {
+        ("domain", EVIL_DOMAIN), ("sha256", KNOWN_FILE["sha256"])}
+
+
 def test_the_generic_reader_reads_indicator_fields_at_any_depth_the_reader_allows() -> None:
     alert: Any = {"sha1": KNOWN_FILE["sha1"]}
     for _ in range(30):
