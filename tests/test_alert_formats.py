@@ -87,7 +87,7 @@ def test_each_fixture_yields_its_indicators_and_skips_what_cannot_be_looked_up(
 
 # Families no public sample was found for (tests/corpus/README.md): each is pinned by a test
 # below on a payload built from the vendor's documented fields.
-DOCUMENTED_ONLY = {"defender_streaming_records", "crowdstrike_detect"}
+DOCUMENTED_ONLY = {"defender_streaming_records", "crowdstrike_detect", "misp_event_search"}
 
 
 def test_every_format_has_a_sample_or_a_corpus_payload() -> None:
@@ -428,3 +428,14 @@ def test_the_generic_reader_reads_indicator_fields_at_any_depth_the_reader_allow
     found = alert_formats().extract(alert, "deep.json")
     assert found["format"]["id"] == "generic"
     assert [(i["type"], i["value"]) for i in found["indicators"]] == [("sha1", KNOWN_FILE["sha1"])]
+
+
+def test_a_misp_event_search_answer_reads_each_of_its_events() -> None:
+    # MISP's POST /events/restSearch answer (returnFormat json), as the sweep reads it too.
+    found = alert_formats().extract({"response": [
+        {"Event": {"info": "one", "Attribute": [{"type": "domain", "value": EVIL_DOMAIN}]}},
+        {"Event": {"info": "two", "Object": [{"Attribute": [
+            {"type": "sha256", "value": KNOWN_FILE["sha256"]}]}]}}]}, "search.json")
+    assert found["format"]["id"] == "misp_event_search"
+    assert [(i["type"], i["value"], i["sources"][0]["format"]) for i in found["indicators"]] == [
+        ("domain", EVIL_DOMAIN, "misp_event"), ("sha256", KNOWN_FILE["sha256"], "misp_event")]
