@@ -439,3 +439,12 @@ def test_a_misp_event_search_answer_reads_each_of_its_events() -> None:
     assert found["format"]["id"] == "misp_event_search"
     assert [(i["type"], i["value"], i["sources"][0]["format"]) for i in found["indicators"]] == [
         ("domain", EVIL_DOMAIN, "misp_event"), ("sha256", KNOWN_FILE["sha256"], "misp_event")]
+
+
+def test_a_sentinel_alert_whose_entities_are_too_long_to_read_says_so() -> None:
+    entities = json.dumps([{"$id": str(n), "Type": "host", "HostName": "h" * 40}
+                           for n in range(20_000)])  # valid JSON, over 1,000,000 characters
+    found = _documented({"SystemAlertId": "a1", "AlertName": "x", "ProviderName": "MDATP",
+                         "Entities": entities})
+    assert [w["code"] for w in found["warnings"]] == ["entities_not_parsed"]
+    assert "longer than the 1,000,000 characters" in found["warnings"][0]["message"]
