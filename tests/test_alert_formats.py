@@ -448,3 +448,16 @@ def test_a_sentinel_alert_whose_entities_are_too_long_to_read_says_so() -> None:
                          "Entities": entities})
     assert [w["code"] for w in found["warnings"]] == ["entities_not_parsed"]
     assert "longer than the 1,000,000 characters" in found["warnings"][0]["message"]
+
+
+def test_two_fields_a_format_cannot_read_are_two_warnings(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"formats": [{
+        "id": "acme", "keys": ["acme"], "detect": "`true`", "extract": [
+            {"type": "domain", "field": "acme.c2", "expression": "starts_with(acme.c2, 'x')"},
+            {"type": "domain", "field": "acme.dns",
+             "expression": "starts_with(acme.dns, 'x')"}]}]}))
+    found = alert_formats(user_path=str(rules)).extract(
+        {"acme": {"c2": 1, "dns": 2}}, "acme.json")
+    assert [w["message"].split(" could not")[0] for w in found["warnings"]] == [
+        "acme: acme.c2", "acme: acme.dns"]

@@ -202,7 +202,8 @@ class AlertFormats:
         _set_device_ids_aside(found, _device_ids(alert))
         _drop_names_that_travel_with_a_hash(found)
         skipped = _unique_skipped(found.skipped)
-        warnings = _unique_by(found.warnings, lambda w: w["code"])
+        # One warning each: the same code may say different things (two unreadable fields).
+        warnings = _unique_by(found.warnings, lambda w: (w["code"], w["message"]))
         if not found.indicators and not skipped and not warnings:
             warnings = [{"code": NO_OBSERVABLES, "message": "the alert names no domain, URL, "
                          "file or other observable this format's rules know"}]
