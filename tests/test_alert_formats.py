@@ -461,3 +461,15 @@ def test_two_fields_a_format_cannot_read_are_two_warnings(tmp_path: Path) -> Non
         {"acme": {"c2": 1, "dns": 2}}, "acme.json")
     assert [w["message"].split(" could not")[0] for w in found["warnings"]] == [
         "acme: acme.c2", "acme: acme.dns"]
+
+
+def test_a_user_rule_calling_an_unknown_function_is_refused_when_the_file_is_loaded(
+        tmp_path: Path) -> None:
+    from integration.errors import ConfigError
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"formats": [{
+        "id": "acme", "keys": ["acme"], "detect": "`true`", "extract": [
+            {"type": "domain", "field": "acme.c2", "expression": "regex(acme.c2, '[')"}]}]}))
+    with pytest.raises(ConfigError, match=r"extract\[0\].*unknown function regex\(\)"):
+        alert_formats(user_path=str(rules))

@@ -81,7 +81,25 @@ def compile_expression(source: Any) -> Expression:
     if _tree_depth(parsed.parsed) > MAX_EXPRESSION_TREE_DEPTH:
         raise ExpressionError(f"expression {_shown(source)!r}... is nested more than "
                               f"{MAX_EXPRESSION_TREE_DEPTH} levels deep once parsed")
+    # JMESPath looks a function up only when it runs: refused here, before anything runs.
+    known = _options().custom_functions.FUNCTION_TABLE
+    unknown = sorted({name for name in _function_names(parsed.parsed) if name not in known})
+    if unknown:
+        raise ExpressionError(f"expression {_shown(source)!r}: unknown function "
+                              f"{', '.join(name + '()' for name in unknown)}; known: "
+                              f"{', '.join(sorted(known))}")
     return Expression(source, parsed)
+
+
+def _function_names(root: Any) -> Iterator[str]:
+    """The names of the functions a parsed JMESPath tree calls, walked without recursion."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "function_expression":
+                yield str(node.get("value"))
+            stack.extend(node.get("children") or [])
 
 
 # JMESPath's parser recurses once per level of brackets and negations, its interpreter once
