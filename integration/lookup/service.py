@@ -17,6 +17,7 @@ from integration.values.principal import Principal
 
 if TYPE_CHECKING:
     from integration.config import Settings
+    from integration.defender.alerts import SecurityClient
     from integration.defender.auth import TokenProvider
     from integration.defender.budget import Lane
     from integration.defender.client import DefenderClient
@@ -105,11 +106,13 @@ class Enricher:
                  client: Callable[[], DefenderClient], tokens: Callable[[], TokenProvider],
                  graph_tokens: Callable[[], TokenProvider],
                  hunting: Callable[[], HuntingClient],
-                 caller: Callable[[str | None], Caller]) -> None:
+                 caller: Callable[[str | None], Caller],
+                 security: Callable[[], SecurityClient] | None = None) -> None:
         self.settings = settings
         self._store, self._client, self._tokens, self._hunting = store, client, tokens, hunting
         self._graph_tokens = graph_tokens
         self.caller = caller  # whom a call runs as, by its user_assertion (or none)
+        self._security = security
         self.cache = LookupCache(store, f"{settings.endpoints.api_base}|{settings.tenant_id}",
                                  settings.cache_ttl_s)
 
@@ -135,6 +138,15 @@ class Enricher:
     def graph_tokens(self) -> TokenProvider:
         """Tokens for Microsoft Graph (hunting, and test_connectivity's Graph checks)."""
         return self._graph_tokens()
+
+    @property
+    def security(self) -> SecurityClient:
+        """Graph's security alerts and incidents, for a scheduled run's pull and write-back."""
+        if self._security is None:
+            from integration.errors import ConfigError
+
+            raise ConfigError("this Enricher was built without Graph's security API")
+        return self._security()
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -252,7 +264,8 @@ class Enricher:
         client = caller.client
         result = (client.machines_for_domain(indicator, lane) if indicator.type == "domain"
                   else client.machines_for_file(indicator, lane))
-        answer = self._normalized(result.machines, result.api_calls, result.truncated)
+        answer = self._normalized(result.machines, result.api_calls, result.truncated,
+                                  result.warnings)
         # `use_cache: false` bypasses the cache both ways: no read, no write. An answer that
         # left records out is not kept: the fault may pass, and the next lookup should see.
         if use_cache and not answer.warnings:
@@ -260,15 +273,16 @@ class Enricher:
         return answer, False
 
     def _normalized(self, raws: list[dict[str, Any]], api_calls: int,
-                    truncated: bool) -> Answer:
+                    truncated: bool, warnings: tuple[str, ...] = ()) -> Answer:
         """Normalized before anything is cached; a record that cannot be read is left out
-        with a warning rather than failing, or poisoning the cache for, the whole answer."""
+        with a warning rather than failing, or poisoning the cache for, the whole answer.
+        `warnings` (the client's: a page cap reached) travel with it."""
         from integration.lookup.normalize import normalize_machine, normalize_machines
 
         portal_base = self.settings.endpoints.portal_base
         try:  # the common case: every record reads
             return Answer(normalize_machines(raws, portal_base=portal_base), raws,
-                          api_calls=api_calls, truncated=truncated)
+                          api_calls=api_calls, truncated=truncated, warnings=warnings)
         except PluginError:
             pass
         machines, kept, dropped = [], [], []
@@ -279,9 +293,10 @@ class Enricher:
                 dropped.append(f"record {position + 1}: {error.message}")
             else:
                 kept.append(raw)
-        warnings = () if not dropped else (
-            f"left out {len(dropped)} machine record(s) Defender sent that cannot be read: "
-            + "; ".join(dropped[:3]) + ("; ..." if len(dropped) > 3 else ""),)
+        if dropped:
+            warnings += (
+                f"left out {len(dropped)} machine record(s) Defender sent that cannot be "
+                "read: " + "; ".join(dropped[:3]) + ("; ..." if len(dropped) > 3 else ""),)
         return Answer(machines, kept, api_calls=api_calls, truncated=truncated,
                       warnings=warnings)
 
