@@ -408,7 +408,14 @@ def test_a_stix_pattern_that_is_not_a_string_hides_no_other_indicator() -> None:
         _stix_indicator(3, f"[file:hashes.'SHA-1' = '{KNOWN_FILE['sha1']}']")]}, "b.json")
     assert [(i["type"], i["value"]) for i in found["indicators"]] == [
         ("domain", EVIL_DOMAIN), ("sha1", KNOWN_FILE["sha1"])]
-    assert [(s["value"]) for s in found["skipped"]] == [12]
+    assert [(s["reason"], s["value"]) for s in found["skipped"]] == [("invalid_value", 12)]
+
+
+def test_a_stix_pattern_that_does_not_parse_is_skipped_as_an_invalid_value() -> None:
+    found = alert_formats().extract({"type": "bundle", "id": "bundle--1", "objects": [
+        _stix_indicator(1, f"[domain-name:value = '{EVIL_DOMAIN}'")]}, "b.json")
+    assert [(s["reason"], s["value"]) for s in found["skipped"]] == [
+        ("invalid_value", f"[domain-name:value = '{EVIL_DOMAIN}'")]
 
 
 def test_a_misp_composite_whose_value_is_not_a_string_hides_no_other_attribute() -> None:
