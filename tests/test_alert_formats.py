@@ -480,3 +480,9 @@ def test_a_user_rule_calling_an_unknown_function_is_refused_when_the_file_is_loa
             {"type": "domain", "field": "acme.c2", "expression": "regex(acme.c2, '[')"}]}]}))
     with pytest.raises(ConfigError, match=r"extract\[0\].*unknown function regex\(\)"):
         alert_formats(user_path=str(rules))
+
+
+def test_misp_attributes_beside_an_event_key_that_is_no_object_are_read() -> None:
+    found = alert_formats().extract({"Event": "x", "Attribute": [
+        {"type": "domain", "value": EVIL_DOMAIN}]}, "attributes.json")
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [("domain", EVIL_DOMAIN)]

@@ -735,7 +735,9 @@ def _misp_attributes(alert: Any) -> dict[str, Any]:
     """`{"attributes": [...]}`: an event's attributes and its objects' attributes, from an
     event (`{"Event": ...}`), an attribute search (`{"response": {"Attribute": [...]}}`) or a
     bare event body."""
-    body = alert.get("Event") or alert.get("response") or alert if isinstance(alert, dict) else {}
+    candidates = (alert.get("Event"), alert.get("response"), alert) \
+        if isinstance(alert, dict) else ()
+    body = next((c for c in candidates if isinstance(c, dict) and c), {})
     attributes = [a for a in body.get("Attribute") or [] if isinstance(a, dict)]
     for item in body.get("Object") or []:
         if isinstance(item, dict):
