@@ -486,3 +486,18 @@ def test_misp_attributes_beside_an_event_key_that_is_no_object_are_read() -> Non
     found = alert_formats().extract({"Event": "x", "Attribute": [
         {"type": "domain", "value": EVIL_DOMAIN}]}, "attributes.json")
     assert [(i["type"], i["value"]) for i in found["indicators"]] == [("domain", EVIL_DOMAIN)]
+
+
+def test_a_misp_object_whose_attributes_are_no_list_keeps_the_event_readable() -> None:
+    found = alert_formats().extract({"Event": {"Attribute": [
+        {"type": "domain", "value": EVIL_DOMAIN}], "Object": [{"Attribute": 1.5}, 7]}}, "e.json")
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [("domain", EVIL_DOMAIN)]
+
+
+def test_a_file_whose_verdict_is_an_object_is_still_judged_by_its_publisher() -> None:
+    found = alert_formats().extract({"@odata.type": "#microsoft.graph.security.alert",
+                                     "evidence": [{
+        "@odata.type": "#microsoft.graph.security.fileEvidence", "verdict": {"odd": 1},
+        "fileDetails": {"sha1": KNOWN_FILE["sha1"], "filePublisher": "Microsoft Corporation"}}]},
+        "v2.json")
+    assert [s["reason"] for s in found["skipped"]] == ["trusted_publisher"]

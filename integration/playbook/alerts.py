@@ -133,7 +133,8 @@ class ExtractPolicy:
                    internal_suffixes)
 
     def trusts(self, record: Mapping[str, Any]) -> bool:
-        if self.lookup_trusted or record.get("verdict") in BAD_VERDICTS:
+        verdict = record.get("verdict")
+        if self.lookup_trusted or (isinstance(verdict, str) and verdict in BAD_VERDICTS):
             return False
         return any(isinstance(record.get(key), str)
                    and record[key].strip().casefold() in self.trusted_publishers
@@ -738,11 +739,15 @@ def _misp_attributes(alert: Any) -> dict[str, Any]:
     candidates = (alert.get("Event"), alert.get("response"), alert) \
         if isinstance(alert, dict) else ()
     body = next((c for c in candidates if isinstance(c, dict) and c), {})
-    attributes = [a for a in body.get("Attribute") or [] if isinstance(a, dict)]
-    for item in body.get("Object") or []:
-        if isinstance(item, dict):
-            attributes += [a for a in item.get("Attribute") or [] if isinstance(a, dict)]
+    attributes = _objects(body.get("Attribute"))
+    for item in _objects(body.get("Object")):
+        attributes += _objects(item.get("Attribute"))
     return {"attributes": attributes}
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list; anything else (a number, a string, one object) holds none."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _ecs_nested(alert: Any) -> Any:
