@@ -150,7 +150,9 @@ class Sweep:
         now_ms = time.time_ns() // 1_000_000
         for source in filter(is_collection_url, self.sources):
             check_collection_url(feed_id(source))  # a URL that cannot be one: nothing sent
-        return {source: read_source(source, lambda feed: None, now_ms=now_ms)
+        suffixes = self.settings.internal_domain_suffixes
+        return {source: read_source(source, lambda feed: None, now_ms=now_ms,
+                                    internal_suffixes=suffixes)
                 for source in self.sources if not is_collection_url(source)}
 
     def _read(self, record: RunRecord, local: dict[str, FeedRead]) -> _Plan:
@@ -162,7 +164,8 @@ class Sweep:
         feeds = [local.get(source) or read_source(
                      source, lambda feed: self._state(feed).carry(), now_ms=now_ms,
                      verify=verify, proxy=self.settings.proxy,
-                     timeout_s=self.settings.timeout_s)
+                     timeout_s=self.settings.timeout_s,
+                     internal_suffixes=self.settings.internal_domain_suffixes)
                  for source in self.sources]
         plan = _Plan(feeds, now_ms)
         record.put("plan", plan.to_dict())
