@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from integration.errors import UpstreamError
+from integration.values.short_cache import short_text_cache
 from integration.values.times import parse_time
 
 DEFAULT_PORTAL_BASE = "https://security.microsoft.com"
@@ -243,7 +244,7 @@ def _classify_platform(platform: str) -> tuple[tuple[int, str], tuple[int, str]]
     return (99, "Other"), _DEVICE_SERVER if server else _DEVICE_UNKNOWN
 
 
-@lru_cache(maxsize=4096)
+@short_text_cache(maxsize=4096, max_len=64)
 def _mac(value: str) -> str | None:
     """aa:bb:cc:dd:ee:ff from 001122AABBCC, 00-11-22-AA-BB-CC or 00:11:22:aa:bb:cc;
     cached, as a card's MAC repeats for each of its addresses."""
@@ -254,7 +255,7 @@ def _mac(value: str) -> str | None:
     return ":".join((groups[0], *groups[2:])).lower()
 
 
-@lru_cache(maxsize=4096)
+@short_text_cache(maxsize=4096, max_len=64)
 def _address(value: str) -> tuple[str, bool] | None:
     """(the address for OCSF's ip_t, whether it is a loopback) or None for no IP address;
     cached, as addresses repeat across an answer's machines."""

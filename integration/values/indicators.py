@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from integration.errors import InvalidInput
+from integration.values.short_cache import short_text_cache
 
 if TYPE_CHECKING:
     from publicsuffixlist import PublicSuffixList
@@ -126,7 +127,7 @@ def parse_domain(text: str, internal_suffixes: tuple[str, ...] = ()) -> Indicato
     return _parse_domain_text(text, internal_suffixes)
 
 
-@lru_cache(maxsize=2048)
+@short_text_cache(maxsize=2048, max_len=4096)
 def _parse_domain_text(text: str, internal_suffixes: tuple[str, ...] = ()) -> Indicator:
     """Cached (an Indicator is immutable): alerts name the same domains again and again,
     and a long-lived worker parses each once. Refusals are not cached; they raise."""

@@ -8,6 +8,8 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from integration.values.short_cache import short_text_cache
+
 # Defender's times: 2018-08-02T14:55:03.7791856Z (seven fraction digits, which
 # datetime.fromisoformat cannot read before Python 3.11), or fewer digits, or none,
 # or a numeric offset. A time without an offset is taken as UTC, as Defender's are.
@@ -27,7 +29,7 @@ def parse_time(value: Any) -> tuple[int, str] | None:
     return _parse_time_text(value)
 
 
-@lru_cache(maxsize=8192)
+@short_text_cache(maxsize=8192, max_len=64)
 def _parse_time_text(value: str) -> tuple[int, str] | None:
     """Cached: a machine's firstSeen and lastSeen come back the same in every answer that
     lists it, and a running process serves many answers about one fleet."""
