@@ -55,7 +55,7 @@ def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str,
     return enricher.lookup(kind, params[key], use_cache=params.get("use_cache", True),
                            include_raw=params.get("include_raw", False),
                            priority=params.get("priority", "batch"),
-                           contact=params.get("contact", enricher.settings.contact))
+                           contact=params.get("contact", enricher.settings.contact)).to_dict()
 
 
 def validate_params(schema: str, params: Any) -> None:

@@ -120,25 +120,28 @@ class Enricher:
 
     def lookup(self, kind: Kind, value: Any, *, use_cache: bool = True,
                include_raw: bool = False, priority: Lane = "batch",
-               contact: bool = False) -> dict[str, Any]:
-        """One indicator, one envelope (as a dict); expected failures become error envelopes.
-        `priority` is the rate budget's lane: an analyst waiting is `interactive`.
+               contact: bool = False) -> Envelope:
+        """One indicator, one envelope; expected failures become error envelopes (carrying
+        the error). `priority` is the rate budget's lane: an analyst waiting is `interactive`.
         `contact` adds the contact timeline from advanced hunting (lookup/contact.py)."""
         if contact:
             return self.lookup_many(kind, [value], use_cache=use_cache, include_raw=include_raw,
                                     priority=priority, contact=True)[0]
         return self.lookup_envelope(kind, value, use_cache=use_cache, include_raw=include_raw,
-                                    priority=priority).to_dict()
+                                    priority=priority)
 
     def lookup_many(self, kind: Kind, values: list[Any], *, use_cache: bool = True,
                     include_raw: bool = False,
-                    priority: Lane = "batch", contact: bool = False) -> list[dict[str, Any]]:
+                    priority: Lane = "batch", contact: bool = False) -> list[Envelope]:
         """Envelopes in input order; distinct indicators looked up concurrently. With
         `contact`, one hunting query for the whole batch once every lookup is done."""
         if contact:
-            return self._with_contact(kind, self.lookup_many(
-                kind, values, use_cache=use_cache, include_raw=include_raw, priority=priority),
-                priority)
+            from integration.lookup.contact import with_contact
+
+            return with_contact(self.lookup_many(kind, values, use_cache=use_cache,
+                                                 include_raw=include_raw, priority=priority),
+                                kind, self._hunting,
+                                portal_base=self.settings.endpoints.portal_base, lane=priority)
         if len(values) <= 1:
             return [self.lookup(kind, value, use_cache=use_cache, include_raw=include_raw,
                                 priority=priority) for value in values]
@@ -150,15 +153,6 @@ class Enricher:
                 lambda value: self.lookup(kind, value, use_cache=use_cache,
                                           include_raw=include_raw, priority=priority),
                 values))
-
-    def _with_contact(self, kind: Kind, envelopes: list[dict[str, Any]],
-                      lane: Lane) -> list[dict[str, Any]]:
-        from integration.lookup.contact import with_contact
-
-        merged = with_contact([Envelope.from_dict(envelope) for envelope in envelopes], kind,
-                              self._hunting,
-                              portal_base=self.settings.endpoints.portal_base, lane=lane)
-        return [envelope.to_dict() for envelope in merged]
 
     def lookup_envelope(self, kind: Kind, value: Any, *, use_cache: bool = True,
                         include_raw: bool = False, priority: Lane = "batch") -> Envelope:
