@@ -63,6 +63,9 @@ class Settings(NamedTuple):
     rate_windows_s: tuple[float, float] = (60.0, 3600.0)
     max_concurrency: int = 8
     contact: bool = False  # the lookups' default for their `contact` parameter
+    # A domain ending in one of these is a domain though its last label is no public suffix.
+    internal_domain_suffixes: tuple[str, ...] = ()
+    alert_formats: str | None = None  # the user's alert format rules, tried first
 
     def __repr__(self) -> str:  # never show a secret, even in a traceback or a debugger
         shown = self._replace(client_secret="***" if self.client_secret else None,
@@ -168,6 +171,12 @@ def _coerce(variable: str, text: str, spec: Mapping[str, Any]) -> Any:
             from integration.bounded import DOCUMENT, parse_json
 
             return parse_json(text, limits=DOCUMENT, what=variable)
+        if kind == "array":  # JSON, or a comma-separated list (MDE_INTERNAL_DOMAIN_SUFFIXES=a,b)
+            if text.lstrip().startswith("["):
+                from integration.bounded import DOCUMENT, parse_json
+
+                return parse_json(text, limits=DOCUMENT, what=variable)
+            return [item.strip() for item in text.split(",") if item.strip()]
     except (ValueError, KeyError, PluginError):
         shown = "" if variable.endswith(("SECRET", "CERTIFICATE")) else f" {text!r}"
         raise ConfigError(f"environment variable {variable}{shown} is not a valid {kind}") from None
@@ -277,6 +286,8 @@ def _settings_from(config: dict[str, Any]) -> Settings:
         per_hour=rate_limit.get("per_hour", 1500),
         rate_buckets=rate_limit.get("buckets", "per_api"),
         interactive_reserve=float(rate_limit.get("interactive_reserve", 0.2)),
+        internal_domain_suffixes=internal_suffixes(config.get("internal_domain_suffixes")),
+        alert_formats=config.get("alert_formats"),
         **optional,
     )
 
@@ -290,3 +301,35 @@ def _managed_identity_label(config: dict[str, Any]) -> str:
     if config.get("managed_identity_resource_id"):
         return f"managed-identity:{config['managed_identity_resource_id']}"
     return "managed-identity:system-assigned"
+
+
+def alert_options(config: Mapping[str, Any] | None) -> tuple[str | None, tuple[str, ...]]:
+    """(`alert_formats`, `internal_domain_suffixes`) from the configuration a playbook run
+    was given: the dict, else $MDE_CONFIG's file, each overridden by its MDE_ variable. Read
+    without the credentials' checks: formats are needed before (and without) any lookup."""
+    environ = os.environ
+    given: Mapping[str, Any] = config or {}
+    if config is None and environ.get(ENV_PREFIX + "CONFIG"):
+        try:
+            given = read_config_file(environ[ENV_PREFIX + "CONFIG"])
+        except ConfigError:
+            given = {}  # the lookup that needs it says what is wrong with it
+    spec = schemas.schema("config.schema.json")["properties"]
+    values = dict(given)
+    for key in ("alert_formats", "internal_domain_suffixes"):
+        variable = ENV_PREFIX + key.upper()
+        if variable in environ:
+            values[key] = _coerce(variable, environ[variable], spec[key])
+    path = values.get("alert_formats")
+    if path is not None and (not isinstance(path, str) or not path.strip()):
+        raise ConfigError("alert_formats must name a YAML file of alert format rules")
+    return path, internal_suffixes(values.get("internal_domain_suffixes"))
+
+
+def internal_suffixes(configured: object) -> tuple[str, ...]:
+    """`internal_domain_suffixes` as the domain parser takes them: lowercase, without leading
+    or trailing dots, sorted (a stable cache key). The config schema has checked each one."""
+    if not configured:
+        return ()
+    items = configured if isinstance(configured, (list, tuple)) else [configured]
+    return tuple(sorted({str(item).strip().strip(".").lower() for item in items} - {""}))

@@ -85,12 +85,106 @@ def test_each_fixture_yields_its_indicators_and_skips_what_cannot_be_looked_up(
     assert reasons(found["skipped"]) == skipped
 
 
+# Families no public sample was found for (tests/corpus/README.md): each is pinned by a test
+# below on a payload built from the vendor's documented fields.
+DOCUMENTED_ONLY = {"defender_streaming_records", "sentinel_security_alert",
+                   "sentinel_security_incident", "crowdstrike_detect", "qradar_offense",
+                   "sysmon_event_data", "m365d_incident_alert", "advanced_hunting_row"}
+
+
 def test_every_format_has_a_sample_or_a_corpus_payload() -> None:
     corpus = yaml.safe_load(CORPUS_EXPECTED.read_text(encoding="utf-8"))
-    covered = {format_id for format_id, _, _ in EXPECTED.values()}
+    covered = {format_id for format_id, _, _ in EXPECTED.values()} | DOCUMENTED_ONLY
     for entry in corpus.values():
         covered |= {entry["format"], *entry.get("item_formats", [])}
     assert {known.id for known in alert_formats().formats} <= covered
+
+
+def _documented(alert: dict[str, Any]) -> dict[str, Any]:
+    return alert_formats().extract(alert, "documented.json")
+
+
+def test_a_sentinel_security_alert_row_reads_its_entities_from_the_json_string() -> None:
+    entities = [{"$id": "3", "Type": "host", "HostName": "ws-17"},
+                {"$id": "4", "Type": "filehash", "Algorithm": "SHA256",
+                 "Value": KNOWN_FILE["sha256"]},
+                {"$id": "5", "Type": "dns", "DomainName": EVIL_DOMAIN},
+                {"$id": "6", "Type": "file", "Name": "igfxtray.exe"},
+                {"$id": "7", "Type": "ip", "Address": "203.0.113.7"}]
+    found = _documented({"SystemAlertId": "a1", "AlertName": "x", "ProviderName": "MDATP",
+                         "Entities": json.dumps(entities), "ExtendedProperties": "{}"})
+    assert found["format"]["id"] == "sentinel_security_alert"
+    assert {(i["type"], i["value"]) for i in found["indicators"]} == {
+        ("sha256", KNOWN_FILE["sha256"]), ("domain", EVIL_DOMAIN)}
+    assert reasons(found["skipped"]) == {"reporting_device": 1, "no_hash": 1, "ip_address": 1}
+
+
+def test_a_sentinel_security_incident_row_says_where_its_entities_are() -> None:
+    found = _documented({"IncidentNumber": 7, "AlertIds": "[\"a1\"]",
+                         "ProviderName": "Azure Sentinel"})
+    assert [w["code"] for w in found["warnings"]] == ["entities_not_included"]
+
+
+def test_a_streaming_records_batch_reads_each_record_as_its_table_row() -> None:
+    record = {"category": "AdvancedHunting-DeviceNetworkEvents", "operationName": "Publish",
+              "properties": {"Timestamp": "2024-01-01T00:00:00Z", "DeviceName": "ws-17",
+                             "RemoteUrl": f"https://{EVIL_DOMAIN}/x", "RemoteIP": "203.0.113.7"}}
+    found = _documented({"records": [record, record]})
+    assert found["format"]["id"] == "defender_streaming_records"
+    assert [(i["value"], i["sources"][0]["format"]) for i in found["indicators"]] == [
+        (EVIL_DOMAIN, "advanced_hunting_row")]
+
+
+def test_a_crowdstrike_detect_reads_its_behaviors() -> None:
+    found = _documented({"detection_id": "ldt:1", "device": {"hostname": "ws-17"},
+                         "behaviors": [{"sha256": KNOWN_FILE["sha256"], "filename": "a.exe",
+                                        "ioc_type": "domain", "ioc_value": EVIL_DOMAIN}]})
+    assert {(i["type"], i["value"]) for i in found["indicators"]} == {
+        ("sha256", KNOWN_FILE["sha256"]), ("domain", EVIL_DOMAIN)}
+
+
+def test_a_qradar_offense_names_its_source_and_asks_for_its_events() -> None:
+    found = _documented({"id": 3, "offense_source": "203.0.113.7", "offense_type": 0,
+                         "magnitude": 4})
+    assert reasons(found["skipped"]) == {"ip_address": 1}
+    assert [w["code"] for w in found["warnings"]] == ["offense_events_needed"]
+
+
+def test_a_raw_sysmon_process_create_gives_its_hashes_and_never_its_imphash() -> None:
+    found = _documented({"UtcTime": "2024-01-01 00:00:00.000", "ProcessGuid": "{x}",
+                         "Image": "C:\\Windows\\igfxtray.exe",
+                         "Hashes": f"SHA1={KNOWN_FILE['sha1'].upper()},MD5={KNOWN_FILE['md5']},"
+                                   "IMPHASH=D90D8C7812AEC8DA0FA173AFA1293AB2"})
+    [file] = found["indicators"]
+    assert file["hashes"] == {"sha1": KNOWN_FILE["sha1"], "md5": KNOWN_FILE["md5"]}
+    assert reasons(found["skipped"]) == {"not_a_file_hash": 1}
+
+
+def test_a_file_name_is_never_looked_up_as_a_domain() -> None:
+    alert = {"indicators": [{"type": "domain", "value": name} for name in
+                            ("igfxtray.exe", "resume.pdf", "winhelp.cpl", "logo.svg")]}
+    found = alert_formats().extract(alert, "a.json")
+    assert found["indicators"] == []
+    assert reasons(found["skipped"]) == {"not_a_domain": 4}
+
+
+def test_an_internal_suffix_makes_a_domain_of_a_private_name() -> None:
+    from integration.playbook.alerts import ExtractPolicy
+
+    alert = {"indicators": [{"type": "domain", "value": "build01.corp"}]}
+    assert alert_formats().extract(alert, "a.json")["indicators"] == []
+    found = alert_formats().extract(alert, "a.json", policy=ExtractPolicy(
+        internal_suffixes=("corp",)))
+    assert [i["value"] for i in found["indicators"]] == ["build01.corp"]
+
+
+def test_thehive_and_sentinelone_are_read_as_themselves() -> None:
+    thehive = {"type": "external", "source": "x", "sourceRef": "r", "title": "t",
+               "artifacts": [{"dataType": "domain", "data": EVIL_DOMAIN}]}
+    s1 = {"threatInfo": {"sha1": KNOWN_FILE["sha1"]}, "agentRealtimeInfo": {},
+          "indicators": [{"category": "Evasion", "description": "behaviour"}]}
+    assert alert_formats().detect(thehive, "t.json").id == "thehive_alert"
+    assert alert_formats().detect(s1, "s.json").id == "sentinelone_threat"
 
 
 def test_every_indicator_names_the_format_and_field_it_came_from() -> None:
@@ -142,9 +236,14 @@ def test_a_defender_users_nt_domain_is_not_taken_for_a_dns_domain() -> None:
     assert "contoso" not in {i["value"] for i in found["indicators"]}
 
 
-def test_an_alert_in_no_known_format_is_refused_naming_the_file() -> None:
-    with pytest.raises(AlertError, match=r"^incoming/odd\.json: not in any known alert format"):
-        alert_formats().detect({"hello": "world"}, "incoming/odd.json")
+def test_an_object_in_no_known_format_is_read_by_field_names_with_a_warning() -> None:
+    found = alert_formats().extract({"hello": "world", "event": {"Sha1": KNOWN_FILE["sha1"],
+                                     "message": "evil.example was seen", "url_id": "x.example"}},
+                                    "incoming/odd.json")
+    assert found["format"]["id"] == "generic"
+    assert [(i["value"], i["sources"][0]["field"]) for i in found["indicators"]] == [
+        (KNOWN_FILE["sha1"], "event.Sha1")]  # never from free text or ids
+    assert [w["code"] for w in found["warnings"]] == ["generic_format"]
 
 
 def test_an_alert_that_is_not_an_object_is_refused_naming_the_file() -> None:
@@ -188,3 +287,42 @@ def test_every_alert_of_a_graph_incident_is_read_into_one_extraction() -> None:
     assert found["format"]["id"] == "graph_security_incident"
     assert [i["value"] for i in found["indicators"]] == [EVIL_DOMAIN, PHISH_DOMAIN]
     assert found["indicators"][0]["sources"][0]["field"] == "alerts[] > evidence[urlEvidence].url"
+
+
+# --- user formats and the formats command -------------------------------------------------
+
+
+def test_a_user_format_is_tried_before_the_shipped_ones(tmp_path: Path) -> None:
+    from integration.playbook.alerts import formats_for
+
+    rules = tmp_path / "mine.yaml"
+    rules.write_text("formats:\n  - id: my_list\n    keys: [indicators]\n    detect: '`true`'\n"
+                     "    extract:\n      - {type: domain, field: mine,\n"
+                     "         expression: 'indicators[].value'}\n",
+                     encoding="utf-8")
+    alert = {"indicators": [{"type": "domain", "value": EVIL_DOMAIN}]}
+    found = formats_for(str(rules)).extract(alert, "a.json")
+    assert found["format"] == {"id": "my_list", "title": "my_list", "origin": str(rules)}
+
+
+def test_a_user_format_file_is_validated_by_the_schema_naming_the_file(tmp_path: Path) -> None:
+    from integration.errors import ConfigError
+    from integration.playbook.alerts import formats_for
+
+    rules = tmp_path / "bad.yaml"
+    rules.write_text("formats:\n  - id: x\n    detect: '`true`'\n    extrct: []\n",
+                     encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not a valid alert format file"):
+        formats_for(str(rules))
+
+
+def test_formats_test_explains_which_rule_matched_and_what_was_skipped(capsys: Any) -> None:
+    from integration.cli import main
+
+    sample = Path(__file__).parent / "corpus" / "alerts" / "thehive3_alert_create_artifacts.json"
+    assert main(["formats", "test", str(sample), "--format", "table"]) == 0
+    out = capsys.readouterr().out
+    assert "format thehive_alert" in out
+    assert "also matched, less specific: splunk_soar_container" in out
+    assert "lookup domain thehive-project.org" in out
+    assert "skip   no_hash: logo.svg" in out and "skip   ip_address: 127.0.0.1" in out

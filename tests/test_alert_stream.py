@@ -154,18 +154,18 @@ def test_an_array_given_to_alert_is_written_as_ndjson_one_compact_alert_a_line(
         config_file: Path, emulator: Any, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     given = tmp_path / "array.json"
-    given.write_text(json.dumps([alert(EVIL_DOMAIN, 1), {"hello": 1}, alert(PHISH_DOMAIN, 3)],
+    given.write_text(json.dumps([alert(EVIL_DOMAIN, 1), "no alert", alert(PHISH_DOMAIN, 3)],
                                 indent=2), encoding="utf-8")
     status = cli_main(["playbook", "run", str(ENRICH_ALERT), "--alert", str(given),
                        "--config", str(config_file), "--format", "ndjson"])
     captured = capsys.readouterr()
-    assert status == 2  # the one in no known format
+    assert status == 2  # the one that is not an object
     lines = captured.out.splitlines()
     assert len(lines) == 3 and all(": " not in line[:40] for line in lines)  # compact
     documents = [json.loads(line) for line in lines]
     assert [d.get("id") for d in documents] == ["a-1", None, "a-3"]  # input order
     assert documents[1]["enrichment"]["error"]["code"] == "invalid_input"
-    assert f"{given} item 2: not in any known alert format" in captured.err
+    assert f"{given} item 2: an alert is a JSON object" in captured.err
 
 
 def test_json_output_is_compact_off_a_terminal_and_indented_with_pretty(

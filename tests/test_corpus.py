@@ -247,3 +247,56 @@ def test_no_device_id_is_ever_sent_as_a_file_hash(config: dict[str, Any], emulat
     paths = [call["path"].casefold() for call in emulator.admin.api_calls()]
     assert any(path.startswith("/api/files/") for path in paths)  # files were asked
     assert not [path for path in paths if any(device in path for device in device_ids)]
+
+
+# --- detection by distinctive keys: each family pinned against every other -------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_other_format_is_as_specific_as_the_payloads_own(name: str) -> None:
+    """Every format that also matches the payload is strictly less specific than the one
+    expected.yaml names: no family is taken for another because of one shared key."""
+    for alert in read(name).alerts:
+        found = alert_formats().matching(alert)
+        if not found:
+            continue
+        own = found[0]
+        rivals = [f.id for f in found[1:] if f.specificity >= own.specificity]
+        assert rivals == [], f"{name}: {own.id} ties with {rivals}"
+
+
+def test_the_corpus_holds_sixty_payloads_from_twenty_families() -> None:
+    families = {EXPECTED[name]["format"] for name in NAMES} | {
+        source["format"] for name in NAMES for result in extracted(name)
+        for item in result["indicators"] + result["skipped"]
+        for source in [item.get("source") or item["sources"][0]] if source["format"] != "any"}
+    assert len(NAMES) >= 60
+    assert len(families - {"page_of_alerts", "array_of_alerts", "ndjson"}) >= 20
+
+
+def test_the_detected_format_is_named_in_every_extraction() -> None:
+    for name in NAMES:
+        for result in extracted(name):
+            assert {"id", "title", "origin"} <= set(result["format"])
+
+
+@pytest.mark.parametrize(("fmt", "said"), [
+    ("table", "format: TheHive alert (thehive_alert)"),
+    ("markdown", "- format: TheHive alert \\(thehive\\_alert\\)"),  # escaped as markdown
+])
+def test_table_and_markdown_name_the_detected_format(
+        fmt: str, said: str, config_file: Path, emulator: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    status = run_cli("thehive3_alert_create_artifacts.json", config_file, "--format", fmt)
+    assert status == 0
+    assert said in capsys.readouterr().out
+
+
+def test_a_file_name_in_an_alert_costs_no_lookup(
+        config_file: Path, emulator: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    status = run_cli("thehive3_alert_create_artifacts.json", config_file, "--format", "json")
+    enrichment = json.loads(capsys.readouterr().out)["enrichment"]
+    assert status == 0
+    looked_up = {e["indicator"]["value"] for e in enrichment.get("lookups", [])} | {
+        i["value"] for i in enrichment["indicators"]}
+    assert "logo.svg" not in looked_up and "thehive-project.org" in looked_up

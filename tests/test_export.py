@@ -458,6 +458,15 @@ def test_the_arguments_and_the_configuration_reach_the_plugin(
     assert {key: sent_config[key] for key in expected} == expected
 
 
+def test_include_raw_puts_defenders_record_in_the_machine_context(
+        script, integration, config, private_tmp, monkeypatch) -> None:
+    entry = XsoarRun(DOMAIN_COMMAND, xsoar_params(config, integration),
+                     {"domain": seed.EVIL_DOMAIN, "include_raw": "true"}).run(script,
+                                                                              monkeypatch)
+    machines = entry["EntryContext"][MACHINES]
+    assert machines and all(machine["Raw"]["id"] == machine["ID"] for machine in machines)
+
+
 def test_contact_adds_its_columns_and_context(script, integration, config, private_tmp,
                                               monkeypatch) -> None:
     run = XsoarRun(DOMAIN_COMMAND, xsoar_params(config, integration),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -168,3 +170,31 @@ def test_a_discovery_document_naming_a_foreign_token_endpoint_gets_no_secret(
     assert envelope["error"]["code"] == "auth_failed"
     assert "localhost" in envelope["error"]["message"]
     assert not [entry for entry in emulator.admin.requests_log() if "stolen" in entry["path"]]
+
+
+# --- msal's own logging ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_msal_never_prints_a_token_endpoint_body_that_echoes_the_secret(
+        config: dict[str, Any], emulator: Any, tmp_path: Path, verbose: bool) -> None:
+    """A proxy's page answering the token request, echoing the form it was sent: msal logs
+    such a body whole (ERROR, with a traceback), and Python prints that to stderr even in a
+    process that never configured logging."""
+    page = (f"<html><body>bad gateway; request was client_id={config['client_id']}&"
+            f"client_secret={config['client_secret']}&grant_type=client_credentials"
+            "</body></html>")
+    emulator.admin.add_fault(r"/oauth2/v2.0/token$", {"html": page, "status": 200},
+                             repeat_last=True)
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps({**config, "max_attempts": 1}), "utf-8")
+    done = subprocess.run([sys.executable, "-m", "integration.cli", "domain", EVIL_DOMAIN,
+                           "--config", str(path), "--format", "json",
+                           *(["--verbose"] if verbose else [])],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert json.loads(done.stdout)[0]["error"]["code"] == "upstream_error"
+    assert config["client_secret"] not in done.stdout + done.stderr
+    if not verbose:
+        assert done.stderr == ""
+    else:
+        assert "client_secret=***" in done.stderr  # msal spoke, scrubbed

@@ -15,7 +15,7 @@ from integration.values.indicators import Indicator, parse, parse_domain, parse_
 LABEL_63 = "a" * 63
 LABEL_64 = "a" * 64
 # 63 + 1 + 63 + 1 + 63 + 1 + 61 = 253
-DOMAIN_253 = f"{LABEL_63}.{LABEL_63}.{LABEL_63}.{'b' * 61}"
+DOMAIN_253 = f"{LABEL_63}.{LABEL_63}.{'b' * 61}.{LABEL_63}.com"[-253:].lstrip(".-")
 DOMAIN_254 = f"{LABEL_63}.{LABEL_63}.{LABEL_63}.{'b' * 62}"
 
 SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
@@ -31,7 +31,7 @@ GOOD_DOMAINS = [
     pytest.param("a.b.c.evil.example", "a.b.c.evil.example", id="many labels are fine"),
     pytest.param("x-1.evil.example", "x-1.evil.example", id="inner hyphen and digits are fine"),
     pytest.param("123.example", "123.example", id="numeric label that is not the TLD is fine"),
-    pytest.param("a.b", "a.b", id="two one-letter labels are a domain"),
+    pytest.param("a.co", "a.co", id="a one-letter label under a public suffix is a domain"),
     # refanging
     pytest.param("evil[.]example", "evil.example", id="refang [.]"),
     pytest.param("evil(.)example", "evil.example", id="refang (.)"),
@@ -68,7 +68,7 @@ GOOD_DOMAINS = [
     pytest.param("bücher.example", "xn--bcher-kva.example", id="IDN u-umlaut to punycode"),
     pytest.param("BÜCHER.example", "xn--bcher-kva.example", id="IDN upper case folded"),
     pytest.param("пример.рф", "xn--e1afmkfd.xn--p1ai", id="IDN Cyrillic"),
-    pytest.param("例え.テスト", "xn--r8jz45g.xn--zckzah", id="IDN Japanese"),
+    pytest.param("例え.みんな", "xn--r8jz45g.xn--q9jyb4c", id="IDN Japanese"),
     pytest.param("faß.example", "xn--fa-hia.example", id="IDNA 2008 keeps sharp s"),
     pytest.param("bücher。example", "xn--bcher-kva.example", id="ideographic full stop"),
     pytest.param("https://bücher.example/ü", "xn--bcher-kva.example", id="IDN in a URL"),

@@ -121,3 +121,43 @@ def test_the_platform_exports_run_from_the_wheel(installed: InstalledPlugin) -> 
         done = installed.run("mde-enrich", "export", platform, str(installed.workdir / platform))
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip(), f"{platform}: no files written"
+
+
+USER_FORMAT = """
+formats:
+  - id: acme_edr
+    title: ACME EDR verdict
+    keys: [acme.verdict, acme.host]
+    detect: "acme.verdict == 'bad'"
+    extract:
+      - type: domain
+        field: acme.c2
+        expression: acme.c2
+    skip:
+      - reason: reporting_device
+        field: acme.host
+        expression: acme.host
+"""
+
+
+def test_a_user_alert_format_works_from_the_wheel(installed: InstalledPlugin,
+                                                  config: dict[str, Any]) -> None:
+    rules = installed.workdir / "acme_formats.yaml"
+    rules.write_text(USER_FORMAT, encoding="utf-8")
+    with_formats = installed.workdir / "config-formats.yaml"
+    with_formats.write_text(yaml.safe_dump({**config, "alert_formats": str(rules)}),
+                            encoding="utf-8")
+    alert = installed.workdir / "acme.json"
+    alert.write_text(json.dumps({"acme": {"verdict": "bad", "host": "ws-17",
+                                          "c2": seed.EVIL_DOMAIN}}), encoding="utf-8")
+    explained = installed.run("mde-enrich", "formats", "test", str(alert), "--config",
+                              str(with_formats), "--format", "table")
+    assert explained.returncode == 0, explained.stderr
+    assert "format acme_edr" in explained.stdout and "<- acme_edr: acme.c2" in explained.stdout
+    assert "skip   reporting_device: ws-17" in explained.stdout
+    done = installed.run("mde-enrich", "playbook", "run", "enrich-alert", "--alert", str(alert),
+                         "--config", str(with_formats), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    enrichment = json.loads(done.stdout)["enrichment"]
+    assert enrichment["format"]["id"] == "acme_edr"
+    assert enrichment["summary"]["total_machines"] == 3

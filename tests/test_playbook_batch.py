@@ -165,13 +165,13 @@ def test_a_malformed_alert_in_a_batch_is_reported_and_the_others_are_enriched(
     alerts.mkdir()
     (alerts / "good.json").write_text('{"indicators": [{"type": "domain", '
                                       '"value": "evil.example"}]}', encoding="utf-8")
-    (alerts / "odd.json").write_text('{"hello": "world"}', encoding="utf-8")
+    (alerts / "odd.json").write_text('"not an alert"', encoding="utf-8")
     out = tmp_path / "out"
     status = cli_main(["playbook", "run", str(SCHEDULED), "--alerts", str(alerts),
                        "--out", str(out), "--config", str(batch_config), "--format", "json"])
     assert status == 2
     assert [p.name for p in out.iterdir()] == ["good.json"]
-    assert f"{alerts / 'odd.json'}: not in any known alert format" in capsys.readouterr().err
+    assert f"{alerts / 'odd.json'}: an alert is a JSON object" in capsys.readouterr().err
 
 
 def test_a_batch_run_again_asks_nothing_and_rewrites_nothing(

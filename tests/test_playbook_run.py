@@ -160,14 +160,26 @@ def test_a_step_that_must_not_fail_stops_the_playbook_with_its_exit_status(
     assert caught.value.exit_status == 3
 
 
-def test_a_malformed_alert_exits_2_naming_the_file(config_file: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_object_in_no_known_format_is_read_by_field_names_and_exits_0(
+        config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     odd = tmp_path / "odd.json"
     odd.write_text('{"hello": "world"}', encoding="utf-8")
     status = cli_main(["playbook", "run", str(ENRICH_ALERT), "--alert", str(odd),
-                               "--config", str(config_file)])
+                       "--config", str(config_file), "--format", "json"])
+    assert status == 0
+    enrichment = json.loads(capsys.readouterr().out)["enrichment"]
+    assert enrichment["format"]["id"] == "generic"
+    assert [w["code"] for w in enrichment["warnings"]] == ["generic_format"]
+
+
+def test_an_alert_that_is_not_an_object_exits_2_naming_the_file(
+        config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    odd = tmp_path / "odd.json"
+    odd.write_text('"just a string"', encoding="utf-8")
+    status = cli_main(["playbook", "run", str(ENRICH_ALERT), "--alert", str(odd),
+                       "--config", str(config_file)])
     assert status == 2
-    assert f"{odd}: not in any known alert format" in capsys.readouterr().err
+    assert f"{odd}: an alert is a JSON object" in capsys.readouterr().err
 
 
 def test_an_alert_that_is_not_json_exits_2_naming_the_file(

@@ -372,3 +372,132 @@ def test_the_sweep_state_lives_in_redis_like_any_other_state(
     first = sweep(capsys, config_path, str(path), "--format", "json")[1]
     second = sweep(capsys, config_path, str(path), "--format", "json")[1]
     assert first["summary"]["new_machines"] > 0 and second["summary"]["new_machines"] == 0
+
+
+def test_two_runs_of_one_sweep_never_work_at_once(emulator: Emulator, config: dict[str, Any],
+                                                  tmp_path: Path) -> None:
+    from integration.compose import new_enricher
+    from integration.config import load_settings
+    from integration.errors import ConfigError
+    from integration.state.lease import Lease
+    from integration.sweep.run import Sweep
+
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']"])
+    enricher = new_enricher(load_settings(config))
+    running = Sweep(enricher, [str(path)])
+    with Lease(enricher.store, f"sweep:{running.id}", "a sweep"), \
+            pytest.raises(ConfigError, match="another sweep of these feeds is in progress"):
+        Sweep(enricher, [str(path)]).run()
+    assert Sweep(enricher, [str(path)]).run()["summary"]["hits"] == 1  # free once it ends
+
+
+def test_the_lookback_bounds_what_hunting_sees(capsys, emulator: Emulator, config_file: Path,
+                                               tmp_path: Path) -> None:
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'phish.example']"])
+    month = sweep(capsys, config_file, str(path), "--format", "json")[1]
+    minute = sweep(capsys, config_file, str(path), "--format", "json", "--lookback", "PT1M")[1]
+    assert month["hits"] and minute["hits"] == []
+    assert minute["lookback"] == "PT1M"
+
+
+# --- the sweep's hunting queries -------------------------------------------------------------
+
+
+def _rows(table: str, **row: Any) -> dict[str, list[dict[str, Any]]]:
+    base = {"Timestamp": "2025-06-01T00:00:00.0000000Z", "DeviceId": "a" * 40,
+            "DeviceName": "ws-1.contoso.com", "ActionType": "x"}
+    return {table: [{**base, **row}]}
+
+
+def test_the_sweep_domain_query_finds_connections_and_dns_answers_and_nothing_else() -> None:
+    import datetime as dt
+
+    from integration.defender.hunting import sweep_domain_query, sweep_sightings
+    from integration.emulator import kql
+    from integration.values.indicators import parse_domain
+
+    wanted = [parse_domain("evil.example")]
+    now = dt.datetime(2025, 6, 2, tzinfo=dt.timezone.utc)
+    query = sweep_domain_query(wanted, 30 * 86400)
+    for tables, found in [
+        (_rows("DeviceNetworkEvents", RemoteUrl="https://cdn.evil.example/x"), True),
+        (_rows("DeviceEvents", ActionType="DnsQueryResponse",
+               AdditionalFields=json.dumps({"DnsQueryString": "evil.example"})), True),
+        # the name in another action's fields, or a look-alike name, is no contact
+        (_rows("DeviceEvents", ActionType="FileCreated",
+               AdditionalFields=json.dumps({"DnsQueryString": "evil.example"})), False),
+        (_rows("DeviceEvents", ActionType="DnsQueryResponse",
+               AdditionalFields=json.dumps({"DnsQueryString": "evil.example.attacker.test"})),
+         False),
+        (_rows("DeviceNetworkEvents", RemoteUrl="notevil.example"), False),
+    ]:
+        rows = kql.run(query, tables, now).rows
+        contacts, _ = sweep_sightings("domain", wanted, rows)
+        assert bool(contacts) is found, tables
+
+
+def test_the_sweep_file_query_finds_a_file_by_md5_and_gives_its_sha1() -> None:
+    import datetime as dt
+
+    from integration.defender.hunting import sweep_file_query, sweep_sightings
+    from integration.emulator import kql
+    from integration.values.indicators import parse_file_hash
+
+    md5, sha1 = "1" * 32, "2" * 40
+    wanted = [parse_file_hash(md5), parse_file_hash("3" * 64)]
+    now = dt.datetime(2025, 6, 2, tzinfo=dt.timezone.utc)
+    tables = _rows("DeviceImageLoadEvents", SHA1=sha1, SHA256="4" * 64, MD5=md5)
+    rows = kql.run(sweep_file_query(wanted, 86400 * 7), tables, now).rows
+    contacts, sha1s = sweep_sightings("file", wanted, rows)
+    assert list(contacts) == [md5] and sha1s == {md5: sha1}
+
+
+def test_a_sweep_killed_during_its_lookups_asks_none_of_them_again(
+        emulator: Emulator, config: dict[str, Any], tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from collections import Counter
+
+    import yaml
+
+    touched = touched_domains(emulator)
+    path = bundle(tmp_path / "feed.json", [f"[domain-name:value = '{d}']" for d in touched])
+    config_path = tmp_path / "sweep-config.yaml"
+    # No result cache: only the sweep's own record can spare a second call.
+    config_path.write_text(yaml.safe_dump({**config, "cache_ttl_s": 0, "max_concurrency": 2,
+                                           "rate_limit": {"per_minute": 10000,
+                                                          "per_hour": 100000}}))
+    held = touched[-1]
+    emulator.admin.configure(latency_s=0.05)
+    emulator.admin.add_fault(f"/api/domains/{held}/machines$", {"delay_s": 3.0, "drop": True})
+    emulator.admin.clear_log()
+    command = [sys.executable, "-m", "integration.cli", "sweep", str(path), "--format", "json",
+               "--config", str(config_path)]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    first = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+
+    def answered() -> list[str]:
+        return [e["path"] for e in emulator.admin.api_calls() if e["status"] is not None]
+
+    deadline = time.monotonic() + 20
+    while len(answered()) < TOUCHED - 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # every other answer is kept; the held one waits for 3 s
+    first.send_signal(signal.SIGKILL)
+    _, stderr = first.communicate()
+    assert first.returncode == -signal.SIGKILL, f"the sweep ended on its own: {stderr!r}"
+    before = len(answered())
+
+    second = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert sorted(h["indicator"]["value"] for h in report["hits"]) == touched
+    assert len(answered()) - before == 1  # only the lookup in flight at the kill
+    counts = Counter(answered())
+    assert [p for p, n in counts.items() if n > 1] == []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -57,13 +56,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             args.subparser.error(f"unexpected values: {' '.join(values)}")
         args.values = [*args.values, *values]
     if getattr(args, "verbose", False):
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                            format="mde-enrich: %(message)s")
-        logging.getLogger("mde_enrich").setLevel(logging.DEBUG)
+        from integration.log_scrub import verbose_to_stderr
+
+        verbose_to_stderr()
     return args
 
 
-COMMANDS = ("domain", "file", "run", "playbook", "sweep", "emulator", "demo", "export")
+COMMANDS = ("domain", "file", "run", "playbook", "formats", "sweep", "emulator", "demo",
+            "export")
 _TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
 
 
@@ -102,6 +102,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from integration.cli import playbook
 
         playbook.add_command(wanted)
+    if only in (None, "formats"):
+        from integration.cli import formats
+
+        formats.add_command(wanted)
     if only in (None, "sweep"):
         from integration.cli import sweep
 

@@ -60,6 +60,10 @@ class TokenProvider:
             self._cache_key += f"|{scope}"
         if settings.auth == MANAGED_IDENTITY:
             self._cache_key = managed_identity.cache_key(settings, self._scope)
+        from integration.log_scrub import remember_secret
+
+        remember_secret(settings.client_secret)  # masked if it ever reaches --verbose
+        remember_secret(settings.certificate_password)
         self._token: str | None = None
         self._expires_on = 0.0
         self._refused: tuple[PluginError, float] | None = None
@@ -124,6 +128,10 @@ class TokenProvider:
 
     def _request_token(self, attempt: int) -> tuple[str, float]:
         import msal
+
+        from integration.log_scrub import quiet_libraries
+
+        quiet_libraries()  # msal logs a non-JSON token answer whole, even unconfigured
 
         settings = self._settings
         cache = msal.SerializableTokenCache()

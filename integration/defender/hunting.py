@@ -11,7 +11,6 @@ tenant); rows are summarized per device in KQL and told apart per indicator here
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -39,6 +38,7 @@ _SHAPES = {"domain": re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*"),
 # Where a sweep looks: each hash type's column in the file, process and image-load events.
 HASH_COLUMNS = (("sha1", "SHA1"), ("sha256", "SHA256"), ("md5", "MD5"))
 DNS_ACTION = "DnsQueryResponse"  # DeviceEvents' DNS answers; the name is in AdditionalFields
+DNS_COLUMN = "DnsQuery"  # the sweep query's own column for that name
 
 
 class Contact(NamedTuple):
@@ -113,7 +113,9 @@ def sweep_domain_query(domains: Sequence[Indicator], lookback_s: int) -> str:
         f"| where Timestamp > ago({kql_timespan(lookback_s)})",
         f"| where RemoteUrl has_any ({values}) or (ActionType == {kql_string(DNS_ACTION)} "
         f"and AdditionalFields has_any ({values}))",
-        _summarize("RemoteUrl, AdditionalFields")))
+        # A dynamic column cannot be a group key: the name asked, as a string, can.
+        f"| extend {DNS_COLUMN} = tostring(parse_json(AdditionalFields).DnsQueryString)",
+        _summarize(f"RemoteUrl, {DNS_COLUMN}")))
 
 
 def sweep_file_query(hashes: Sequence[Indicator], lookback_s: int) -> str:
@@ -186,16 +188,9 @@ def sweep_sightings(kind: str, indicators: Sequence[Indicator],
 
 
 def _dns_name(row: dict[str, Any]) -> str | None:
-    """The name a DNS answer row asked for (AdditionalFields is JSON text, or an object;
-    summarized rows no longer carry ActionType, which the query has filtered on)."""
-    fields = row.get("AdditionalFields")
-    if isinstance(fields, str):
-        try:
-            fields = json.loads(fields)
-        except ValueError:
-            return None
-    name = fields.get("DnsQueryString") if isinstance(fields, dict) else None
-    return name if isinstance(name, str) else None
+    """The name a DNS answer row asked for (the query extends each row with it)."""
+    name = row.get(DNS_COLUMN)
+    return name if isinstance(name, str) and name else None
 
 
 def _contacts(rows: list[dict[str, Any]],

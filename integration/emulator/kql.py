@@ -7,6 +7,7 @@ Accepted, and nothing else (anything else is a `KqlError`, which Graph answers w
     | where Column > ago(30d)             also >=, <, <=; units d, h, m, s
     | where Column in ("a", "b")          also in~ (case-insensitive) and has_any
     | where Column == "a"                 also !=
+    | extend Name = tostring(parse_json(C).Field)   a field of a JSON (dynamic) column
     | summarize [Name =] count() | min(C) | max(C) | arg_max(C, C...) , ... by C, ...
 
 Conditions may be joined with `and` and `or` (`and` binds tighter, as in KQL) and grouped
@@ -17,6 +18,7 @@ in parentheses. A column one table of a `union` lacks is null in its rows. Strin
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
@@ -44,7 +46,7 @@ _TOKEN = re.compile(r"""
   | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
   | (?P<timespan>\d+(?:\.\d+)?[dhms]\b)
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*~?)
-  | (?P<op>==|!=|>=|<=|[|,()=<>])
+  | (?P<op>==|!=|>=|<=|[|,()=<>.])
 """, re.VERBOSE)
 _ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r"}
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
@@ -85,6 +87,8 @@ def run(query: str, tables: Mapping[str, list[dict[str, Any]]], now: dt.datetime
             rows = [row for row in rows if test(row)]
         elif keyword == "summarize":
             columns, rows = parser.summarize(columns, rows)
+        elif keyword == "extend":
+            columns, rows = parser.extend(columns, rows)
         else:
             raise KqlError(f"Query could not be parsed: '{keyword}' is not supported here")
     return Result(list(columns.items()), rows)
@@ -244,6 +248,33 @@ class _Parser:
         if name not in columns:
             raise KqlError(f"Failed to resolve scalar expression named '{name}'")
         return name
+
+    def extend(self, columns: Mapping[str, str],
+               rows: list[dict[str, Any]]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """`extend Name = tostring(parse_json(Column).Field)`: the field as a string, "" when
+        the column holds no JSON object with it (KQL's tostring of null)."""
+        name = self.take("name").text
+        self.expect("op", "=")
+        self.expect("name", "tostring")
+        self.expect("op", "(")
+        self.expect("name", "parse_json")
+        self.expect("op", "(")
+        column = self._column(columns)
+        self.expect("op", ")")
+        self.expect("op", ".")
+        field_name = self.take("name").text
+        self.expect("op", ")")
+
+        def value(row: dict[str, Any]) -> str:
+            data = row.get(column)
+            if isinstance(data, str):
+                try:
+                    data = json.loads(data)
+                except ValueError:
+                    return ""
+            found = data.get(field_name) if isinstance(data, dict) else None
+            return "" if found is None else found if isinstance(found, str) else json.dumps(found)
+        return {**columns, name: "String"}, [{**row, name: value(row)} for row in rows]
 
     def summarize(self, columns: Mapping[str, str],
                   rows: list[dict[str, Any]]) -> tuple[dict[str, str], list[dict[str, Any]]]:

@@ -158,7 +158,7 @@ class Enricher:
                         include_raw: bool = False, priority: Lane = "batch") -> Envelope:
         action = ACTION_BY_KIND[kind]
         try:
-            indicator = parse(kind, value)
+            indicator = parse(kind, value, self.settings.internal_domain_suffixes)
         except PluginError as error:
             return error_envelope(action, error, original=value)
         return self._lookup(action, indicator, use_cache=use_cache, include_raw=include_raw,

@@ -195,6 +195,7 @@ MACHINE_FIELDS: tuple[MachineField, ...] = (
     ("IPAddresses", ("network_interfaces",),
      (("IPAddress", ("ip",)), ("MACAddress", ("mac",)), ("Type", ("type",)))),
     ("PortalURL", ("mde", "portal_url"), ()),
+    ("Raw", ("mde", "raw"), ()),  # with include_raw: Defender's record as it came
     ("Contact", ("mde", "contact"),
      (("Source", ("source",)), ("FirstContact", ("first_seen_time_dt",)),
       ("LastContact", ("last_seen_time_dt",)), ("Events", ("count",)),

@@ -27,7 +27,13 @@ from integration.playbook.errors import AlertError
 from integration.playbook.expressions import Expression, ExpressionError, compile_expression, truthy
 from integration.playbook.stream import read_stream
 from integration.resources import ALERT_FORMATS, read_yaml
-from integration.values.indicators import parse_domain, parse_file_hash
+from integration.values.indicators import (
+    NOT_FILE_HASHES,
+    NotADomain,
+    NotAFileHash,
+    parse_domain,
+    parse_file_hash,
+)
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -76,6 +82,30 @@ class AlertFormat:
     nested: tuple[Rule, ...] = ()  # alerts inside this one, each read by its own format
     warnings: tuple[WarningRule, ...] = ()
     prepare: str | None = None  # a PREPARE function run on the alert before the rules
+    # Paths that must all be present (not null) for the format to match; how many there are is
+    # its specificity: when several formats match, the most specific wins.
+    keys: tuple[Expression, ...] = ()
+    origin: str = "shipped"  # or the user's rule file (the `alert_formats` configuration)
+
+    @property
+    def specificity(self) -> int:
+        return len(self.keys)
+
+    def matches(self, alert: Any) -> bool:
+        return all(key.search(alert) is not None for key in self.keys) \
+            and truthy(self.detect.search(alert))
+
+    def describe(self) -> dict[str, str]:
+        return {"id": self.id, "title": self.title, "origin": self.origin}
+
+
+def _never(source: str) -> Expression:
+    return compile_expression(source)
+
+
+# What an alert no rule knows is read as (by field names only, with a warning).
+GENERIC = AlertFormat(id="generic", title="Unknown format (read by field names)",
+                      detect=_never("`false`"), extract=(), skip=(), origin="built-in")
 
 
 @dataclass(frozen=True)
@@ -85,14 +115,17 @@ class ExtractPolicy:
     trusted_publishers: frozenset[str] = frozenset(p.casefold()
                                                    for p in DEFAULT_TRUSTED_PUBLISHERS)
     lookup_trusted: bool = False
+    internal_suffixes: tuple[str, ...] = ()  # the `internal_domain_suffixes` configuration
 
     @classmethod
-    def from_params(cls, trusted: Any = None, lookup_trusted: Any = None) -> ExtractPolicy:
+    def from_params(cls, trusted: Any = None, lookup_trusted: Any = None,
+                    internal_suffixes: tuple[str, ...] = ()) -> ExtractPolicy:
         if trusted is None:
-            return cls(lookup_trusted=bool(lookup_trusted))
+            return cls(lookup_trusted=bool(lookup_trusted), internal_suffixes=internal_suffixes)
         if not isinstance(trusted, list) or not all(isinstance(p, str) for p in trusted):
             raise ConfigError("trusted_publishers must be a list of names")
-        return cls(frozenset(p.casefold() for p in trusted), bool(lookup_trusted))
+        return cls(frozenset(p.casefold() for p in trusted), bool(lookup_trusted),
+                   internal_suffixes)
 
     def trusts(self, record: Mapping[str, Any]) -> bool:
         if self.lookup_trusted or record.get("verdict") in BAD_VERDICTS:
@@ -121,24 +154,29 @@ class AlertBatch:
 class AlertFormats:
     formats: tuple[AlertFormat, ...]
 
-    def match(self, alert: Any) -> AlertFormat | None:
+    def matching(self, alert: Any) -> list[AlertFormat]:
+        """Every format whose keys and detect expression match, best first: the user's
+        formats before the shipped ones, then the most specific, then in file order."""
         if not isinstance(alert, dict):
-            return None
-        return next((known for known in self.formats if truthy(known.detect.search(alert))),
-                    None)
+            return []
+        found = [(index, known) for index, known in enumerate(self.formats)
+                 if known.matches(alert)]
+        found.sort(key=lambda pair: (pair[1].origin == "shipped", -pair[1].specificity,
+                                     pair[0]))
+        return [known for _, known in found]
+
+    def match(self, alert: Any) -> AlertFormat | None:
+        found = self.matching(alert)
+        return found[0] if found else None
 
     def detect(self, alert: Any, source: str) -> AlertFormat:
+        """The alert's format; GENERIC (read by field names) when no rule knows it."""
         if not isinstance(alert, dict):
             raise AlertError(f"{source}: an alert is a JSON object, not {_json_type(alert)}")
-        found = self.match(alert)
-        if found is None:
-            names = ", ".join(f.id for f in self.formats)
-            raise AlertError(f"{source}: not in any known alert format (tried {names}); add a "
-                             "rule to integration/alert_formats.yaml for a new source")
-        return found
+        return self.match(alert) or GENERIC
 
     def by_id(self, format_id: str) -> AlertFormat:
-        for known in self.formats:
+        for known in (*self.formats, GENERIC):
             if known.id == format_id:
                 return known
         raise ConfigError(f"unknown alert format {format_id!r}; known: "
@@ -149,7 +187,10 @@ class AlertFormats:
         """{format, indicators, skipped, warnings}, in the alert's order."""
         chosen = self.by_id(format_id) if format_id else self.detect(alert, source)
         found = _Found()
-        self._read(alert, chosen, found, policy or ExtractPolicy(), "", 0)
+        if chosen is GENERIC:
+            _read_generic(alert, found, policy or ExtractPolicy())
+        else:
+            self._read(alert, chosen, found, policy or ExtractPolicy(), "", 0)
         _set_device_ids_aside(found, _device_ids(alert))
         _drop_names_that_travel_with_a_hash(found)
         skipped = _unique_skipped(found.skipped)
@@ -157,7 +198,7 @@ class AlertFormats:
         if not found.indicators and not skipped and not warnings:
             warnings = [{"code": NO_OBSERVABLES, "message": "the alert names no domain, URL, "
                          "file or other observable this format's rules know"}]
-        return {"format": {"id": chosen.id, "title": chosen.title},
+        return {"format": chosen.describe(),
                 "indicators": found.indicators, "skipped": skipped, "warnings": warnings}
 
     def _read(self, alert: Any, chosen: AlertFormat, found: _Found, policy: ExtractPolicy,
@@ -187,6 +228,59 @@ class AlertFormats:
                 self._read(value, inner_format, found, policy, f"{prefix}{label} > ", depth + 1)
 
 
+# --- the careful reader for what no rule knows: field names only ---------------------------
+
+GENERIC_WARNING = {"code": "generic_format", "message": (
+    "no alert format matched: read by field names only (hash, sha1, sha256, md5, domain, "
+    "hostname, fqdn, url, query name); add a rule for this source with the `alert_formats` "
+    "configuration (see `mde-enrich formats list`)")}
+# Field names (lowercased, without '_', '-', '.' or spaces) whose values are indicators; ids
+# and free text (message, description, command lines) never are.
+_GENERIC_HASH_KEYS = frozenset({"hash", "filehash", "sha1", "sha256", "md5", "hashsha1",
+                                "hashsha256", "hashmd5", "sha1hash", "sha256hash", "md5hash",
+                                "filehashsha1", "filehashsha256", "filehashmd5"})
+_GENERIC_DOMAIN_KEYS = frozenset({"domain", "domainname", "hostname", "fqdn", "dnsname",
+                                  "queryname", "dnsquery", "dnsqueryname", "questionname"})
+_GENERIC_URL_KEYS = frozenset({"url", "uri", "requesturl", "remoteurl", "fullurl"})
+_GENERIC_DEPTH = 12
+
+
+def _generic_kind(key: str) -> str | None:
+    name = "".join(ch for ch in key.lower() if ch.isalnum())
+    if name in _GENERIC_HASH_KEYS:
+        return "file_hash"
+    if name in _GENERIC_DOMAIN_KEYS:
+        return "domain"
+    if name in _GENERIC_URL_KEYS:
+        return "url"
+    return None
+
+
+def _read_generic(alert: Any, found: _Found, policy: ExtractPolicy) -> None:
+    """Values under indicator-named keys, at any depth; each named by its path."""
+    stack: list[tuple[Any, str, int]] = [(alert, "", 0)]
+    while stack:
+        node, path, depth = stack.pop(0)
+        if depth > _GENERIC_DEPTH:
+            continue
+        items = node.items() if isinstance(node, dict) else \
+            ((f"[{i}]", v) for i, v in enumerate(node)) if isinstance(node, list) else ()
+        for key, value in items:
+            here = f"{path}.{key}" if path and not key.startswith("[") else f"{path}{key}"
+            kind = _generic_kind(key) if isinstance(node, dict) else None
+            strings = [value] if isinstance(value, str) else \
+                [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+            if kind and strings:
+                where = {"format": GENERIC.id, "field": here}
+                for text in strings:
+                    if text.strip():
+                        item = _indicator(kind, text, where, policy.internal_suffixes)
+                        (found.indicators if "kind" in item else found.skipped).append(item)
+            elif isinstance(value, dict | list):
+                stack.append((value, here, depth + 1))
+    found.warnings.append(dict(GENERIC_WARNING))
+
+
 # --- what --alert was given: one alert, or a batch -----------------------------------------
 
 
@@ -212,27 +306,51 @@ def read_alerts(text: str, label: str) -> AlertBatch:
 # --- the table ---------------------------------------------------------------------------
 
 
+SCHEMA = "alert_formats.schema.json"
+
+
 @cache
-def alert_formats(path: Traversable | Path = FORMATS_PATH) -> AlertFormats:
-    """The format table, loaded and compiled once; ConfigError names the file and the rule."""
-    where = path.name
+def alert_formats(path: Traversable | Path = FORMATS_PATH, user_path: str | None = None
+                  ) -> AlertFormats:
+    """The shipped format table, and the user's (`alert_formats`) before it when given;
+    loaded, validated against schemas/alert_formats.schema.json and compiled once.
+    ConfigError names the file and the rule."""
+    user = _load_formats(Path(user_path).expanduser(), origin=str(user_path)) \
+        if user_path else ()
+    shipped = _load_formats(path, origin="shipped")
+    clash = {f.id for f in user} & {f.id for f in shipped}
+    if clash:
+        raise ConfigError(f"{user_path}: format id(s) {', '.join(sorted(clash))} are shipped "
+                          "formats; give your format its own id")
+    return AlertFormats((*user, *shipped))
+
+
+def formats_for(user_path: str | None) -> AlertFormats:
+    """The table a run uses: the shipped formats, with the configured user file first."""
+    return alert_formats(FORMATS_PATH, user_path or None)  # type: ignore[arg-type]
+
+
+def _load_formats(path: Traversable | Path, origin: str) -> tuple[AlertFormat, ...]:
+    from integration.schemas import errors
+
+    where = path.name if origin == "shipped" else str(path)
+    if origin != "shipped" and not Path(str(path)).is_file():
+        raise ConfigError(f"alert_formats: {where} is not a file")
     data = read_yaml(path)
-    if not isinstance(data, dict) or not isinstance(data.get("formats"), list):
-        raise ConfigError(f"{where}: expected a mapping with a 'formats' list")
+    problems = errors(SCHEMA, data)
+    if problems:
+        raise ConfigError(f"{where}: not a valid alert format file ({SCHEMA}): {problems[0]}")
     formats, seen = [], set()
     for index, entry in enumerate(data["formats"]):
-        at = f"{where}: formats[{index}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-            raise ConfigError(f"{at}: each format is a mapping with an 'id'")
-        at += f" ({entry['id']})"
+        at = f"{where}: formats[{index}] ({entry['id']})"
         if entry["id"] in seen:
             raise ConfigError(f"{at}: duplicate format id")
         seen.add(entry["id"])
-        formats.append(_format(entry, at))
-    return AlertFormats(tuple(formats))
+        formats.append(_format(entry, at, origin))
+    return tuple(formats)
 
 
-def _format(entry: dict[str, Any], at: str) -> AlertFormat:
+def _format(entry: dict[str, Any], at: str, origin: str = "shipped") -> AlertFormat:
     prepare = entry.get("prepare")
     if prepare is not None and prepare not in PREPARE:
         raise ConfigError(f"{at}: prepare {prepare!r} is not one of {', '.join(PREPARE)}")
@@ -243,7 +361,10 @@ def _format(entry: dict[str, Any], at: str) -> AlertFormat:
         skip=tuple(_rules(entry.get("skip") or [], "reason", at + ": skip")),
         nested=tuple(_rules(entry.get("nested") or [], None, at + ": nested")),
         warnings=tuple(_warning_rules(entry.get("warnings") or [], at + ": warnings")),
-        prepare=prepare)
+        prepare=prepare,
+        keys=tuple(_compile(key, f"{at}: keys[{index}]")
+                   for index, key in enumerate(entry.get("keys") or [])),
+        origin=origin)
 
 
 def _rules(entries: Any, kind_key: str | None, at: str) -> Iterator[Rule]:
@@ -301,19 +422,25 @@ def _indicators(rule_type: str, value: Any, where: dict[str, str], policy: Extra
         found = _file_record(value, where, policy)
         if found is not None:
             yield found
+        if isinstance(value, Mapping):  # an IMPHASH, ssdeep or TLSH names no file to look up
+            for kind in sorted(NOT_FILE_HASHES & value.keys()):
+                if isinstance(value[kind], str) and value[kind].strip():
+                    yield _skip("not_a_file_hash", value[kind], where,
+                                f"an {kind.upper()} is not a file hash Defender can look up")
         return
     context: dict[str, Any] = {}
     if isinstance(value, Mapping):
         context = _context(value, EVIDENCE_CONTEXT)
         value = value.get("value")
     for one in _values(value):
-        found = _indicator(rule_type, one, where)
+        found = _indicator(rule_type, one, where, policy.internal_suffixes)
         if context and "kind" in found:
             found["context"] = dict(context)
         yield found
 
 
-def _indicator(rule_type: str, value: Any, where: dict[str, str]) -> dict[str, Any]:
+def _indicator(rule_type: str, value: Any, where: dict[str, str],
+               suffixes: tuple[str, ...] = ()) -> dict[str, Any]:
     if not isinstance(value, str):
         return _skip("invalid_value", value, where, f"expected a string, got {_json_type(value)}")
     if rule_type == "url" and _IP_URL.match(value.strip()):
@@ -322,14 +449,18 @@ def _indicator(rule_type: str, value: Any, where: dict[str, str]) -> dict[str, A
         _, at, domain = value.strip().rpartition("@")
         if not at:
             return _skip("invalid_value", value, where, "expected an e-mail address")
-        return _parsed("domain", domain, where, original=value)
-    return _parsed("domain" if rule_type == "url" else rule_type, value, where)
+        return _parsed("domain", domain, where, original=value, suffixes=suffixes)
+    return _parsed("domain" if rule_type == "url" else rule_type, value, where,
+                   suffixes=suffixes)
 
 
-def _parsed(rule_type: str, value: str, where: dict[str, str], original: str | None = None
-            ) -> dict[str, Any]:
+def _parsed(rule_type: str, value: str, where: dict[str, str], original: str | None = None,
+            suffixes: tuple[str, ...] = ()) -> dict[str, Any]:
     try:
-        indicator = parse_domain(value) if rule_type == "domain" else parse_file_hash(value)
+        indicator = parse_domain(value, suffixes) if rule_type == "domain" \
+            else parse_file_hash(value)
+    except (NotADomain, NotAFileHash) as error:  # a file name, an IMPHASH: said as such
+        return _skip(error.reason, original or value, where, error.message)
     except PluginError as error:
         return _skip("invalid_value", original or value, where, error.message)
     if rule_type in HASH_PREFERENCE and indicator.type != rule_type:
@@ -501,7 +632,50 @@ def _first_list(alert: Any, *paths: tuple[str, ...]) -> list[Any]:
     return []
 
 
-PREPARE: dict[str, Callable[[Any], Any]] = {"sentinel_entities": _sentinel_entities}
+def _misp_attributes(alert: Any) -> dict[str, Any]:
+    """`{"attributes": [...]}`: an event's attributes and its objects' attributes, from an
+    event (`{"Event": ...}`), an attribute search (`{"response": {"Attribute": [...]}}`) or a
+    bare event body."""
+    body = alert.get("Event") or alert.get("response") or alert if isinstance(alert, dict) else {}
+    attributes = [a for a in body.get("Attribute") or [] if isinstance(a, dict)]
+    for item in body.get("Object") or []:
+        if isinstance(item, dict):
+            attributes += [a for a in item.get("Attribute") or [] if isinstance(a, dict)]
+    return {"attributes": attributes}
+
+
+def _ecs_nested(alert: Any) -> Any:
+    """An ECS document with its dotted keys (`"file.hash.sha1"`, as Kibana exports alerts)
+    expanded into objects, so one rule reads both spellings; nested keys win a clash."""
+    if not isinstance(alert, dict) or not any("." in key for key in alert):
+        return alert
+    nested: dict[str, Any] = {}
+    for key, value in alert.items():
+        if "." not in key:
+            continue
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node.setdefault(leaf, value)
+    return _merged(nested, {key: value for key, value in alert.items() if "." not in key})
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(out.get(key), dict) \
+            and isinstance(value, dict) else value
+    return out
+
+
+PREPARE: dict[str, Callable[[Any], Any]] = {"sentinel_entities": _sentinel_entities,
+                                            "misp_attributes": _misp_attributes,
+                                            "ecs_nested": _ecs_nested}
 
 
 def _echo(value: Any) -> Any:

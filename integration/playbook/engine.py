@@ -13,7 +13,7 @@ from typing import Any
 
 from integration.bounded import ALERT, check_nesting
 from integration.errors import PluginError, error_from_record, exit_status_for
-from integration.playbook.alerts import AlertFormats, alert_formats
+from integration.playbook.alerts import AlertFormats, formats_for
 from integration.playbook.errors import AlertError, PlaybookError, StepFailed
 from integration.playbook.expressions import ExpressionError, render_template, truthy
 from integration.playbook.lookups import LookupService
@@ -49,7 +49,10 @@ class PlaybookRunner:
                  inputs: Mapping[str, Any] | None = None) -> None:
         self.playbook = playbook
         self.lookups = lookups
-        self.formats = formats or alert_formats()
+        from integration.config import alert_options
+
+        user_formats, self.internal_suffixes = alert_options(getattr(lookups, "config", None))
+        self.formats = formats or formats_for(user_formats)
         self.inputs = dict(inputs or {})  # used by every run that is given none
 
     def run(self, alert: Any = None, *, inputs: Mapping[str, Any] | None = None,
@@ -71,7 +74,8 @@ class PlaybookRunner:
                                  f"'{ENRICHMENT_KEY}' key (was it enriched before?)")
         context = StepContext(source=source, formats=self.formats,
                               enrichment={"schema_version": ENRICHMENT_SCHEMA_VERSION},
-                              enricher=lambda: self.lookups.enricher)
+                              enricher=lambda: self.lookups.enricher,
+                              internal_suffixes=self.internal_suffixes)
         # No copy of the alert: expressions only read, builtins never write to what they are
         # given, and outputs are copied on write (put_output), so the caller's alert is safe.
         document: dict[str, Any] = {

@@ -7,8 +7,10 @@ value is a literal unless it is an object whose only key is `expr`: `{expr: "ite
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any
 
 EXPR_KEY = "expr"
@@ -27,7 +29,7 @@ class Expression:
         from jmespath.exceptions import JMESPathError
 
         try:
-            return self.parsed.search(data)
+            return self.parsed.search(data, options=_options())
         except JMESPathError as exc:
             raise ExpressionError(f"expression {self.source!r} failed: {_one_line(exc)}") from exc
 
@@ -114,3 +116,80 @@ def _root_references(node: Any, at_root: bool) -> Iterator[tuple[str, str]]:
     for position, child in enumerate(children):
         scoped = kind in _ELEMENT_SCOPED and position > 0
         yield from _root_references(child, at_root and not scoped)
+
+
+# --- functions beyond JMESPath's own, for what alert formats carry inside strings ------------
+
+_JSON_STRING_LIMIT = 1_000_000  # a JSON string field larger than this is left as text
+
+
+@cache
+def _options() -> Any:
+    """JMESPath options with the functions alert-format rules use; built once."""
+    import jmespath
+    from jmespath import functions
+
+    class AlertFunctions(functions.Functions):
+        @functions.signature({"types": []})
+        def _func_from_json(self, value: Any) -> Any:
+            """A field that holds JSON as a string (Sentinel's Entities, Defender's
+            AdditionalFields) as data; anything else as it is; null when it does not parse."""
+            if not isinstance(value, str):
+                return value
+            if len(value) > _JSON_STRING_LIMIT:
+                return None
+            try:
+                return json.loads(value)
+            except ValueError:
+                return None
+
+        @functions.signature({"types": ["string", "null"]}, {"types": ["string"]})
+        def _func_split(self, value: str | None, separator: str) -> list[str]:
+            """MISP's composite values (`filename|sha256`), split."""
+            return [] if value is None else value.split(separator)
+
+        @functions.signature({"types": ["string", "null"]})
+        def _func_hash_list(self, value: str | None) -> dict[str, str]:
+            """Sysmon's `Hashes` (`SHA1=...,MD5=...,SHA256=...,IMPHASH=...`) as an object
+            keyed by lowercase algorithm: {sha1, md5, sha256, imphash}."""
+            found: dict[str, str] = {}
+            for part in (value or "").split(","):
+                name, equals, digest = part.partition("=")
+                if equals and name.strip():
+                    found[name.strip().lower().replace("-", "")] = digest.strip()
+            return found
+
+        @functions.signature({"types": ["string", "null"]})
+        def _func_stix_pattern(self, value: str | None) -> list[dict[str, str]]:
+            """A STIX 2.1 pattern's comparisons (parsed by OASIS's grammar, see
+            integration/lookup/stix_patterns.py): [{type: domain|sha1|sha256|md5, value}]
+            for what Defender can look up, [{reason, value, message}] for the rest."""
+            return stix_pattern_items(value) if value else []
+
+    return jmespath.Options(custom_functions=AlertFunctions())
+
+
+@lru_cache(maxsize=1024)
+def _stix_items(pattern: str) -> tuple[tuple[tuple[str, str], ...], ...]:
+    from integration.errors import PluginError
+    from integration.lookup.stix_patterns import indicators_from_pattern
+
+    try:
+        found = indicators_from_pattern(pattern)
+    except PluginError as error:
+        return ((("reason", "invalid_value"), ("value", pattern), ("message", error.message)),)
+    items: list[tuple[tuple[str, str], ...]] = [
+        (("type", indicator.type), ("value", indicator.value)) for indicator in found.indicators]
+    for skip in found.skipped:
+        reason = _STIX_SKIP_REASONS.get(skip.what.partition(":")[0], skip.reason)
+        items.append((("reason", reason), ("value", skip.what), ("message", skip.message)))
+    return tuple(items)
+
+
+def stix_pattern_items(pattern: str) -> list[dict[str, str]]:
+    return [dict(item) for item in _stix_items(pattern)]
+
+
+# A STIX comparison on these objects is skipped under the reason alerts use for them.
+_STIX_SKIP_REASONS = {"ipv4-addr": "ip_address", "ipv6-addr": "ip_address",
+                      "email-addr": "user_account", "user-account": "user_account"}

@@ -25,6 +25,7 @@ class StepContext:
     formats: AlertFormats
     enrichment: dict[str, Any] = field(default_factory=dict)
     enricher: Callable[[], Any] | None = None  # the run's Enricher, built on first need
+    internal_suffixes: tuple[str, ...] = ()  # the `internal_domain_suffixes` configuration
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Builtin:
 
 def extract_indicators(context: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     policy = ExtractPolicy.from_params(params.get("trusted_publishers"),
-                                       params.get("lookup_trusted"))
+                                       params.get("lookup_trusted"), context.internal_suffixes)
     return context.formats.extract(params["alert"], context.source, params.get("format"),
                                    policy)
 

@@ -199,26 +199,28 @@ class Sweep:
                  record: RunRecord) -> dict[str, Envelope]:
         """The machines API's envelope per indicator key; each kept as it arrives, so a
         resumed run asks only what the killed one had not."""
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
         envelopes: dict[str, Envelope] = {}
-        todo: dict[str, list[tuple[str, Indicator]]] = {"domain": [], "file": []}
+        todo: list[tuple[str, Indicator]] = []
         for key, target in targets.items():
             kept = record.get(f"entity:{key}")
             if kept is not None:
                 envelopes[key] = Envelope.from_dict(kept)
             else:
-                todo["domain" if target.type == "domain" else "file"].append((key, target))
-        for kind, wanted in todo.items():
-            # In chunks, each kept before the next is asked: a kill loses at most one chunk.
-            step = max(1, self.settings.max_concurrency)
-            for start in range(0, len(wanted), step):
-                chunk = wanted[start:start + step]
-                answers = self.enricher.lookup_many(
-                    kind, [target.value for _, target in chunk],  # type: ignore[arg-type]
-                    priority="batch")
-                for (key, _), envelope in zip(chunk, answers, strict=True):
-                    envelopes[key] = envelope
-                    if envelope.status != "error":
-                        record.put(f"entity:{key}", envelope.to_dict())  # the run's storage
+                todo.append((key, target))
+        if not todo:
+            return envelopes
+        workers = max(1, min(self.settings.max_concurrency, len(todo)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
+            asked = {pool.submit(self.enricher.lookup,
+                                 "domain" if target.type == "domain" else "file",
+                                 target.value, priority="batch"): key for key, target in todo}
+            for done in as_completed(asked):  # each kept the moment it arrives
+                key, envelope = asked[done], done.result()
+                envelopes[key] = envelope
+                if envelope.status != "error":
+                    record.put(f"entity:{key}", envelope.to_dict())  # the run's storage
         return envelopes
 
     def _outcome(self, plan: _Plan, hunted: bool, contacts: dict[str, list[Contact]],
