@@ -12,9 +12,10 @@ from typing import Any
 
 from integration import schemas
 from integration.compose import enricher_for
-from integration.errors import InvalidInput, PermissionDenied, PluginError
+from integration.errors import ConfigError, InvalidInput, PermissionDenied, PluginError
 from integration.lookup.service import Enricher, Kind
 from integration.values.envelope import error_envelope
+from integration.values.principal import Principal
 
 
 def get_machines_for_domain(params: Mapping[str, Any],
@@ -55,7 +56,8 @@ def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str,
     return enricher.lookup(kind, params[key], use_cache=params.get("use_cache", True),
                            include_raw=params.get("include_raw", False),
                            priority=params.get("priority", "batch"),
-                           contact=params.get("contact", enricher.settings.contact)).to_dict()
+                           contact=params.get("contact", enricher.settings.contact),
+                           user_assertion=params.get("user_assertion")).to_dict()
 
 
 def validate_params(schema: str, params: Any) -> None:
@@ -77,11 +79,15 @@ def _connectivity(enricher: Enricher, params: Mapping[str, Any]) -> dict[str, An
     from integration.defender.auth import token_claims
 
     settings = enricher.settings
-    # The Defender token first: without it nothing else can be checked (a wrong secret is
-    # auth_failed, as for a lookup). Other services' tokens come only when a check needs them.
-    claims = token_claims(enricher.tokens.access_token())
-    token_sources = {"defender": lambda: claims,
-                     "graph": lambda: token_claims(enricher.graph_tokens.access_token())}
+    # Whoever the call runs as: the application, the signed-in user, or the user whose token
+    # the platform passed. Their Defender token first: without it nothing else can be checked
+    # (a wrong secret is auth_failed, as for a lookup). Other services' tokens come only when
+    # a check needs them.
+    caller = enricher.caller(params.get("user_assertion"))
+    claims = token_claims(caller.tokens.access_token())
+    principal = caller.tokens.principal()
+    token_sources = {"defender": lambda: claims, "graph": lambda: _graph_claims(enricher,
+                                                                                principal)}
     checks = check_capabilities(settings, params, lambda service: token_sources[service]())
     connectivity: dict[str, Any] = {
         "api_base": settings.endpoints.api_base,
@@ -89,22 +95,43 @@ def _connectivity(enricher: Enricher, params: Mapping[str, Any]) -> dict[str, An
         "authority": settings.authority if settings.auth != "managed_identity" else
         f"managed identity ({settings.managed_identity_endpoint or 'endpoint from the host'})",
         "scope": settings.endpoints.scope,
+        "principal": principal.to_dict(),
         "roles": sorted(claims.get("roles", [])),
         "capabilities": [check.to_dict() for check in checks],
         "warnings": [check.message for check in checks if check.status != "ok"],
     }
+    if principal.is_user:
+        connectivity["scopes"] = sorted(str(claims.get("scp", "")).split())
     if "exp" in claims:
         connectivity["token_expires_in_s"] = int(claims["exp"] - time.time())
     try:
         # The one live call: the Defender permission at work, not only read from the token.
-        result = enricher.client.first_machine()
+        # A user's: which of the tenant's device groups their answers reach.
+        if principal.is_user:
+            groups, calls = caller.client.visible_device_groups()
+            connectivity["device_groups"] = len(groups)
+        else:
+            calls = caller.client.first_machine().api_calls
     except PermissionDenied as error:
-        # The token is fine; what it may do is not. Say which roles it has.
+        # The token is fine; what it may do is not. Say which roles it has; for a user,
+        # which delegated permission is missing when that is why (else: no Defender role).
+        named = missing_error(checks) if principal.is_user else None
         return {"action": "test_connectivity", "status": "error", "connectivity": connectivity,
-                "summary": {"api_calls": error.api_calls}, "error": error.to_dict()}
+                "summary": {"api_calls": error.api_calls},
+                "error": (named.replace(api_calls=error.api_calls) if named else error).to_dict()}
     missing = missing_error(checks)
     if missing is not None:
         return {"action": "test_connectivity", "status": "error", "connectivity": connectivity,
-                "summary": {"api_calls": result.api_calls}, "error": missing.to_dict()}
+                "summary": {"api_calls": calls}, "error": missing.to_dict()}
     return {"action": "test_connectivity", "status": "success", "connectivity": connectivity,
-            "summary": {"api_calls": result.api_calls}}
+            "summary": {"api_calls": calls}}
+
+
+def _graph_claims(enricher: Enricher, principal: Principal) -> dict[str, Any]:
+    from integration.defender.auth import token_claims
+
+    if principal.is_user:
+        raise ConfigError("the contact timeline runs advanced hunting as the application; "
+                          "for a user it is not added (it would show machines outside their "
+                          "device groups)")
+    return token_claims(enricher.graph_tokens.access_token())

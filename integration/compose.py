@@ -12,10 +12,12 @@ import copy
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from integration.lookup.service import Enricher
+from integration.config import DEVICE_CODE, ON_BEHALF_OF
+from integration.errors import InvalidInput
+from integration.lookup.service import Caller, Enricher
 
 if TYPE_CHECKING:
     import os
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from integration.defender.retry import RetryPolicy
     from integration.defender.transport import Transport
     from integration.state import StateStore
+    from integration.values.principal import Principal
 
 _enrichers: dict[str, Enricher] = {}
 _last_config: dict[int, tuple[Any, Enricher]] = {}  # id -> (a copy to compare, its Enricher)
@@ -63,7 +66,41 @@ def new_enricher(settings: Settings) -> Enricher:
     parts = Parts(settings)
     return Enricher(settings, store=lambda: parts.store, client=lambda: parts.client,
                     tokens=lambda: parts.tokens, graph_tokens=lambda: parts.graph_tokens,
-                    hunting=lambda: parts.hunting)
+                    hunting=lambda: parts.hunting, caller=parts.caller)
+
+
+def sign_in(path: str | os.PathLike[str] | None, say: Callable[[str], None]) -> Principal:
+    """`mde-enrich login`: the device-code flow for the configuration at `path`."""
+    from integration.config import load_settings
+    from integration.defender.delegated import login
+
+    parts = Parts(load_settings(path=path))
+    return login(parts.settings, parts.transport, parts.store, say)
+
+
+def sign_out(path: str | os.PathLike[str] | None) -> str | None:
+    """`mde-enrich logout`: the signed-in user's tokens deleted; who that was, if anyone."""
+    from integration.config import load_settings
+    from integration.defender.delegated import logout
+
+    parts = Parts(load_settings(path=path))
+    return logout(parts.settings, parts.store)
+
+
+def who_am_i(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """`mde-enrich whoami`: whom lookups run as, from a token valid now (renewed silently
+    when due), with its permissions and expiry."""
+    import time
+
+    from integration.defender.auth import token_claims
+
+    enricher = enricher_for(path=path)
+    tokens = enricher.caller(None).tokens
+    claims = token_claims(tokens.access_token())
+    return {"principal": tokens.principal().to_dict(), "auth": enricher.settings.auth,
+            "scopes": sorted(str(claims.get("scp", "")).split()),
+            "roles": sorted(claims.get("roles", [])),
+            "token_expires_in_s": int(float(claims.get("exp", time.time())) - time.time())}
 
 
 def _secret_fingerprint(settings: Settings) -> str:
@@ -72,6 +109,10 @@ def _secret_fingerprint(settings: Settings) -> str:
     secret = json.dumps([settings.client_secret, settings.certificate_password, settings.proxy,
                          settings.state])
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# Users whose callers (token provider, client) one Enricher keeps at once.
+MAX_CALLERS = 256
 
 
 class Parts:
@@ -86,6 +127,7 @@ class Parts:
         self._wiring: tuple[Transport, RetryPolicy] | None = None
         self._budgets: dict[str, Budgets] = {}
         self._hunting: HuntingClient | None = None
+        self._callers: dict[bytes, Caller] = {}  # by the assertion's hash, oldest first
         self._graph_tokens: TokenProvider | None = None
 
     @property
@@ -102,6 +144,12 @@ class Parts:
         self._build_client()
         assert self._tokens is not None
         return self._tokens
+
+    @property
+    def transport(self) -> Transport:
+        self._build_client()
+        assert self._wiring is not None
+        return self._wiring[0]
 
     @property
     def client(self) -> DefenderClient:
@@ -131,10 +179,47 @@ class Parts:
                     # `rate_limit.buckets` says.
                     "Graph": Budgets(lambda name: _budget(settings, store, name),
                                      shared=False)}
-                self._tokens = TokenProvider(settings, transport, store, policy)
+                if settings.auth == DEVICE_CODE:  # the analyst who ran `mde-enrich login`
+                    from integration.defender.delegated import DeviceCodeTokens
+
+                    self._tokens = DeviceCodeTokens(settings, transport, store, policy)
+                else:
+                    self._tokens = TokenProvider(settings, transport, store, policy)
                 self._wiring = (transport, policy)  # shared by every client
                 self._client = DefenderClient(self._api("Defender", self._tokens))
             return self._client
+
+    def caller(self, user_assertion: str | None = None) -> Caller:
+        """The tokens and client of whoever a call runs as: the configured principal, or
+        the user whose token the platform passed (on behalf of them). Each user's caller is
+        kept (a bounded few), so their token is reused like the application's."""
+        client = self._build_client()
+        assertion = user_assertion or self.settings.user_assertion
+        if assertion is None:
+            if self.settings.auth == ON_BEHALF_OF:
+                raise InvalidInput("auth: on_behalf_of: this call carries no user_assertion "
+                                   "(the analyst's token); lookups here never run as the "
+                                   "application")
+            assert self._tokens is not None
+            return Caller(self._tokens, client)
+        from integration.defender.delegated import OnBehalfOfTokens, check_user_assertion
+
+        check_user_assertion(self.settings, assertion)
+        key = hashlib.sha256(assertion.encode()).digest()
+        with self._lock:
+            known = self._callers.pop(key, None)
+            if known is None:
+                from integration.defender.client import DefenderClient
+
+                assert self._wiring is not None and self._store is not None
+                transport, policy = self._wiring
+                tokens = OnBehalfOfTokens(self.settings, transport, self._store, policy,
+                                          assertion)
+                known = Caller(tokens, DefenderClient(self._api("Defender", tokens)))
+            self._callers[key] = known  # most recently used last
+            while len(self._callers) > MAX_CALLERS:
+                del self._callers[next(iter(self._callers))]
+            return known
 
     def defender_api(self, tokens: TokenSource | None = None) -> Api:
         """The Defender API as the request pipeline sends to it: as the application, or as

@@ -16,7 +16,7 @@ from integration.clouds import Endpoints, resolve_endpoints
 from integration.errors import ConfigError, PluginError
 
 CONFIG_SCHEMA = "config.schema.json"
-SECRET_KEYS = frozenset({"client_secret", "password"})
+SECRET_KEYS = frozenset({"client_secret", "password", "user_assertion"})
 # Keys whose URL may carry a password in its user info: never echoed whole.
 URL_KEYS = {"proxy": "proxy URL (http:// or https://)",
             "state": "state URL (sqlite:///absolute/path.db, sqlite:relative/path.db or "
@@ -24,6 +24,8 @@ URL_KEYS = {"proxy": "proxy URL (http:// or https://)",
 ENV_PREFIX = "MDE_"
 CONFIG_PATH_VARIABLE = "MDE_CONFIG"
 MANAGED_IDENTITY = "managed_identity"
+DEVICE_CODE = "device_code"
+ON_BEHALF_OF = "on_behalf_of"
 MANAGED_IDENTITY_KEYS = ("managed_identity_client_id", "managed_identity_resource_id",
                          "managed_identity_endpoint")
 
@@ -39,7 +41,9 @@ class Settings(NamedTuple):
     client_secret: str | None = None
     certificate_path: str | None = None
     certificate_password: str | None = None
-    auth: str = "client_secret"  # or client_certificate, managed_identity
+    auth: str = "client_secret"  # or client_certificate, managed_identity, device_code,
+    # on_behalf_of (an app credential trading each call's user_assertion)
+    user_assertion: str | None = None  # the analyst's token a platform passes in config
     managed_identity_client_id: str | None = None
     managed_identity_resource_id: str | None = None
     managed_identity_endpoint: str | None = None  # IMDS origin instead of 169.254.169.254
@@ -70,6 +74,7 @@ class Settings(NamedTuple):
     def __repr__(self) -> str:  # never show a secret, even in a traceback or a debugger
         shown = self._replace(client_secret="***" if self.client_secret else None,
                               certificate_password="***" if self.certificate_password else None,
+                              user_assertion="***" if self.user_assertion else None,
                               proxy=redact_url(self.proxy) if self.proxy else None,
                               state=redact_url(self.state) if self.state else None)
         return "Settings" + tuple.__repr__(shown)
@@ -187,6 +192,8 @@ def _validate(config: dict[str, Any]) -> None:
     _refuse_unknown_keys(config)  # first: a misspelled key explains a "required" one
     if config.get("auth") == MANAGED_IDENTITY:
         _validate_managed_identity(config)
+    elif config.get("auth") == DEVICE_CODE:
+        _validate_device_code(config)
     else:
         _validate_app_credential(config)
     if schemas.quick_verdict(schemas.schema(CONFIG_SCHEMA), config, CONFIG_SCHEMA) is not True:
@@ -209,6 +216,10 @@ def _refuse_unknown_keys(config: Mapping[str, Any]) -> None:
 
 
 def _validate_managed_identity(config: dict[str, Any]) -> None:
+    if "user_assertion" in config:
+        raise ConfigError("config key 'user_assertion' cannot be used with auth: "
+                          "managed_identity (on behalf of a user needs the app's "
+                          "client_secret or client_certificate)")
     for key in ("client_secret", "client_certificate"):
         if key in config:
             raise ConfigError(f"config key '{key}' cannot be used with auth: managed_identity "
@@ -228,6 +239,19 @@ def _validate_managed_identity(config: dict[str, Any]) -> None:
     # application and tenant), and a token from another tenant is refused by name.
     if not config.get("tenant_id"):
         raise ConfigError("config key 'tenant_id' is required (also with a managed identity)")
+
+
+def _validate_device_code(config: dict[str, Any]) -> None:
+    for key in ("client_secret", "client_certificate", "user_assertion",
+                *MANAGED_IDENTITY_KEYS):
+        if key in config:
+            raise ConfigError(f"config key '{key}' cannot be used with auth: device_code (the "
+                              "analyst signs in as themself through a public client app, "
+                              "with no app credential)")
+    for key in ("tenant_id", "client_id"):
+        if not config.get(key):
+            raise ConfigError(f"config key '{key}' is required with auth: device_code (the "
+                              "public client app registered for mde-enrich)")
 
 
 def _validate_app_credential(config: dict[str, Any]) -> None:
@@ -257,6 +281,11 @@ def _describe(error: Any) -> str:
         problem = schemas.unknown_names(error.instance, error.schema.get("properties", {}),
                                         "key")
         return where + (problem or error.message)
+    if error.validator in ("oneOf", "anyOf"):  # jsonschema would quote the whole config
+        where = f"config key '{key}'" if key else "config"
+        return (f"{where}: the keys fit none of the sign-in methods (auth: client_secret, "
+                "client_certificate, managed_identity, device_code, on_behalf_of); see each "
+                "method's keys in the README")
     if SECRET_KEYS.intersection(str(part) for part in error.absolute_path):
         return f"config key '{key}' is invalid (it must be a non-empty string)"
     if key in URL_KEYS and isinstance(error.instance, str):
@@ -272,7 +301,7 @@ def _settings_from(config: dict[str, Any]) -> Settings:
     optional = {key: config[key] for key in (
         "cloud", "ca_bundle", "proxy", "timeout_s", "state", "cache_ttl_s", "max_attempts",
         "deadline_s", "backoff_base_s", "backoff_cap_s", "max_retry_after_s", "max_rate_wait_s",
-        "max_concurrency", "contact", *MANAGED_IDENTITY_KEYS) if key in config}
+        "max_concurrency", "contact", "user_assertion", *MANAGED_IDENTITY_KEYS) if key in config}
     return Settings(
         tenant_id=config["tenant_id"],
         client_id=config.get("client_id") or _managed_identity_label(config),

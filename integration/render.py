@@ -98,7 +98,14 @@ def headline(envelope: dict[str, Any]) -> str:
     source = "from cache" if summary.get("cached") else f"{summary.get('api_calls', 0)} API call(s)"
     if summary.get("hunting_calls") is not None:
         source += f"; contact: {summary['hunting_calls']} hunting call(s) for the batch"
-    return f"{kind} {shown}: {result} [{source}]"
+    return f"{kind} {shown}: {result}{_as_whom(summary.get('principal'))} [{source}]"
+
+
+def _as_whom(principal: Any) -> str:
+    """Whose device groups a user's answer covers; an application's answer says nothing."""
+    if not isinstance(principal, dict) or principal.get("type") != "user":
+        return ""
+    return f" as {principal.get('name') or principal.get('id')} (their device groups only)"
 
 
 def columns_for(envelope: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -226,5 +233,11 @@ def _connectivity_line(envelope: dict[str, Any]) -> str:
     if envelope["status"] == "error":
         error = envelope["error"]
         return f"connectivity{where}: error {error['code']}: {error['message']}"
+    principal = details.get("principal") or {}
+    if principal.get("type") == "user":
+        scopes = ", ".join(details.get("scopes", [])) or "none"
+        groups = details.get("device_groups", 0)
+        return (f"connectivity{where}: ok{_as_whom(principal)} (scopes: {scopes}; "
+                f"{groups} device group{'s' if groups != 1 else ''} visible)")
     roles = ", ".join(details.get("roles", [])) or "none"
     return f"connectivity{where}: ok (token roles: {roles})"

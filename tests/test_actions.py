@@ -27,7 +27,9 @@ def test_defanged_url_finds_the_domains_machines(config: dict, emulator: Emulato
     assert envelope["indicator"] == {"type": "domain", "value": "evil.example",
                                      "original": "hxxps://Evil[.]example/payload?x=1"}
     assert envelope["summary"] == {"total_machines": 3, "truncated": False, "api_calls": 1,
-                                   "cached": False}
+                                   "cached": False, "principal": {
+                                       "type": "application", "id": emulator.client_id,
+                                       "name": None}}
     assert [call["path"] for call in emulator.admin.api_calls()] == \
         ["/api/domains/evil.example/machines"]
 
@@ -290,3 +292,33 @@ def test_a_new_process_reuses_the_token_in_shared_state(config: dict,
     second.lookup("domain", seed.PHISH_DOMAIN)
     assert len(emulator.admin.token_calls()) == 1
     assert second.tokens.tokens_fetched == 0
+
+
+def test_a_file_name_given_as_a_domain_is_refused_and_nothing_is_sent(
+        config: dict, emulator: Emulator) -> None:
+    envelope = domain(config, "igfxtray.exe")
+    assert envelope["status"] == "error"
+    assert envelope["error"]["code"] == "invalid_input"
+    assert "'exe' is not a public suffix (it looks like a file name)" in \
+        envelope["error"]["message"]
+    assert emulator.admin.api_calls() == []
+
+
+def test_an_internal_suffix_in_the_config_makes_a_private_name_a_domain(
+        config: dict, emulator: Emulator) -> None:
+    assert domain(config, "build01.corp")["status"] == "error"
+    envelope = domain({**config, "internal_domain_suffixes": ["corp"]}, "build01.corp")
+    assert envelope["status"] == "not_found"
+    assert [call["path"] for call in emulator.admin.api_calls()] == \
+        ["/api/domains/build01.corp/machines"]
+
+
+def test_a_sysmon_marked_hash_is_looked_up_and_an_imphash_is_refused(
+        config: dict, emulator: Emulator) -> None:
+    found = file_hash(config, f"SHA1={seed.KNOWN_FILE['sha1'].upper()}")
+    assert found["status"] == "success"
+    assert found["indicator"]["value"] == seed.KNOWN_FILE["sha1"]
+    calls = len(emulator.admin.api_calls())
+    refused = file_hash(config, "IMPHASH=D90D8C7812AEC8DA0FA173AFA1293AB2")
+    assert refused["status"] == "error" and "IMPHASH" in refused["error"]["message"]
+    assert len(emulator.admin.api_calls()) == calls

@@ -133,6 +133,15 @@ def test_environment_variable_overrides_a_key_and_is_named_when_wrong(
     assert "MDE_TIMEOUT_S" in envelopes[0]["error"]["message"]
 
 
+def test_internal_suffixes_come_from_a_comma_separated_variable(
+        capsys, config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    status, envelopes = run_cli(capsys, "domain", "build01.corp", "--config", str(config_file))
+    assert status == 2 and "not a public suffix" in envelopes[0]["error"]["message"]
+    monkeypatch.setenv("MDE_INTERNAL_DOMAIN_SUFFIXES", "corp, lan")
+    status, envelopes = run_cli(capsys, "domain", "build01.corp", "--config", str(config_file))
+    assert status == 0 and envelopes[0]["status"] == "not_found"
+
+
 def test_mde_config_names_the_config_file(capsys, config_file: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MDE_CONFIG", str(config_file))

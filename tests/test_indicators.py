@@ -264,3 +264,54 @@ def test_positions_count_in_the_text_as_given() -> None:
         parse_domain("  evil example")
     with pytest.raises(InvalidInput, match="'g' at position 3"):
         parse_file_hash(" \tg" + SHA1[1:])
+
+
+# --- suffixes: a domain ends in a public suffix, a special-use name or one of ours ------------
+
+
+@pytest.mark.parametrize("name", ["igfxtray.exe", "resume.pdf", "winhelp.cpl", "logo.svg",
+                                  "report.docx", "Invoice_2024.pdf.exe"])
+def test_a_file_name_is_not_a_domain_and_says_so(name: str) -> None:
+    with pytest.raises(indicators.NotADomain, match=r"is not a public suffix .*file name") as err:
+        parse_domain(name)
+    assert err.value.reason == "not_a_domain" and err.value.code == "invalid_input"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("evil.com", "evil.com"), ("a.b.co.uk", "a.b.co.uk"), ("shop.xn--p1ai", "shop.xn--p1ai"),
+    ("магазин.рф", "xn--80aairftm.xn--p1ai"), ("files.zip", "files.zip"),
+    ("evil.example", "evil.example"), ("printer.local", "printer.local"),
+    ("hidden.onion", "hidden.onion"), ("svc.internal", "svc.internal"),
+])
+def test_a_public_or_special_use_suffix_makes_a_domain(text: str, expected: str) -> None:
+    assert parse_domain(text).value == expected
+
+
+def test_an_internal_suffix_makes_a_domain_of_a_private_name() -> None:
+    with pytest.raises(indicators.NotADomain):
+        parse_domain("build01.corp")
+    assert parse_domain("build01.corp", ("corp",)).value == "build01.corp"
+    assert parse_domain("a.b.lan", ("b.lan",)).value == "a.b.lan"
+    with pytest.raises(indicators.NotADomain):
+        parse_domain("a.xb.lan", ("b.lan",))  # a suffix ends at a label boundary
+
+
+@pytest.mark.parametrize("text", [
+    "SHA1=5F1E8ACEDC065031AAD553B710838EB366CFEE9A",
+    "sha1:5f1e8acedc065031aad553b710838eb366cfee9a",
+])
+def test_a_hash_marked_as_sysmon_or_tools_write_it_is_read(text: str) -> None:
+    assert parse_file_hash(text) == Indicator("sha1", "5f1e8acedc065031aad553b710838eb366cfee9a",
+                                              text)
+
+
+@pytest.mark.parametrize("text", ["IMPHASH=D90D8C7812AEC8DA0FA173AFA1293AB2",
+                                  "imphash:d90d8c7812aec8da0fa173afa1293ab2",
+                                  "ssdeep:3:AXGBicFlgVNhBGcL6wCrFQEv:AXGHsNhxLsr2C",
+                                  "TLSH=T1A0F0...", "SHA256=" + "a" * 40])
+def test_a_hash_of_no_file_or_of_the_wrong_length_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        parse_file_hash(text)
+    if text.lower().startswith(("imphash", "ssdeep", "tlsh")):
+        assert isinstance(err.value, indicators.NotAFileHash)
+        assert "not a file hash Defender can look up" in err.value.message

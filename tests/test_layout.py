@@ -93,7 +93,7 @@ ALLOWED_EDGES: dict[str, set[str]] = {
     "state": {"config", "errors"},
     "defender": {"clouds", "config", "errors", "log_scrub", "state", "values"},
     "lookup": {"config", "defender", "errors", "state", "values"},
-    "compose": {"config", "defender", "errors", "lookup", "state"},
+    "compose": {"config", "defender", "errors", "lookup", "state", "values"},
     "manifest": {"errors", "resources", "schemas"},
     "connectivity": {"config", "errors"},
     "actions": {"compose", "config", "connectivity", "defender", "errors", "lookup", "schemas",
@@ -181,7 +181,8 @@ def test_a_cycle_between_parts_fails() -> None:
 
 @pytest.mark.parametrize(("library", "home"), [
     ("requests", {"integration.defender.transport", "integration.emulator.admin"}),
-    ("msal", {"integration.defender.auth"}),
+    # The application's sign-in, and a user's (device code, on-behalf-of) beside it.
+    ("msal", {"integration.defender.auth", "integration.defender.delegated"}),
     ("jsonschema", {"integration.schemas"}),
     ("sqlite3", {"integration.state.sqlite"}),
     ("redis", {"integration.state.redis"}),

@@ -172,24 +172,19 @@ def test_an_object_in_no_known_format_is_read_by_field_names_and_exits_0(
     assert [w["code"] for w in enrichment["warnings"]] == ["generic_format"]
 
 
-def test_an_alert_that_is_not_an_object_exits_2_naming_the_file(
-        config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("text", "said"), [
+    ('"just a string"', "an alert is a JSON object"),
+    ('{"indicators": [', "not valid JSON"),
+], ids=["not an object", "not JSON"])
+def test_an_alert_that_is_not_a_json_object_exits_2_naming_the_file(
+        text: str, said: str, config_file: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     odd = tmp_path / "odd.json"
-    odd.write_text('"just a string"', encoding="utf-8")
+    odd.write_text(text, encoding="utf-8")
     status = cli_main(["playbook", "run", str(ENRICH_ALERT), "--alert", str(odd),
                        "--config", str(config_file)])
     assert status == 2
-    assert f"{odd}: an alert is a JSON object" in capsys.readouterr().err
-
-
-def test_an_alert_that_is_not_json_exits_2_naming_the_file(
-        config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    broken = tmp_path / "broken.json"
-    broken.write_text('{"indicators": [', encoding="utf-8")
-    status = cli_main(["playbook", "run", str(ENRICH_ALERT), "--alert", str(broken),
-                               "--config", str(config_file)])
-    assert status == 2
-    assert f"{broken}: not valid JSON" in capsys.readouterr().err
+    assert f"{odd}: {said}" in capsys.readouterr().err
 
 
 def test_run_prints_the_enriched_alert_as_json(config_file: Path, emulator: Any,

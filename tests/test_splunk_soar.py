@@ -168,7 +168,9 @@ def test_domain_with_machines(soar_app: Path, emulator: Emulator, asset: dict[st
     given = {key: value for key, value in result["summary"].items() if value is not None}
     assert given | {"api_calls": 0} == {
         "status": "success", "indicator_type": "domain", "indicator_value": seed.EVIL_DOMAIN,
-        "total_machines": 3, "truncated": False, "cached": False, "api_calls": 0}
+        "total_machines": 3, "truncated": False, "cached": False, "api_calls": 0,
+        # Splunk SOAR passes no analyst identity: the application answered.
+        "principal_type": "application", "principal_name": emulator.client_id}
     assert result["summary"]["api_calls"] >= 1
     assert result["message"] == f"Found 3 machine(s) for domain {seed.EVIL_DOMAIN}"
 

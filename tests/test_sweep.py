@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -242,48 +243,57 @@ def test_people_formats_name_the_hits_and_mark_the_new_machines(
     assert "evil[.]example" in text and "(new)" in text and "1 touched" in text
 
 
-def test_a_sweep_killed_mid_run_resumes_without_asking_anything_twice(
-        emulator: Emulator, config: dict[str, Any], tmp_path: Path) -> None:
+def kill_then_resume(config: dict[str, Any], tmp_path: Path, path: Path,
+                     killed_once: Callable[[], bool], **settings: Any) -> dict[str, Any]:
+    """Run `mde-enrich sweep` in a process of its own, SIGKILL it once `killed_once()` says
+    the moment has come, run it again to the end: the second run's report."""
     import os
     import signal
     import subprocess
     import sys
     import time
-    from collections import Counter
 
     import yaml
 
-    touched = touched_domains(emulator)
-    domains = [*touched, *(f"never-seen-{n}.example" for n in range(440))]  # 3 hunting chunks
-    path = bundle(tmp_path / "feed.json", [f"[domain-name:value = '{d}']" for d in domains])
     config_path = tmp_path / "sweep-config.yaml"
-    config_path.write_text(yaml.safe_dump({**config, "rate_limit": {"per_minute": 10000,
-                                                                    "per_hour": 100000}}))
-    # The first chunk is answered; the second is held, then dropped: the kill lands there.
-    emulator.admin.add_fault(r"/runHuntingQuery$", "pass", {"delay_s": 3.0, "drop": True})
-    emulator.admin.clear_log()
+    config_path.write_text(yaml.safe_dump({**config, **settings, "rate_limit": {
+        "per_minute": 10000, "per_hour": 100000}}))
     command = [sys.executable, "-m", "integration.cli", "sweep", str(path), "--format", "json",
                "--config", str(config_path)]
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
     first = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not killed_once() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.4)  # what has arrived is kept; the held request is still waiting
+    first.send_signal(signal.SIGKILL)
+    _, stderr = first.communicate()
+    assert first.returncode == -signal.SIGKILL, f"the sweep ended on its own: {stderr!r}"
+    second = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert second.returncode == 0, second.stderr
+    return json.loads(second.stdout)
+
+
+def test_a_sweep_killed_mid_run_resumes_without_asking_anything_twice(
+        emulator: Emulator, config: dict[str, Any], tmp_path: Path) -> None:
+    import time
+    from collections import Counter
+
+    touched = touched_domains(emulator)
+    domains = [*touched, *(f"never-seen-{n}.example" for n in range(440))]  # 3 hunting chunks
+    path = bundle(tmp_path / "feed.json", [f"[domain-name:value = '{d}']" for d in domains])
+    # The first chunk is answered; the second is held, then dropped: the kill lands there.
+    emulator.admin.add_fault(r"/runHuntingQuery$", "pass", {"delay_s": 3.0, "drop": True})
+    emulator.admin.clear_log()
 
     def hunted() -> list[dict[str, Any]]:
         return [e for e in emulator.admin.requests_log() if e["path"].endswith("runHuntingQuery")]
 
-    deadline = time.monotonic() + 20
-    while not any(e["status"] == 200 for e in hunted()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # the first chunk's answer is kept; the second is held for 3 s
-    first.send_signal(signal.SIGKILL)
-    _, stderr = first.communicate()
-    assert first.returncode == -signal.SIGKILL, f"the sweep ended on its own: {stderr!r}"
-
-    second = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
-                            timeout=60)
-    assert second.returncode == 0, second.stderr
-    report = json.loads(second.stdout)
+    report = kill_then_resume(config, tmp_path, path,
+                              lambda: any(e["status"] == 200 for e in hunted()))
     assert sorted(h["indicator"]["value"] for h in report["hits"]) == touched
     assert report["summary"]["resumed"] is True
     assert all(h["new_machines"] for h in report["hits"])  # the killed run committed nothing
@@ -454,50 +464,44 @@ def test_the_sweep_file_query_finds_a_file_by_md5_and_gives_its_sha1() -> None:
 
 def test_a_sweep_killed_during_its_lookups_asks_none_of_them_again(
         emulator: Emulator, config: dict[str, Any], tmp_path: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
     from collections import Counter
-
-    import yaml
 
     touched = touched_domains(emulator)
     path = bundle(tmp_path / "feed.json", [f"[domain-name:value = '{d}']" for d in touched])
-    config_path = tmp_path / "sweep-config.yaml"
-    # No result cache: only the sweep's own record can spare a second call.
-    config_path.write_text(yaml.safe_dump({**config, "cache_ttl_s": 0, "max_concurrency": 2,
-                                           "rate_limit": {"per_minute": 10000,
-                                                          "per_hour": 100000}}))
     held = touched[-1]
     emulator.admin.configure(latency_s=0.05)
     emulator.admin.add_fault(f"/api/domains/{held}/machines$", {"delay_s": 3.0, "drop": True})
     emulator.admin.clear_log()
-    command = [sys.executable, "-m", "integration.cli", "sweep", str(path), "--format", "json",
-               "--config", str(config_path)]
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    first = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
 
     def answered() -> list[str]:
         return [e["path"] for e in emulator.admin.api_calls() if e["status"] is not None]
 
-    deadline = time.monotonic() + 20
-    while len(answered()) < TOUCHED - 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # every other answer is kept; the held one waits for 3 s
-    first.send_signal(signal.SIGKILL)
-    _, stderr = first.communicate()
-    assert first.returncode == -signal.SIGKILL, f"the sweep ended on its own: {stderr!r}"
-    before = len(answered())
+    kept: list[int] = []
 
-    second = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
-                            timeout=60)
-    assert second.returncode == 0, second.stderr
-    report = json.loads(second.stdout)
+    def nine_answered() -> bool:
+        kept[:] = [len(answered())]
+        return kept[0] >= TOUCHED - 1
+
+    # No result cache: only the sweep's own record can spare a second call.
+    report = kill_then_resume(config, tmp_path, path, nine_answered, cache_ttl_s=0,
+                              max_concurrency=2)
     assert sorted(h["indicator"]["value"] for h in report["hits"]) == touched
-    assert len(answered()) - before == 1  # only the lookup in flight at the kill
-    counts = Counter(answered())
-    assert [p for p, n in counts.items() if n > 1] == []
+    assert len(answered()) - kept[0] == 1  # only the lookup in flight at the kill
+    assert [p for p, n in Counter(answered()).items() if n > 1] == []
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_a_hostile_device_name_cannot_attack_the_reader(capsys, emulator: Emulator,
+                                                        config_file: Path, tmp_path: Path,
+                                                        fmt: str) -> None:
+    dataset = seed.build_dataset()
+    dataset["hunting"]["tables"]["DeviceNetworkEvents"].append({
+        "Timestamp": dataset["hunting"]["reference_now"].replace("Z", ".0000000Z"),
+        "DeviceId": "e" * 40, "DeviceName": "\x1b[2Jpwn [click](http://attacker.test)",
+        "ActionType": "ConnectionSuccess", "RemoteUrl": "hostile-name.example"})
+    emulator.admin.load_dataset(dataset)
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'hostile-name.example']"])
+    text = sweep(capsys, config_file, str(path), "--format", fmt)[1]
+    assert "\x1b" not in text
+    if fmt == "markdown":
+        assert "](http://attacker.test)" not in text

@@ -37,6 +37,7 @@ def schema_at(file: str, *path: str) -> dict[str, Any]:
     (envelope.EnvelopeRecord, "envelope.schema.json", ()),
     (envelope.SummaryRecord, "envelope.schema.json", ("summary",)),
     (envelope.IndicatorRecord, "common.schema.json", ("indicator",)),
+    (envelope.PrincipalRecord, "common.schema.json", ("principal",)),
     (envelope.ErrorRecord, "common.schema.json", ("error",)),
 ], ids=lambda value: value.__name__ if isinstance(value, type) else None)
 def test_value_type_has_the_keys_its_schema_has(value_type: Any, file: str,

@@ -63,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 COMMANDS = ("domain", "file", "run", "playbook", "formats", "sweep", "emulator", "demo",
-            "export")
+            "export", "login", "logout", "whoami")
 _TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
 
 
@@ -110,6 +110,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from integration.cli import sweep
 
         sweep.add_command(wanted)
+    if only in (None, "login", "logout", "whoami"):
+        from integration.cli import session
+
+        session.add_commands(wanted)
     _add_emulator(wanted)
     _add_demo(wanted)
     _add_export(wanted)

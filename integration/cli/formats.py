@@ -12,14 +12,15 @@ import json
 import sys
 from typing import Any
 
-from integration.cli.options import command, output_format
-from integration.errors import EXIT_INPUT, EXIT_OK, PluginError
+from integration.cli.options import command, output_format, subcommand_usage
+from integration.errors import EXIT_OK, PluginError
 
 PROG = "mde-enrich formats"
 
 
 def add_command(commands: Any) -> None:
-    sub = command(commands, "formats", _usage, help="list alert formats, or test one alert",
+    sub = command(commands, "formats", subcommand_usage,
+                  help="list alert formats, or test one alert",
                   description="The alert formats playbooks detect (the shipped ones, and the "
                               "file the `alert_formats` configuration names, tried first).")
     steps = sub.add_subparsers(title="subcommands", metavar="SUBCOMMAND", prog=PROG)
@@ -30,11 +31,6 @@ def add_command(commands: Any) -> None:
                                "which rule matched, what each field gave, what was skipped "
                                "and why. Nothing is looked up.")
     test.add_argument("alert", metavar="ALERT", help="an alert as JSON or NDJSON; - reads stdin")
-
-
-def _usage(args: argparse.Namespace) -> int:
-    args.subparser.print_help(sys.stderr)
-    return EXIT_INPUT
 
 
 def _formats(args: argparse.Namespace) -> Any:

@@ -10,6 +10,14 @@ from typing import Any
 FORMATS = ("json", "table", "markdown")
 
 
+def subcommand_usage(args: argparse.Namespace) -> int:
+    """A command group given no subcommand (`mde-enrich playbook`): its help, exit 2."""
+    from integration.errors import EXIT_INPUT
+
+    args.subparser.print_help(sys.stderr)
+    return EXIT_INPUT
+
+
 def command(commands: Any, name: str, handler: Callable[[argparse.Namespace], int],
             **kwargs: Any) -> argparse.ArgumentParser:
     """A subcommand that knows its handler and the common options."""

@@ -19,14 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from integration.cli.options import command, output_format
-from integration.errors import EXIT_INPUT, EXIT_OK, InvalidInput, PluginError
+from integration.cli.options import command, output_format, subcommand_usage
+from integration.errors import EXIT_OK, InvalidInput, PluginError
 
 PROG = "mde-enrich playbook"
 
 
 def add_command(commands: Any) -> None:
-    sub = command(commands, "playbook", _usage, help="run or validate a playbook",
+    sub = command(commands, "playbook", subcommand_usage, help="run or validate a playbook",
                   description="Run playbooks on alerts, or check them.")
     steps = sub.add_subparsers(title="subcommands", metavar="SUBCOMMAND",
                                prog="mde-enrich playbook")  # no formatter: see command.py
@@ -51,11 +51,6 @@ def add_command(commands: Any) -> None:
                        description="Load playbooks and report what is wrong with them; "
                                    "nothing is run.")
     validate.add_argument("playbooks", nargs="+", metavar="FILE")
-
-
-def _usage(args: argparse.Namespace) -> int:
-    args.subparser.print_help(sys.stderr)
-    return EXIT_INPUT
 
 
 def _run_command(args: argparse.Namespace) -> int:

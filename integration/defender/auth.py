@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from integration.config import MANAGED_IDENTITY
 from integration.defender import managed_identity
 from integration.errors import AuthFailed, ConfigError, PluginError, UpstreamError, first_line
+from integration.values.principal import Principal, principal_of
 
 if TYPE_CHECKING:
     from integration.config import Settings
@@ -67,6 +68,7 @@ class TokenProvider:
         self._token: str | None = None
         self._expires_on = 0.0
         self._refused: tuple[PluginError, float] | None = None
+        self._principal: tuple[str, Principal] | None = None  # (the token it was read from, it)
         self._lock = threading.Lock()
         self.tokens_fetched = 0  # from the sign-in service, by this process
 
@@ -83,6 +85,16 @@ class TokenProvider:
                 raise
             self._token, self._expires_on = found
             return self._token
+
+    def principal(self) -> Principal:
+        """Whom this provider's token speaks for, read from a token valid now: a credential
+        that no longer signs in gets AuthFailed here, before any cached answer is served."""
+        token = self.access_token()
+        known = self._principal
+        if known is None or known[0] != token:
+            known = self._principal = (token, principal_of(
+                token_claims(token), client_id=self._settings.client_id))
+        return known[1]
 
     def invalidate(self, token: str) -> None:
         """Drop a token the API refused (401), here and in the shared cache."""

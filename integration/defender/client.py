@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 DOMAIN_ANSWER_CAP = 500
 # Paging is undocumented for these calls; a bound keeps a looping nextLink from running forever.
 MAX_PAGES = 200
+MACHINE_LIST_PAGE = 10_000  # the largest $top the machine list takes
 
 
 class Lookup(NamedTuple):
@@ -65,6 +66,17 @@ class DefenderClient:
         body = self._get(urls.MACHINES_LIST, calls, "machines_list", params={"$top": "1"})
         values = _values(body) if body is not None else []
         return Lookup(found=bool(values), machines=values, api_calls=calls.count)
+
+    def visible_device_groups(self) -> tuple[set[str], int]:
+        """The device groups of the machines this token may list (a user sees only their
+        own groups' machines): one page of up to 10,000 machines, and the calls it took."""
+        calls = Calls("interactive")
+        body = self._get(urls.MACHINES_LIST, calls, "machines_list",
+                         params={"$top": str(MACHINE_LIST_PAGE)})
+        values = _values(body) if body is not None else []
+        groups = {str(m.get("rbacGroupId", m.get("rbacGroupName"))) for m in values
+                  if m.get("rbacGroupId") is not None or m.get("rbacGroupName")}
+        return groups, calls.count
 
     # -- HTTP ----------------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ from typing import Any
 import yaml
 
 from integration.emulator import backend as _backend
+from integration.emulator import delegated as _delegated
+from integration.emulator import seed as _seed
 from integration.emulator.admin import AdminClient, AdminError
 from integration.emulator.backend import Backend, Settings, load_dataset_source
 from integration.emulator.certs import KeyMaterial, ensure_key_material
@@ -44,7 +46,7 @@ def default_state_dir() -> Path:
 class Emulator:
     """Runs the emulator on a background thread; use as a context manager or start()/stop()."""
 
-    tenant_id = _backend.TENANT_ID
+    tenant_id = _seed.TENANT_ID
     client_id = _backend.CLIENT_ID
     client_secret = _backend.CLIENT_SECRET
     cert_client_id = _backend.CERT_CLIENT_ID
@@ -56,6 +58,11 @@ class Emulator:
     mi_user_client_id = _backend.MI_USER_CLIENT_ID
     mi_user_resource_id = _backend.MI_USER_RESOURCE_ID
     mi_identity_header = _backend.MI_IDENTITY_HEADER  # App Service's IDENTITY_HEADER
+    public_client_id = _backend.PUBLIC_CLIENT_ID  # device code; delegated Machine.Read
+    public_noscope_client_id = _backend.PUBLIC_NOSCOPE_CLIENT_ID  # delegated Alert.Read only
+    # Users: alice (View Data, Finance), bob (no Defender role), carol (View Data, The-A-Team
+    # and Servers), dana (View Data, every device group).
+    alice, bob, carol, dana = _delegated.ALICE, _delegated.BOB, _delegated.CAROL, _delegated.DANA
 
     def __init__(self, state_dir: str | os.PathLike[str] | None = None,
                  dataset: DatasetSource = None, page_size: int | None = None,
@@ -180,6 +187,14 @@ class Emulator:
         config = self.config(auth="managed_identity", managed_identity_endpoint=self.base_url)
         for key in ("client_id", "client_secret", "authority_host"):
             del config[key]
+        config.update(overrides)
+        return config
+
+    def device_code_config(self, **overrides: Any) -> dict[str, Any]:
+        """The same, for an analyst signing in as themself (`mde-enrich login`) through the
+        public client app."""
+        config = self.config(auth="device_code", client_id=self.public_client_id)
+        del config["client_secret"]
         config.update(overrides)
         return config
 

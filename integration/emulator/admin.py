@@ -65,7 +65,8 @@ class AdminClient:
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change settings (page_size, not_found, latency_s, token_lifetime_s, domain_cap,
-        rate_limit); returns all settings now in force."""
+        rate_limit, device_code_lifetime_s, device_code_interval_s); returns all settings
+        now in force."""
         return self._call("POST", "config", json=settings)
 
     def settings(self) -> dict[str, Any]:
@@ -91,6 +92,32 @@ class AdminClient:
 
     def clear_faults(self) -> None:
         self._call("DELETE", "faults")
+
+    # -- users (the browser side of delegated sign-in)
+    def users(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._call("GET", "users")["users"])
+
+    def pending_device_codes(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._call("GET", "device-codes")["pending"])
+
+    def approve_device_code(self, user_code: str, user: str) -> None:
+        """The user signs in at the verification page and enters `user_code`."""
+        self._call("POST", "device-codes", json={"user_code": user_code, "user": user})
+
+    def decline_device_code(self, user_code: str) -> None:
+        self._call("POST", "device-codes", json={"user_code": user_code, "decline": True})
+
+    def user_token(self, user: str, audience: str, lifetime_s: int | None = None) -> str:
+        """The token a platform holds for its signed-in analyst, issued to the app
+        `audience`: what that app passes as the user assertion of on-behalf-of."""
+        body: dict[str, Any] = {"user": user, "audience": audience}
+        if lifetime_s is not None:
+            body["lifetime_s"] = lifetime_s
+        return str(self._call("POST", "users/token", json=body)["access_token"])
+
+    def revoke_user_sessions(self, user: str | None = None) -> int:
+        """End a user's (every user's) refresh tokens, as an admin revoking sessions."""
+        return int(self._call("POST", "users/revoke", json={"user": user})["revoked"])
 
     # -- dataset
     def dataset_summary(self) -> dict[str, Any]:

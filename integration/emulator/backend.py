@@ -31,10 +31,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from integration.emulator import seed
+from integration.emulator import delegated, seed
+from integration.emulator.seed import TENANT_DOMAIN, TENANT_ID
 
-TENANT_ID = "3ec7f4a2-5e3c-4da3-a4e2-00243972199d"
-TENANT_DOMAIN = "contoso-emulator.onmicrosoft.com"  # also accepted in sign-in paths
 CLIENT_ID = "eb246f8a-6ba4-4c84-9004-d08e9f51215d"
 CLIENT_SECRET = "Emu8Q~PUH1nl1t1R2ENZDByc4lEb5_D620A31ja5Q"  # fake, local-only, printable
 CERT_CLIENT_ID = "96d7ca2b-5c94-45a1-9670-05ed214a26c6"
@@ -49,6 +48,10 @@ MI_USER_CLIENT_ID = "921412d7-21dc-4625-8c1d-5afbc08649b5"
 MI_USER_RESOURCE_ID = ("/subscriptions/00000000-0000-4000-8000-0000000000e1/resourceGroups/soar"
                        "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/mde-enrich")
 MI_IDENTITY_HEADER = "emulator-identity-header"  # App Service's IDENTITY_HEADER value
+# Public clients (no credential) for analysts signing in as themselves with a device code:
+# one consented for Defender's Machine.Read, one only for Alert.Read.
+PUBLIC_CLIENT_ID = "0bd2c4a1-3f1e-4c55-8a9e-6d1b2f3c4d5e"
+PUBLIC_NOSCOPE_CLIENT_ID = "7f3e9b20-8c4d-4e1a-9b6f-2a5c8d7e1f30"
 
 ACCEPTED_RESOURCES = (
     "https://api.securitycenter.microsoft.com",
@@ -65,6 +68,8 @@ GRAPH_RESOURCE = "https://graph.microsoft.com"
 HUNTING_ROLE = "ThreatHunting.Read.All"
 MACHINE_ROLES = frozenset({"Machine.Read.All", "Machine.ReadWrite.All"})
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_GRANTS = frozenset({"client_credentials", "refresh_token", delegated.DEVICE_CODE_GRANT,
+                     delegated.JWT_BEARER_GRANT})
 CALL_TYPES = ("domain_machines", "file_machines", "file_info", "machines_list")
 FAULT_KEYS = frozenset({"status", "headers", "body", "delay_s", "drop", "truncate", "html",
                         "expire_token", "pass"})
@@ -114,6 +119,8 @@ class Settings:
     token_lifetime_s: int = 3599
     domain_cap: int = 500
     rate_limit: RateLimit | None = None
+    device_code_lifetime_s: int = 900
+    device_code_interval_s: int = 5  # Entra's polling interval
 
     def updated(self, changes: Mapping[str, Any]) -> Settings:
         """A copy with `changes` applied; ValueError names the offending key."""
@@ -147,8 +154,9 @@ def _check_setting(key: str, value: Any) -> Any:
         return value
     if key == "latency_s":
         return float(number(value, 0))
-    if key in ("token_lifetime_s", "domain_cap"):
-        return number(value, 0 if key == "token_lifetime_s" else 1, integer=True)
+    if key in ("token_lifetime_s", "domain_cap", "device_code_lifetime_s",
+               "device_code_interval_s"):
+        return number(value, 1 if key == "domain_cap" else 0, integer=True)
     # rate_limit
     if value is None:
         return None
@@ -279,6 +287,8 @@ class App:
     secret: str | None = None
     certificate: x509.Certificate | None = None
     graph_roles: tuple[str, ...] = ()  # application roles on Microsoft Graph
+    delegated: tuple[str, ...] = ()  # delegated permissions on Defender, consented
+    public: bool = False  # "Allow public client flows": device code without a credential
 
     @property
     def object_id(self) -> str:
@@ -289,10 +299,13 @@ class App:
 def default_apps(client_certificate: x509.Certificate) -> dict[str, App]:
     apps = [
         App(CLIENT_ID, ("Machine.Read.All",), secret=CLIENT_SECRET,
-            graph_roles=(HUNTING_ROLE,)),
+            graph_roles=(HUNTING_ROLE,), delegated=("Machine.Read",)),
         App(CERT_CLIENT_ID, ("Machine.Read.All",), certificate=client_certificate,
             graph_roles=(HUNTING_ROLE,)),
-        App(NOROLES_CLIENT_ID, ("Alert.Read.All",), secret=NOROLES_CLIENT_SECRET),
+        App(NOROLES_CLIENT_ID, ("Alert.Read.All",), secret=NOROLES_CLIENT_SECRET,
+            delegated=("Alert.Read",)),
+        App(PUBLIC_CLIENT_ID, (), delegated=("Machine.Read", "User.Read"), public=True),
+        App(PUBLIC_NOSCOPE_CLIENT_ID, (), delegated=("Alert.Read",), public=True),
         App(READWRITE_CLIENT_ID, ("Machine.ReadWrite.All",), secret=READWRITE_CLIENT_SECRET),
     ]
     return {app.client_id: app for app in apps}
@@ -314,6 +327,9 @@ class TokenService:
         # Azure resource they are attached to issue their tokens.
         self.identities = {client_id: App(client_id, ("Machine.Read.All",))
                            for client_id in (MI_SYSTEM_CLIENT_ID, MI_USER_CLIENT_ID)}
+        self.users = delegated.default_users()
+        self.device_codes = delegated.DeviceCodes()
+        self.refresh_tokens = delegated.RefreshTokens()
 
     @property
     def issuer(self) -> str:
@@ -326,17 +342,32 @@ class TokenService:
 
     def issue(self, tenant: str, form: Mapping[str, str], token_endpoints: set[str],
               lifetime_s: int) -> dict[str, Any]:
-        """Client credentials grant. Raises SignInError in Entra's order of checks."""
-        if tenant.lower() not in (TENANT_ID, TENANT_DOMAIN):
-            raise SignInError(400, "invalid_request", 90002,
-                              f"Tenant '{tenant}' not found. Check to make sure you have the "
-                              "correct tenant ID and are signing into the correct cloud.")
+        """The token endpoint: client credentials, device code, refresh token and
+        on-behalf-of grants. Raises SignInError in Entra's order of checks."""
+        _check_tenant(tenant)
         grant = form.get("grant_type")
         if not grant:
             raise _missing("grant_type")
-        if grant != "client_credentials":
+        if grant not in _GRANTS:
             raise SignInError(400, "unsupported_grant_type", 70003,
                               f"The app requested an unsupported grant type '{grant}'.")
+        try:
+            if grant == delegated.DEVICE_CODE_GRANT:
+                return self._redeem_device_code(form, token_endpoints, lifetime_s)
+            if grant == "refresh_token":
+                return self._redeem_refresh_token(form, token_endpoints, lifetime_s)
+            if grant == delegated.JWT_BEARER_GRANT:
+                return self._on_behalf_of(form, token_endpoints, lifetime_s)
+        except delegated.Refusal as refusal:
+            raise SignInError(*refusal.args4) from None
+        app, auth_method = self._client(form, token_endpoints)
+        resource = _resource(form.get("scope"))
+        return self._mint(app, resource, auth_method, lifetime_s)
+
+    def _client(self, form: Mapping[str, str], token_endpoints: set[str],
+                public_ok: bool = False) -> tuple[App, str]:
+        """The app the request authenticates as, and Entra's appidacr for how it did:
+        "0" a public client (no credential), "1" a secret, "2" a certificate."""
         assertion = form.get("client_assertion")
         client_id = form.get("client_id") or (_unverified_claims(assertion).get("iss")
                                               if assertion else None)
@@ -350,15 +381,14 @@ class TokenService:
                               "has not been installed by the administrator of the tenant or "
                               "consented to by any user in the tenant. You may have sent your "
                               "authentication request to the wrong tenant.")
-        resource = _resource(form.get("scope"))
         if assertion:
             if form.get("client_assertion_type") != ASSERTION_TYPE:
                 raise SignInError(400, "invalid_request", 900144,
                                   "The request body must contain the following parameter: "
                                   "'client_assertion_type'.")
             _verify_assertion(app, assertion, token_endpoints)
-            auth_method = "2"
-        elif form.get("client_secret") is not None:
+            return app, "2"
+        if form.get("client_secret") is not None:
             if app.secret is None or not hmac.compare_digest(
                 form["client_secret"].encode(), app.secret.encode()
             ):
@@ -366,12 +396,146 @@ class TokenService:
                                   "Invalid client secret provided. Ensure the secret being sent "
                                   "in the request is the client secret value, not the client "
                                   f"secret ID, for a secret added to app '{client_id}'.")
-            auth_method = "1"
-        else:
-            raise SignInError(401, "invalid_client", 7000218,
+            return app, "1"
+        if public_ok and app.public:
+            return app, "0"
+        raise SignInError(401, "invalid_client", 7000218,
+                          "The request body must contain the following parameter: "
+                          "'client_assertion' or 'client_secret'.")
+
+    def start_device_code(self, tenant: str, form: Mapping[str, str], origin: str,
+                          settings: Settings) -> dict[str, Any]:
+        """The device authorization endpoint: a user code for the person, a device code
+        for the app to poll with."""
+        _check_tenant(tenant)
+        client_id = form.get("client_id")
+        if not client_id:
+            raise _missing("client_id")
+        app = self.apps.get(client_id)
+        if app is None:
+            raise SignInError(400, "unauthorized_client", 700016,
+                              f"Application with identifier '{client_id}' was not found in the "
+                              f"directory '{TENANT_DOMAIN}'.")
+        if not app.public:
+            raise SignInError(400, "invalid_client", 7000218,
                               "The request body must contain the following parameter: "
-                              "'client_assertion' or 'client_secret'.")
-        return self._mint(app, resource, auth_method, lifetime_s)
+                              "'client_assertion' or 'client_secret'. (The application is not "
+                              "a public client: enable 'Allow public client flows'.)")
+        _delegated_resource(form.get("scope"))
+        return self.device_codes.start(client_id, form.get("scope") or "",
+                                       settings.device_code_lifetime_s,
+                                       settings.device_code_interval_s, origin)
+
+    def _redeem_device_code(self, form: Mapping[str, str], token_endpoints: set[str],
+                            lifetime_s: int) -> dict[str, Any]:
+        device_code = form.get("device_code")
+        if not device_code:
+            raise _missing("device_code")
+        app, auth_method = self._client(form, token_endpoints, public_ok=True)
+        code = self.device_codes.redeem(device_code, app.client_id)
+        assert code.user is not None  # redeem returns approved codes only
+        return self._user_answer(app, code.user, _delegated_resource(code.scope),
+                                 auth_method, lifetime_s)
+
+    def _redeem_refresh_token(self, form: Mapping[str, str], token_endpoints: set[str],
+                              lifetime_s: int) -> dict[str, Any]:
+        token = form.get("refresh_token")
+        if not token:
+            raise _missing("refresh_token")
+        app, auth_method = self._client(form, token_endpoints, public_ok=True)
+        grant = self.refresh_tokens.redeem(token, app.client_id)
+        user = self.users.get(grant.upn)
+        if user is None:
+            raise delegated.Refusal(400, "invalid_grant", 50034,
+                                    "The user account does not exist in the directory.")
+        resource = _delegated_resource(form.get("scope")) if form.get("scope") \
+            else grant.resource
+        return self._user_answer(app, user, resource, auth_method, lifetime_s)
+
+    def _on_behalf_of(self, form: Mapping[str, str], token_endpoints: set[str],
+                      lifetime_s: int) -> dict[str, Any]:
+        """The middle-tier app presents the user's token (issued to it) and gets one for
+        Defender, for the same user."""
+        app, auth_method = self._client(form, token_endpoints)
+        if form.get("requested_token_use") != "on_behalf_of":
+            raise _missing("requested_token_use")
+        assertion = form.get("assertion")
+        if not assertion:
+            raise _missing("assertion")
+        try:
+            claims = jwt.decode(assertion, self._key.public_key(), algorithms=["RS256"],
+                                options={"verify_aud": False, "require": ["exp", "iat"]})
+        except jwt.ExpiredSignatureError:
+            raise delegated.Refusal(400, "invalid_grant", 500133,
+                                    "Assertion is not within its valid time range. Ensure that "
+                                    "the access token is not expired before using it for user "
+                                    "assertion.") from None
+        except jwt.InvalidTokenError:
+            raise delegated.Refusal(400, "invalid_grant", 50013,
+                                    "Assertion failed signature validation.") from None
+        if str(claims.get("aud")) not in (app.client_id, f"api://{app.client_id}"):
+            raise delegated.Refusal(400, "invalid_grant", 50013,
+                                    "Assertion audience does not match the Client app "
+                                    "presenting the assertion. The audience in the assertion "
+                                    f"was '{claims.get('aud')}' and the expected audience is "
+                                    f"'{app.client_id}'.")
+        user = self._user_of(claims)
+        if user is None or claims.get("idtyp") == "app":
+            raise delegated.Refusal(400, "invalid_grant", 50013,
+                                    "The assertion is not a user's token.")
+        return self._user_answer(app, user, _delegated_resource(form.get("scope")),
+                                 auth_method, lifetime_s)
+
+    def _user_answer(self, app: App, user: delegated.User, resource: str, auth_method: str,
+                     lifetime_s: int) -> dict[str, Any]:
+        """A delegated answer as msal expects it: access, refresh and ID tokens, client_info
+        (the account's home id) and the granted scopes."""
+        scopes = [f"{resource}/{name}" for name in app.delegated] + [f"{resource}/.default"]
+        token = self._mint_user(app, user, resource, auth_method, lifetime_s)
+        now = int(time.time())
+        id_token = jwt.encode({
+            "aud": app.client_id, "iss": f"https://login.microsoftonline.com/{TENANT_ID}/v2.0",
+            "iat": now, "nbf": now, "exp": now + lifetime_s, "name": user.display_name,
+            "oid": user.object_id, "preferred_username": user.upn, "sub": user.object_id,
+            "tid": TENANT_ID, "ver": "2.0"}, self._key, algorithm="RS256",
+            headers={"kid": self.kid})
+        client_info = base64.urlsafe_b64encode(json.dumps(
+            {"uid": user.object_id, "utid": TENANT_ID}).encode()).decode().rstrip("=")
+        return {"token_type": "Bearer", "scope": " ".join(scopes), "expires_in": lifetime_s,
+                "ext_expires_in": lifetime_s, "access_token": token,
+                "refresh_token": self.refresh_tokens.issue(user.upn, app.client_id, resource),
+                "id_token": id_token, "client_info": client_info}
+
+    def _mint_user(self, app: App, user: delegated.User, resource: str, auth_method: str,
+                   lifetime_s: int) -> str:
+        now = int(time.time())
+        token_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        claims: dict[str, Any] = {
+            "aud": resource, "iss": self.issuer, "iat": now, "nbf": now,
+            "exp": now + lifetime_s, "acr": "1", "amr": ["pwd", "mfa"], "appid": app.client_id,
+            "appidacr": auth_method, "idtyp": "user", "name": user.display_name,
+            "oid": user.object_id, "scp": " ".join(app.delegated), "sub": user.object_id,
+            "tid": TENANT_ID, "unique_name": user.upn, "upn": user.upn, "uti": token_id,
+            "ver": "1.0",
+        }
+        token = jwt.encode(claims, self._key, algorithm="RS256",
+                           headers={"kid": self.kid, "x5t": self.kid})
+        with self._lock:
+            self._issued.add(token_id)
+        return token
+
+    def user_assertion(self, upn: str, audience: str, lifetime_s: int) -> str:
+        """The token a platform holds for its signed-in analyst: issued to the platform's
+        app (`audience`), which may trade it on behalf of the user (admin endpoint)."""
+        user = self.users.get(upn)
+        if user is None:
+            raise ValueError(f"no user {upn!r}; known: {sorted(self.users)}")
+        app = App(audience, (), delegated=("user_impersonation",))
+        return self._mint_user(app, user, audience, "0", lifetime_s)
+
+    def _user_of(self, claims: Mapping[str, Any]) -> delegated.User | None:
+        oid = claims.get("oid")
+        return next((u for u in self.users.values() if u.object_id == oid), None)
 
     def _mint(self, app: App, resource: str, auth_method: str, lifetime_s: int) -> dict[str, Any]:
         now = int(time.time())
@@ -430,8 +594,10 @@ class TokenService:
         return None
 
     def revoke_all(self) -> None:
+        """Every token issued so far stops working, and every user's session ends."""
         with self._lock:
             self._revoked |= self._issued
+        self.refresh_tokens.revoke()
 
     def clear_revocations(self) -> None:
         with self._lock:
@@ -443,10 +609,27 @@ class TokenService:
         if _canonical_resource(str(claims.get("aud", ""))) is None:
             raise ApiError(403, "Forbidden", "The access token audience is not valid for this "
                                              "API.")
+        if claims.get("idtyp") == "user":
+            self._check_user(claims)
+            return claims
         if not MACHINE_ROLES & set(claims.get("roles") or []):
             raise ApiError(403, "Forbidden", "Missing application roles. API required roles: "
                                              "Machine.Read.All,Machine.ReadWrite.All")
         return claims
+
+    def _check_user(self, claims: Mapping[str, Any]) -> None:
+        """A delegated call needs the permission (scp) and a Defender role for the user."""
+        if not delegated.MACHINE_SCOPES & set(str(claims.get("scp", "")).split()):
+            raise ApiError(403, "Forbidden", "Missing delegated permissions (scopes). API "
+                                             "required scopes: Machine.Read,Machine.ReadWrite")
+        user = self._user_of(claims)
+        if user is None or not user.can_view_data:
+            raise ApiError(403, "Forbidden", f"The user {claims.get('upn')} has no Microsoft "
+                                             "Defender role with the 'View Data' permission.")
+
+    def visible_to(self, claims: Mapping[str, Any]) -> delegated.User | None:
+        """The user whose device groups limit the answer; None for an application."""
+        return self._user_of(claims) if claims.get("idtyp") == "user" else None
 
     def check_graph(self, authorization: str | None) -> dict[str, Any]:
         """Claims of a valid Graph token with the hunting role, or ApiError 401/403 as Graph
@@ -483,6 +666,29 @@ class TokenService:
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+def _check_tenant(tenant: str) -> None:
+    if tenant.lower() not in (TENANT_ID, TENANT_DOMAIN):
+        raise SignInError(400, "invalid_request", 90002,
+                          f"Tenant '{tenant}' not found. Check to make sure you have the "
+                          "correct tenant ID and are signing into the correct cloud.")
+
+
+def _delegated_resource(scope: str | None) -> str:
+    """The resource of a delegated request's scopes: one resource, Defender's (its .default,
+    or permissions by name, which the app then gets as consented)."""
+    scopes = delegated.requested_scopes(scope)
+    if not scopes:
+        raise _missing("scope")
+    resources = {s.rpartition("/")[0] for s in scopes}
+    known = {_canonical_resource(r) for r in resources}
+    if len(resources) != 1 or None in known:
+        raise SignInError(400, "invalid_resource", 500011,
+                          f"The resource principal named {' '.join(sorted(resources))} was not "
+                          f"found in the tenant named {TENANT_DOMAIN}, or the scopes name "
+                          "more than one resource.")
+    return known.pop()  # type: ignore[return-value]
 
 
 def _missing(parameter: str) -> SignInError:
@@ -748,6 +954,7 @@ class Backend:
         self.log.clear()
         self.limiter.clear()
         self.tokens.clear_revocations()
+        self.tokens.device_codes.clear()
 
     def configure(self, changes: Mapping[str, Any]) -> Settings:
         with self._lock:

@@ -17,6 +17,8 @@ from typing import Any
 
 from integration.emulator.events import build_events
 
+TENANT_ID = "3ec7f4a2-5e3c-4da3-a4e2-00243972199d"
+TENANT_DOMAIN = "contoso-emulator.onmicrosoft.com"  # also accepted in sign-in paths
 SEED = 20240501
 # A fixed "now" keeps the data identical from day to day.
 REFERENCE_NOW = dt.datetime(2025, 6, 2, 9, 30, tzinfo=dt.timezone.utc)

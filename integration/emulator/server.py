@@ -34,13 +34,14 @@ import jwt
 from integration.emulator import graph, identity
 from integration.emulator.backend import (
     CALL_TYPES,
-    TENANT_DOMAIN,
-    TENANT_ID,
+    CLIENT_ID,
     ApiError,
     Backend,
     SignInError,
     TokenExpired,
 )
+from integration.emulator.delegated import User
+from integration.emulator.seed import TENANT_DOMAIN, TENANT_ID
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ _ANY_HASH = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _TENANT_PATH = re.compile(r"/([^/]+)/(?:v2\.0/)?\.well-known/openid-configuration")
 _KEYS_PATH = re.compile(r"/([^/]+)/discovery/(?:v2\.0/)?keys")
 _TOKEN_PATH = re.compile(r"/([^/]+)/oauth2/v2\.0/token")
+_DEVICE_CODE_PATH = re.compile(r"/([^/]+)/oauth2/v2\.0/devicecode")
 _FRONT_DOOR_502 = (
     "<!DOCTYPE html><html><head><title>502 - Web server received an invalid response while "
     "acting as a gateway or proxy server.</title></head><body><h1>Server Error</h1>"
@@ -408,11 +410,28 @@ def sign_in(server: EmulatorServer, request: Request) -> Response:
         response = Response.json(200, answer)
         response.headers.update({"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
         return response
+    if match := _DEVICE_CODE_PATH.fullmatch(request.path):
+        if request.method != "POST":
+            raise SignInError(400, "invalid_request", 900561,
+                              "The endpoint only accepts POST requests. Received a "
+                              f"{request.method} request.")
+        return Response.json(200, backend.tokens.start_device_code(
+            match.group(1), _form(request), request.origin, backend.settings))
+    if request.path == "/devicelogin":  # where the person would type the code
+        return Response(200, _DEVICE_LOGIN_PAGE.encode(), {"Content-Type": "text/html"})
     if request.path in identity.PATHS:  # managed identity: IMDS and App Service style
         status, payload = identity.managed_identity_token(backend, request.method, request.path,
                                                           request.params(), request.headers)
         return Response.json(status, payload)
     raise ApiError(404, "NotFound", f"No route for {request.path}.")
+
+
+_DEVICE_LOGIN_PAGE = (
+    "<!DOCTYPE html><html><head><title>Enter code</title></head><body><h1>Enter code</h1>"
+    "<p>This is the Defender emulator: there is no browser sign-in here. Approve or decline "
+    "the code through the admin endpoint: <code>POST /_admin/device-codes</code> with "
+    "<code>{\"user_code\": ..., \"user\": \"alice@contoso-emulator.onmicrosoft.com\"}</code> "
+    "or <code>{\"user_code\": ..., \"decline\": true}</code>.</p></body></html>")
 
 
 def discovery_document(origin: str) -> dict[str, Any]:
@@ -477,6 +496,7 @@ def defender_api(server: EmulatorServer, request: Request) -> Response:
     if settings.latency_s:
         time.sleep(settings.latency_s)
     claims = backend.tokens.check(request.headers.get("Authorization"))
+    viewer = backend.tokens.visible_to(claims)
     route = _api_route(request.path)
     if route is None:
         raise ApiError(404, "ResourceNotFound", f"Resource not found: {request.path}")
@@ -486,24 +506,25 @@ def defender_api(server: EmulatorServer, request: Request) -> Response:
                        f"The requested resource does not support http method '{request.method}'.")
     if call_type:
         backend.rate_check(claims, call_type)
-    return answer(server, request)
+    return answer(server, request, viewer)
 
 
-_Answer = Callable[[EmulatorServer, Request], Response]
+# The answer to one route; a user's (the viewer's) lists hold only their device groups.
+_Answer = Callable[[EmulatorServer, Request, "User | None"], Response]
 
 
 def _api_route(path: str) -> tuple[str | None, _Answer] | None:
     parts = path.split("/")  # split before decoding: %2F stays inside its segment
     if len(parts) == 5 and parts[2] == "domains" and parts[4] == "machines":
-        return CALL_TYPES[0], lambda s, r: _domain_machines(s, r, unquote(parts[3]))
+        return CALL_TYPES[0], lambda s, r, v: _domain_machines(s, r, v, unquote(parts[3]))
     if len(parts) == 5 and parts[2] == "files" and parts[4] == "machines":
-        return CALL_TYPES[1], lambda s, r: _file_machines(s, r, unquote(parts[3]))
-    if len(parts) == 4 and parts[2] == "files":
-        return CALL_TYPES[2], lambda s, r: _file_info(s, r, unquote(parts[3]))
+        return CALL_TYPES[1], lambda s, r, v: _file_machines(s, r, v, unquote(parts[3]))
+    if len(parts) == 4 and parts[2] == "files":  # a file's facts: not per device group
+        return CALL_TYPES[2], lambda s, r, v: _file_info(s, r, unquote(parts[3]))
     if len(parts) == 3 and parts[2] == "machines":
         return CALL_TYPES[3], _machines_list
     if len(parts) == 4 and parts[2] == "machines":
-        return None, lambda s, r: _machine(s, r, unquote(parts[3]))
+        return None, lambda s, r, v: _machine(s, r, v, unquote(parts[3]))
     return None
 
 
@@ -513,21 +534,30 @@ def _not_found(server: EmulatorServer, request: Request, message: str) -> Respon
     raise ApiError(404, "NotFound", message)
 
 
-def _domain_machines(server: EmulatorServer, request: Request, domain: str) -> Response:
+def _visible(machines: list[dict[str, Any]] | None,
+             viewer: User | None) -> list[dict[str, Any]] | None:
+    if viewer is None or machines is None:
+        return machines
+    return [machine for machine in machines if viewer.sees(machine)]
+
+
+def _domain_machines(server: EmulatorServer, request: Request, viewer: User | None,
+                     domain: str) -> Response:
     if len(domain) > 253 or not _DOMAIN.fullmatch(domain.lower()):
         raise ApiError(400, "InvalidDomainName", f"Invalid domain name: '{domain}'.")
-    machines = server.backend.dataset.domain_machines(domain)
+    machines = _visible(server.backend.dataset.domain_machines(domain), viewer)
     if not machines:
         return _not_found(server, request, f"Domain '{domain}' was not found.")
     end = min(len(machines), server.backend.settings.domain_cap)
     return _page(server, request, machines, 0, end)
 
 
-def _file_machines(server: EmulatorServer, request: Request, file_hash: str) -> Response:
+def _file_machines(server: EmulatorServer, request: Request, viewer: User | None,
+                   file_hash: str) -> Response:
     if not _SHA1.fullmatch(file_hash):
         raise ApiError(400, "InvalidHashValue", f"Invalid hash value: '{file_hash}'. "
                                                 "Only SHA-1 hashes are supported.")
-    machines = server.backend.dataset.file_machines(file_hash)
+    machines = _visible(server.backend.dataset.file_machines(file_hash), viewer)
     if not machines:
         return _not_found(server, request, f"File '{file_hash}' was not found.")
     return _page(server, request, machines, 0, len(machines))
@@ -543,21 +573,22 @@ def _file_info(server: EmulatorServer, request: Request, file_hash: str) -> Resp
     return Response.json(200, {"@odata.context": context, **info}, _ODATA)
 
 
-def _machine(server: EmulatorServer, request: Request, machine_id: str) -> Response:
+def _machine(server: EmulatorServer, request: Request, viewer: User | None,
+             machine_id: str) -> Response:
     machine = server.backend.dataset.machine(machine_id)
-    if machine is None:
+    if machine is None or (viewer is not None and not viewer.sees(machine)):
         raise ApiError(404, "NotFound", f"Machine '{machine_id}' was not found.")
     context = f"{request.origin}/api/$metadata#Machines/$entity"
     return Response.json(200, {"@odata.context": context, **machine}, _ODATA)
 
 
-def _machines_list(server: EmulatorServer, request: Request) -> Response:
+def _machines_list(server: EmulatorServer, request: Request, viewer: User | None) -> Response:
     params = request.params()
     top = _int_param(params, "$top", _MAX_TOP)
     skip = _int_param(params, "$skip", 0)
     if top > _MAX_TOP:
         raise ApiError(400, "BadRequest", f"Invalid $top value: {top}. Max value is {_MAX_TOP}.")
-    machines = server.backend.dataset.machines
+    machines = _visible(server.backend.dataset.machines, viewer) or []
     return _page(server, request, machines, min(skip, len(machines)),
                  min(skip + top, len(machines)))
 
@@ -654,8 +685,50 @@ def _admin_route(backend: Backend, request: Request, route: tuple[str, str],
         if not isinstance(payload, dict):
             raise ValueError("dataset body must be an object")
         return Response.json(200, backend.load_dataset(payload).summary())
+    answer = _admin_users(backend, route, payload)
+    if answer is not None:
+        return answer
     known = {"/_admin/health", "/_admin/requests", "/_admin/reset", "/_admin/config",
-             "/_admin/faults", "/_admin/tokens/revoke", "/_admin/dataset"}
+             "/_admin/faults", "/_admin/tokens/revoke", "/_admin/dataset", "/_admin/users",
+             "/_admin/users/token", "/_admin/users/revoke", "/_admin/device-codes"}
     if route[1] in known:
         return Response.json(405, {"error": f"{route[0]} not allowed on {route[1]}"})
     return Response.json(404, {"error": f"no admin route {route[1]}"})
+
+
+def _admin_users(backend: Backend, route: tuple[str, str], payload: Any) -> Response | None:
+    """The users' side of the browser: approve or decline a device code, the token a
+    platform holds for its analyst, and ending a user's sessions."""
+    tokens = backend.tokens
+    if route == ("GET", "/_admin/users"):
+        return Response.json(200, {"users": [u.to_dict() for u in tokens.users.values()]})
+    if route == ("GET", "/_admin/device-codes"):
+        return Response.json(200, {"pending": tokens.device_codes.pending()})
+    if route[0] != "POST" or route[1] not in ("/_admin/device-codes", "/_admin/users/token",
+                                              "/_admin/users/revoke"):
+        return None
+    if not isinstance(payload, dict):
+        raise ValueError("body must be an object")
+    if route[1] == "/_admin/users/revoke":
+        upn = payload.get("user")
+        if upn is not None and upn not in tokens.users:
+            raise ValueError(f"no user {upn!r}")
+        return Response.json(200, {"revoked": tokens.refresh_tokens.revoke(upn)})
+    if route[1] == "/_admin/users/token":
+        lifetime = payload.get("lifetime_s", backend.settings.token_lifetime_s)
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int):
+            raise ValueError("lifetime_s must be an integer")
+        token = tokens.user_assertion(str(payload.get("user")),
+                                      str(payload.get("audience") or CLIENT_ID), lifetime)
+        return Response.json(200, {"access_token": token})
+    user_code = payload.get("user_code")
+    if not isinstance(user_code, str):
+        raise ValueError("user_code must be a string")
+    if payload.get("decline"):
+        tokens.device_codes.decide(user_code, None)
+    else:
+        user = tokens.users.get(str(payload.get("user")))
+        if user is None:
+            raise ValueError(f"no user {payload.get('user')!r}; known: {sorted(tokens.users)}")
+        tokens.device_codes.decide(user_code, user)
+    return Response.json(200, {"ok": True})

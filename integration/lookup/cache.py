@@ -17,6 +17,7 @@ from integration.errors import PluginError
 
 if TYPE_CHECKING:
     from integration.state import StateStore
+    from integration.values.principal import Principal
 
 T = TypeVar("T")
 RESULT_NAMESPACE = "results"
@@ -32,8 +33,12 @@ class LookupCache:
         self.ttl_s = ttl_s
         self.single_flight = SingleFlight()
 
-    def key(self, indicator_type: str, value: str) -> str:
-        return f"{self._scope}|{indicator_type}:{value}"
+    def key(self, indicator_type: str, value: str, principal: Principal | None = None) -> str:
+        """An answer's key: per principal (a user's answer holds only their device groups);
+        without one, a fact shared by all (the SHA-1 a hash resolves to)."""
+        if principal is None:
+            return f"{self._scope}|{indicator_type}:{value}"
+        return f"{self._scope}|{principal.key}|{indicator_type}:{value}"
 
     def answer(self, key: str) -> dict[str, Any] | None:
         text = self._store().get(RESULT_NAMESPACE, key)

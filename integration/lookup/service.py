@@ -7,12 +7,13 @@ none of them; `integration.compose` is what wires them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from integration.errors import PluginError
 from integration.lookup.cache import LookupCache
 from integration.values.envelope import ACTION_BY_KIND, Envelope, error_envelope, lookup_envelope
 from integration.values.indicators import Indicator, parse, parse_file_hash
+from integration.values.principal import Principal
 
 if TYPE_CHECKING:
     from integration.config import Settings
@@ -23,6 +24,13 @@ if TYPE_CHECKING:
     from integration.state import StateStore
 
 Kind = Literal["domain", "file"]
+
+
+class Caller(NamedTuple):
+    """Whom a call runs as: the token provider of that principal, and a client using it."""
+
+    tokens: TokenProvider
+    client: DefenderClient
 
 
 class Answer:
@@ -86,10 +94,12 @@ class Enricher:
     def __init__(self, settings: Settings, *, store: Callable[[], StateStore],
                  client: Callable[[], DefenderClient], tokens: Callable[[], TokenProvider],
                  graph_tokens: Callable[[], TokenProvider],
-                 hunting: Callable[[], HuntingClient]) -> None:
+                 hunting: Callable[[], HuntingClient],
+                 caller: Callable[[str | None], Caller]) -> None:
         self.settings = settings
         self._store, self._client, self._tokens, self._hunting = store, client, tokens, hunting
         self._graph_tokens = graph_tokens
+        self.caller = caller  # whom a call runs as, by its user_assertion (or none)
         self.cache = LookupCache(store, f"{settings.endpoints.api_base}|{settings.tenant_id}",
                                  settings.cache_ttl_s)
 
@@ -120,92 +130,120 @@ class Enricher:
 
     def lookup(self, kind: Kind, value: Any, *, use_cache: bool = True,
                include_raw: bool = False, priority: Lane = "batch",
-               contact: bool = False) -> Envelope:
+               contact: bool = False, user_assertion: str | None = None) -> Envelope:
         """One indicator, one envelope; expected failures become error envelopes (carrying
         the error). `priority` is the rate budget's lane: an analyst waiting is `interactive`.
-        `contact` adds the contact timeline from advanced hunting (lookup/contact.py)."""
+        `contact` adds the contact timeline from advanced hunting (lookup/contact.py).
+        `user_assertion` (the analyst's token a platform holds) runs it on their behalf."""
         if contact:
             return self.lookup_many(kind, [value], use_cache=use_cache, include_raw=include_raw,
-                                    priority=priority, contact=True)[0]
+                                    priority=priority, contact=True,
+                                    user_assertion=user_assertion)[0]
         return self.lookup_envelope(kind, value, use_cache=use_cache, include_raw=include_raw,
-                                    priority=priority)
+                                    priority=priority, user_assertion=user_assertion)
 
     def lookup_many(self, kind: Kind, values: list[Any], *, use_cache: bool = True,
-                    include_raw: bool = False,
-                    priority: Lane = "batch", contact: bool = False) -> list[Envelope]:
+                    include_raw: bool = False, priority: Lane = "batch", contact: bool = False,
+                    user_assertion: str | None = None) -> list[Envelope]:
         """Envelopes in input order; distinct indicators looked up concurrently. With
         `contact`, one hunting query for the whole batch once every lookup is done."""
         if contact:
-            from integration.lookup.contact import with_contact
-
-            return with_contact(self.lookup_many(kind, values, use_cache=use_cache,
-                                                 include_raw=include_raw, priority=priority),
-                                kind, self._hunting,
-                                portal_base=self.settings.endpoints.portal_base, lane=priority)
+            return self._with_contact(kind, self.lookup_many(
+                kind, values, use_cache=use_cache, include_raw=include_raw, priority=priority,
+                user_assertion=user_assertion), priority)
         if len(values) <= 1:
             return [self.lookup(kind, value, use_cache=use_cache, include_raw=include_raw,
-                                priority=priority) for value in values]
+                                priority=priority, user_assertion=user_assertion)
+                    for value in values]
         from concurrent.futures import ThreadPoolExecutor  # only a many-value run pays for it
 
         workers = min(self.settings.max_concurrency, len(values))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookup") as pool:
             return list(pool.map(
                 lambda value: self.lookup(kind, value, use_cache=use_cache,
-                                          include_raw=include_raw, priority=priority),
+                                          include_raw=include_raw, priority=priority,
+                                          user_assertion=user_assertion),
                 values))
 
+    def principal(self, user_assertion: str | None = None) -> Principal:
+        """Whom a call with this assertion (or none) runs as, from a token valid now."""
+        return self.caller(user_assertion).tokens.principal()
+
+    def _with_contact(self, kind: Kind, envelopes: list[Envelope],
+                      lane: Lane) -> list[Envelope]:
+        from integration.lookup.contact import with_contact
+
+        if any(e.summary.principal is not None and e.summary.principal.is_user
+               for e in envelopes):
+            # Hunting runs as the application: its rows would show a user machines outside
+            # their device groups. Defender's answer stands; the timeline is not added.
+            warning = ("contact timeline not added: advanced hunting runs as the application "
+                       "and would show machines outside your device groups")
+            return [e._replace(warnings=(*e.warnings, warning)) if e.status != "error" else e
+                    for e in envelopes]
+        return with_contact(envelopes, kind, self._hunting,
+                            portal_base=self.settings.endpoints.portal_base, lane=lane)
+
     def lookup_envelope(self, kind: Kind, value: Any, *, use_cache: bool = True,
-                        include_raw: bool = False, priority: Lane = "batch") -> Envelope:
+                        include_raw: bool = False, priority: Lane = "batch",
+                        user_assertion: str | None = None) -> Envelope:
         action = ACTION_BY_KIND[kind]
         try:
             indicator = parse(kind, value, self.settings.internal_domain_suffixes)
         except PluginError as error:
             return error_envelope(action, error, original=value)
         return self._lookup(action, indicator, use_cache=use_cache, include_raw=include_raw,
-                            lane=priority)
+                            lane=priority, user_assertion=user_assertion)
 
     def _lookup(self, action: str, indicator: Indicator, *, use_cache: bool,
-                include_raw: bool, lane: Lane) -> Envelope:
+                include_raw: bool, lane: Lane, user_assertion: str | None) -> Envelope:
         use_cache = use_cache and self.cache.ttl_s > 0
         resolve_calls = 0
+        principal: Principal | None = None
         try:
+            # Who is asking, from a token valid now: a credential that no longer signs in
+            # is refused here, never served an answer cached earlier.
+            caller = self.caller(user_assertion)
+            principal = caller.tokens.principal()
             target: Indicator | None = indicator
             if indicator.type in ("sha256", "md5"):
-                target, resolve_calls = self._resolve_sha1(indicator, use_cache, lane)
+                target, resolve_calls = self._resolve_sha1(indicator, use_cache, lane, caller)
             if target is None:
                 answer, cached = Answer([], []), resolve_calls == 0
             else:
-                answer, cached = self._machines(target, use_cache, lane)
+                answer, cached = self._machines(target, use_cache, lane, caller, principal)
         except PluginError as error:
             return error_envelope(action, error, indicator=indicator,
-                                  api_calls=resolve_calls + error.api_calls)
+                                  api_calls=resolve_calls + error.api_calls,
+                                  principal=principal)
         machines = answer.served(include_raw)
         return lookup_envelope(
             action, indicator, machines,
             api_calls=resolve_calls + (0 if cached else answer.api_calls),
             truncated=answer.truncated, cached=cached and resolve_calls == 0,
             sha1=target.value if target is not None and target is not indicator else None,
-            warnings=answer.warnings)
+            warnings=answer.warnings, principal=principal)
 
-    def _machines(self, indicator: Indicator, use_cache: bool,
-                  lane: Lane) -> tuple[Answer, bool]:
-        """Defender's machines for a domain or a SHA-1, from the cache when allowed."""
-        key = self.cache.key(indicator.type, indicator.value)
+    def _machines(self, indicator: Indicator, use_cache: bool, lane: Lane, caller: Caller,
+                  principal: Principal) -> tuple[Answer, bool]:
+        """Defender's machines for a domain or a SHA-1, from the cache when allowed: the
+        principal's own answers only (a user's hold only their device groups)."""
+        key = self.cache.key(indicator.type, indicator.value, principal)
         (answer, cached), shared = self.cache.single_flight.run(
             # Per lane: an analyst must not wait on a batch fetch queued for the budget.
             ("machines", key, use_cache, lane),
-            lambda: self._machines_once(indicator, key, use_cache, lane))
+            lambda: self._machines_once(indicator, key, use_cache, lane, caller))
         # A fetch shared with another caller cost this one nothing, like a cache hit.
         return answer, cached or shared
 
     def _machines_once(self, indicator: Indicator, key: str, use_cache: bool,
-                       lane: Lane) -> tuple[Answer, bool]:
+                       lane: Lane, caller: Caller) -> tuple[Answer, bool]:
         if use_cache:
             kept = self.cache.answer(key)
             answer = Answer.from_dict(kept) if kept is not None else None
             if answer is not None:
                 return answer, True
-        client = self.client
+        client = caller.client
         result = (client.machines_for_domain(indicator, lane) if indicator.type == "domain"
                   else client.machines_for_file(indicator, lane))
         answer = self._normalized(result.machines, result.api_calls, result.truncated)
@@ -241,18 +279,19 @@ class Enricher:
         return Answer(machines, kept, api_calls=api_calls, truncated=truncated,
                       warnings=warnings)
 
-    def _resolve_sha1(self, file_hash: Indicator, use_cache: bool,
-                      lane: Lane) -> tuple[Indicator | None, int]:
+    def _resolve_sha1(self, file_hash: Indicator, use_cache: bool, lane: Lane,
+                      caller: Caller) -> tuple[Indicator | None, int]:
         """A SHA-256 or MD5 turned into its file's SHA-1; the answer is cached like a result,
-        so a SHA-256 and its SHA-1 share one machines lookup."""
+        so a SHA-256 and its SHA-1 share one machines lookup. It describes the file, not
+        devices, so every principal shares it."""
         key = self.cache.key(file_hash.type, file_hash.value)
         (sha1, calls), shared = self.cache.single_flight.run(
             ("sha1", key, use_cache, lane),
-            lambda: self._resolve_sha1_once(file_hash, key, use_cache, lane))
+            lambda: self._resolve_sha1_once(file_hash, key, use_cache, lane, caller))
         return sha1, 0 if shared else calls
 
     def _resolve_sha1_once(self, file_hash: Indicator, key: str, use_cache: bool,
-                           lane: Lane) -> tuple[Indicator | None, int]:
+                           lane: Lane, caller: Caller) -> tuple[Indicator | None, int]:
         if use_cache:
             known = self.cache.sha1(key)
             if known == "":
@@ -261,7 +300,7 @@ class Enricher:
             if cached is not None:
                 return cached, 0
             # None: not asked yet, or a row that is not a SHA-1 (asked again, overwritten)
-        sha1, calls = self.client.resolve_sha1(file_hash, lane)
+        sha1, calls = caller.client.resolve_sha1(file_hash, lane)
         if use_cache:
             self.cache.keep_sha1(key, sha1.value if sha1 else "")
         return sha1, calls

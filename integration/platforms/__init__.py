@@ -19,6 +19,19 @@ from integration.errors import ConfigError
 from integration.manifest import manifest
 
 CONFIG_SCHEMA = "config.schema.json"
+# The analyst's token: neither a platform setting nor an argument. None of these platforms
+# hands an integration the analyst's Entra token, so their lookups run as the application
+# (README, "Who is asking"); an argument would also leave the token in the platform's records.
+NOT_ON_PLATFORMS = frozenset({"user_assertion"})
+# Sign-in methods for a person, not a platform: device_code needs someone at a terminal
+# (and would share one analyst's session with every user of the platform); on_behalf_of
+# needs the analyst's token on each call, which these platforms do not have.
+PERSONAL_AUTH = frozenset({"device_code", "on_behalf_of"})
+RUNS_AS = ("Lookups run as the application (every device group its roles reach): this "
+           "platform does not pass the analyst's Microsoft Entra identity to an integration, "
+           "so answers are not limited to the analyst's device groups. Limit them with the "
+           "app registration's roles, or sign analysts in with `mde-enrich login` at a "
+           "terminal.")
 # The settings every platform's form shows (top-level config keys). The others (retries,
 # backoff, rate limits, host overrides, ...) keep the plugin's defaults; a platform with no
 # "advanced" section of its own takes them, when needed, as one JSON object (ADVANCED_FIELD).
@@ -57,6 +70,8 @@ def config_fields() -> list[ConfigField]:
 def _fields(node: Mapping[str, Any], prefix: tuple[str, ...],
             required: set[str]) -> Iterable[ConfigField]:
     for key, prop in node.get("properties", {}).items():
+        if key in NOT_ON_PLATFORMS:
+            continue
         path = (*prefix, key)
         if prop.get("type") == "object":
             # A nested object's own `required` only holds once the object is used at all.
@@ -69,7 +84,14 @@ def _fields(node: Mapping[str, Any], prefix: tuple[str, ...],
             # writeOnly is how the schema marks a secret: never echoed back.
             sensitive=bool(prop.get("writeOnly")),
             default=prop.get("default"),
-            choices=tuple(str(choice) for choice in prop.get("enum", ())))
+            choices=tuple(str(choice) for choice in prop.get("enum", ())
+                          if key != "auth" or choice not in PERSONAL_AUTH))
+
+
+def action_parameters(input_schema: str) -> dict[str, Any]:
+    """An action's parameters as a platform offers them (the analyst's token left out)."""
+    return {name: node for name, node in schemas.properties(input_schema).items()
+            if name not in NOT_ON_PLATFORMS}
 
 
 def _kind(prop: Mapping[str, Any]) -> str:
@@ -118,6 +140,12 @@ def _advanced(text: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{ADVANCED_FIELD}: must be a JSON object of settings, not "
                           f"{type(value).__name__}")
+    # One analyst's token (or session) for every user of the platform is what these keys
+    # would make of an instance: refused, never used.
+    if any(key in value for key in NOT_ON_PLATFORMS) or value.get("auth") in PERSONAL_AUTH:
+        raise ConfigError(f"{ADVANCED_FIELD}: a platform instance runs as the application; "
+                          "user_assertion and auth: device_code / on_behalf_of would share "
+                          "one analyst's access with every user of the platform")
     return copy.deepcopy(value)
 
 

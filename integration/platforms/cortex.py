@@ -17,6 +17,7 @@ from typing import Any
 
 from integration.manifest import manifest
 from integration.platforms import (
+    RUNS_AS,
     ConfigField,
     config_fields,
     copy_wheel,
@@ -139,7 +140,7 @@ def analyzer_definition() -> dict[str, Any]:
         "author": data["publisher"],
         "url": "https://learn.microsoft.com/defender-endpoint/api/exposed-apis-list",
         "license": "MIT",
-        "description": " ".join(data["description"].split()),
+        "description": " ".join(data["description"].split()) + " " + RUNS_AS,
         "dataTypeList": list(ACTION_BY_DATA_TYPE),
         "command": f"{ANALYZER_DIR}/{PROGRAM}",
         "baseConfig": ANALYZER_DIR,

@@ -24,6 +24,7 @@ from integration.platforms import (
     ADVANCED_DESCRIPTION,
     ADVANCED_FIELD,
     ConfigField,
+    action_parameters,
     config_fields,
     copy_wheel,
     plugin_version,
@@ -214,7 +215,7 @@ def _asset_class(fields: Iterable[ConfigField]) -> str:
 
 def _params_class(action: Action) -> str:
     lines = [f"class {_camel(action.id)}Params(Params):"]
-    for name, prop in schemas.properties(action.input_schema).items():
+    for name, prop in action_parameters(action.input_schema).items():
         args = [f"description={_literal(prop.get('description', name))}"]
         if name in PARAM_CONTAINS:
             args += ["primary=True", f"cef_types={PARAM_CONTAINS[name]!r}"]
@@ -255,6 +256,11 @@ def _summary_class(summary: Mapping[str, Any]) -> str:
              "    indicator_value: str | None"]
     required = set(summary.get("required", ()))
     for name, prop in summary["properties"].items():
+        if name == "principal":  # an object: its two words for people, flat
+            lines += ["    principal_type: str | None = OutputField(example_values=["
+                      "'application', 'user'])",
+                      "    principal_name: str | None"]
+            continue
         kind = _SCALARS[prop["type"]]
         lines.append(f"    {name}: {kind if name in required else f'{kind} | None'}")
     return "\n".join(lines) + "\n"

@@ -23,7 +23,13 @@ import yaml
 
 from integration import __version__, schemas
 from integration.manifest import manifest
-from integration.platforms import ConfigField, config_fields, copy_wheel
+from integration.platforms import (
+    RUNS_AS,
+    ConfigField,
+    action_parameters,
+    config_fields,
+    copy_wheel,
+)
 from integration.resources import PACKAGE_ROOT
 
 INTEGRATION_ID = "MDEEnrich"
@@ -272,7 +278,7 @@ def commands() -> list[dict[str, Any]]:
 def arguments(input_schema: str) -> list[dict[str, Any]]:
     """Arguments from an input schema; the first required one is the default (unnamed) one."""
     schema = schemas.schema(input_schema)
-    properties = schemas.properties(input_schema)
+    properties = action_parameters(input_schema)
     required = list(schema.get("required", ()))
     listed = []
     for name, node in properties.items():
@@ -313,7 +319,7 @@ def action_arguments() -> dict[str, dict[str, Any]]:
     table = {}
     for entry in manifest().data["actions"]:
         input_schema = Path(entry["input"]["$ref"]).name
-        properties = schemas.properties(input_schema)
+        properties = action_parameters(input_schema)
         table[command_name(entry["id"])] = {
             "entry_point": entry["entry_point"],
             "indicator": next((name for name in properties if name in LIST_ARGUMENTS), None),
@@ -470,6 +476,7 @@ Which of our machines touched this domain or this file? Generated from mde-enric
 3. **Test** gets a token, calls Defender once (GET /api/machines?$top=1) and checks each
    permission the instance needs (the contact timeline's too, when it is on), naming any
    that is missing.
+4. {RUNS_AS}
 
 The commands take a list (`domain=evil.example,phish.example`, or an XSOAR list from
 context) and write each machine to `{CONTEXT_PREFIX}.Machine` (by ID, with the indicators it

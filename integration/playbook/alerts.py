@@ -632,6 +632,50 @@ def _first_list(alert: Any, *paths: tuple[str, ...]) -> list[Any]:
     return []
 
 
+def _sentinel_alert_entities(alert: Any) -> dict[str, Any]:
+    """`{"entities": [...]}` from a SecurityAlert row's `Entities` (JSON in a string, or
+    already data): each `{"$ref": id}` replaced by the entity of that `$id` wherever it was
+    defined (Sentinel defines a file once, inside its process, and refers to it after), each
+    entity once; a filehash entity that belongs to a file entity is marked `linked`."""
+    from integration.playbook.expressions import from_json
+
+    raw = alert.get("Entities") if isinstance(alert, dict) else None
+    entities = from_json(raw) if isinstance(raw, str) else raw
+    if not isinstance(entities, list):
+        return {"entities": []}
+    by_id: dict[str, dict[str, Any]] = {}
+    stack: list[Any] = list(entities)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("$id"), str) and "$ref" not in node:
+                by_id.setdefault(node["$id"], node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+    def resolved(node: Any) -> Any:
+        return by_id.get(node["$ref"], node) if isinstance(node, dict) and "$ref" in node \
+            else node
+
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for entity in map(resolved, entities):
+        if isinstance(entity, dict) and id(entity) not in seen:
+            seen.add(id(entity))
+            out.append(dict(entity))
+    linked = set()
+    for entity in out:
+        if entity.get("Type") == "file" and isinstance(entity.get("FileHashes"), list):
+            hashes = [resolved(item) for item in entity["FileHashes"]]
+            entity["FileHashes"] = [h for h in hashes if isinstance(h, dict)]
+            linked |= {id(h) for h in hashes}
+    for entity in out:
+        if entity.get("Type") == "filehash" and id(by_id.get(str(entity.get("$id")))) in linked:
+            entity["linked"] = True
+    return {"entities": out}
+
+
 def _misp_attributes(alert: Any) -> dict[str, Any]:
     """`{"attributes": [...]}`: an event's attributes and its objects' attributes, from an
     event (`{"Event": ...}`), an attribute search (`{"response": {"Attribute": [...]}}`) or a
@@ -674,6 +718,7 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 PREPARE: dict[str, Callable[[Any], Any]] = {"sentinel_entities": _sentinel_entities,
+                                            "sentinel_alert_entities": _sentinel_alert_entities,
                                             "misp_attributes": _misp_attributes,
                                             "ecs_nested": _ecs_nested}
 

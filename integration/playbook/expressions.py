@@ -7,7 +7,6 @@ value is a literal unless it is an object whose only key is `expr`: `{expr: "ite
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -132,16 +131,7 @@ def _options() -> Any:
     class AlertFunctions(functions.Functions):
         @functions.signature({"types": []})
         def _func_from_json(self, value: Any) -> Any:
-            """A field that holds JSON as a string (Sentinel's Entities, Defender's
-            AdditionalFields) as data; anything else as it is; null when it does not parse."""
-            if not isinstance(value, str):
-                return value
-            if len(value) > _JSON_STRING_LIMIT:
-                return None
-            try:
-                return json.loads(value)
-            except ValueError:
-                return None
+            return from_json(value)
 
         @functions.signature({"types": ["string", "null"]}, {"types": ["string"]})
         def _func_split(self, value: str | None, separator: str) -> list[str]:
@@ -167,6 +157,23 @@ def _options() -> Any:
             return stix_pattern_items(value) if value else []
 
     return jmespath.Options(custom_functions=AlertFunctions())
+
+
+def from_json(value: Any) -> Any:
+    """A field that holds JSON as a string (Sentinel's Entities, Defender's AdditionalFields)
+    as data; anything else as it is; null when it is empty or does not parse. Bounded like
+    every JSON this plugin reads (integration/bounded.py)."""
+    if not isinstance(value, str):
+        return value
+    if not value.strip() or len(value) > _JSON_STRING_LIMIT:
+        return None
+    from integration.bounded import ALERT, parse_json
+    from integration.errors import PluginError
+
+    try:
+        return parse_json(value, limits=ALERT, what="a JSON string field")
+    except (PluginError, ValueError):
+        return None
 
 
 @lru_cache(maxsize=1024)

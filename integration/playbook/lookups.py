@@ -41,13 +41,19 @@ CONTACT_SUFFIX = "+contact"
 MEMO_STATUSES = frozenset({"success", "not_found"})  # errors are asked again, never kept
 
 
+def principal_part(key: str) -> str:
+    """`application:<id>|` of a memo key `application:<id>|domain:evil.example`."""
+    return key.partition("|")[0] + "|"
+
+
 class Memo(Protocol):
     def get(self, key: str) -> Envelope | None: ...
 
     def put(self, key: str, envelope: Envelope) -> None: ...
 
     def by_sha1(self, sha1: str) -> Envelope | None:
-        """An envelope of another hash of the file whose SHA-1 this is."""
+        """An envelope of another hash of the file whose SHA-1 this is (`sha1` led by the
+        principal's part of the key)."""
 
 
 class LocalMemo:
@@ -74,9 +80,10 @@ class LocalMemo:
     def _remember(self, key: str, envelope: Envelope) -> None:
         self._envelopes[key] = envelope
         sha1 = (envelope.indicator or {}).get("sha1")
-        # A raw (or contact) envelope answers raw (or contact) asks only.
+        # A raw (or contact) envelope answers raw (or contact) asks only; and only the
+        # principal it was fetched for (its key's first part).
         if sha1 and not key.endswith((RAW_SUFFIX, CONTACT_SUFFIX)):
-            self._sha1.setdefault(sha1, key)
+            self._sha1.setdefault(principal_part(key) + sha1, key)
 
 
 class StoreMemo(LocalMemo):
@@ -164,7 +171,7 @@ class LookupService:
         action = ACTION_BY_KIND[kind]
         schema = manifest().action(action_id).input_schema
         results: list[Envelope | None] = [None] * len(params_list)
-        wanted: dict[tuple[bool, bool, bool], list[int]] = {}
+        wanted: dict[tuple[bool, bool, bool, str | None], list[int]] = {}
         for position, params in enumerate(params_list):
             try:
                 validate_params(schema, params)  # the entry points' own check
@@ -173,19 +180,21 @@ class LookupService:
                 results[position] = error_envelope(action, error, original=original)
                 continue
             options = (params.get("use_cache", True), params.get("include_raw", False),
-                       params.get("contact", False))
+                       params.get("contact", False), params.get("user_assertion"))
             wanted.setdefault(options, []).append(position)
-        for (use_cache, include_raw, contact), positions in wanted.items():
+        for (use_cache, include_raw, contact, user_assertion), positions in wanted.items():
             values = [params_list[p][PARAM_BY_KIND[kind]] for p in positions]
             for position, envelope in zip(positions, self.lookup(
                     kind, values, use_cache=use_cache, include_raw=include_raw,
-                    contact=contact), strict=True):
+                    contact=contact, user_assertion=user_assertion), strict=True):
                 results[position] = envelope
         return as_dicts(envelope for envelope in results if envelope is not None)
 
     def lookup(self, kind: str, values: list[Any], *, use_cache: bool = True,
-               include_raw: bool = False, contact: bool = False) -> list[Envelope]:
-        """Envelopes in input order; each distinct indicator asked at most once."""
+               include_raw: bool = False, contact: bool = False,
+               user_assertion: str | None = None) -> list[Envelope]:
+        """Envelopes in input order; each distinct indicator asked at most once, per
+        principal: the memo holds answers by whom they were fetched for."""
         parsed: list[tuple[str, str] | None] = []  # (indicator type, memo key) or None
         for value in values:
             try:
@@ -196,6 +205,11 @@ class LookupService:
                 # An answer with the contact timeline is another answer than one without.
                 suffix = (RAW_SUFFIX if include_raw else "") + (CONTACT_SUFFIX if contact else "")
                 parsed.append((indicator.type, f"{kind}:{indicator.value}{suffix}"))
+        # Keyed by whom they run as (from a token valid now; invalid values need none).
+        # Without one, nothing is recalled or kept: the lookups themselves say why.
+        who = self._principal_key(user_assertion) if any(parsed) else None
+        parsed = [(found[0], f"{who}|{found[1]}") if found else None for found in parsed]
+        recall = use_cache and who is not None
         answers: dict[str, Envelope] = {}
         invalid = [v for v, p in zip(values, parsed, strict=True) if p is None]
         for round_types in ROUNDS:
@@ -203,7 +217,7 @@ class LookupService:
             for value, found in zip(values, parsed, strict=True):
                 if found is None or found[0] not in round_types or found[1] in answers:
                     continue
-                known = self._recall(found, include_raw or contact) if use_cache else None
+                known = self._recall(found, include_raw or contact) if recall else None
                 if known is not None:
                     answers[found[1]] = known
                     with self._counting:
@@ -214,37 +228,47 @@ class LookupService:
                 with self._counting:
                     self.looked_up += len(todo)
                 envelopes = self._ask(kind, list(todo.values()), use_cache=use_cache,
-                                      include_raw=include_raw, contact=contact)
+                                      include_raw=include_raw, contact=contact,
+                                      user_assertion=user_assertion)
                 for key, envelope in zip(todo, envelopes, strict=True):
                     answers[key] = envelope
-                    if envelope.status in MEMO_STATUSES:
+                    if envelope.status in MEMO_STATUSES and who is not None:
                         self.memo.put(key, envelope)
         # Invalid values cost nothing: the Enricher answers them without a call.
         bad = iter(self.enricher.lookup_many(kind, invalid) if invalid else [])  # type: ignore[arg-type]
         return [next(bad) if found is None else answers[found[1]].as_asked(value)
                 for value, found in zip(values, parsed, strict=True)]
 
+    def _principal_key(self, user_assertion: str | None) -> str | None:
+        """Whom these lookups run as (from a token valid now), or None when that cannot be
+        had."""
+        try:
+            return self.enricher.principal(user_assertion).key
+        except PluginError:
+            return None
+
     def _ask(self, kind: str, values: list[Any], *, use_cache: bool, include_raw: bool,
-             contact: bool) -> list[Envelope]:
+             contact: bool, user_assertion: str | None) -> list[Envelope]:
         """Envelopes from the Enricher, each lookup on the shared pool."""
         enricher = self.enricher
         if contact:  # one hunting query for all of them: the Enricher's own batch call
             return enricher.lookup_many(kind, values, use_cache=use_cache,  # type: ignore[arg-type]
                                         include_raw=include_raw, priority=self.priority,
-                                        contact=True)
+                                        contact=True, user_assertion=user_assertion)
         pool = self._lookups_pool()
         futures = [pool.submit(enricher.lookup, kind, value,  # type: ignore[arg-type]
                                use_cache=use_cache, include_raw=include_raw,
-                               priority=self.priority) for value in values]
+                               priority=self.priority, user_assertion=user_assertion)
+                   for value in values]
         return [future.result() for future in futures]
 
     def _recall(self, found: tuple[str, str], include_raw: bool) -> Envelope | None:
         indicator_type, key = found
         known = self.memo.get(key)
         if known is None and indicator_type == "sha1" and not include_raw:
-            other = self.memo.by_sha1(key.split(":", 1)[1])
+            sha1 = key.rpartition(":")[2]
+            other = self.memo.by_sha1(principal_part(key) + sha1)
             if other is not None:  # the same file, asked before by its SHA-256 or MD5
-                sha1 = key.split(":", 1)[1]
                 known = other._replace(indicator={"type": "sha1", "value": sha1,
                                                   "original": sha1})
         return known.from_cache() if known is not None else None

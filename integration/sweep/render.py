@@ -4,10 +4,11 @@ per indicator with new machines)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from integration import __version__
-from integration.render import defang, text_table
+from integration.render import defang, markdown_text, printable, terminal_safe, text_table
 
 OCSF_VERSION = "1.8.0"
 PROVIDER = "Microsoft Defender for Endpoint"
@@ -21,45 +22,50 @@ def _summary_line(report: dict[str, Any]) -> str:
             f"machines API call(s)" + (f"; {s['errors']} failed" if s["errors"] else ""))
 
 
-def _rows(report: dict[str, Any], markdown: bool) -> list[list[str]]:
+def _rows(report: dict[str, Any], escape: Callable[[Any], str],
+          code: Callable[[str], str]) -> list[list[str]]:
+    """One row per hit; host names (from outside) through `escape`, the indicator (validated:
+    letters, digits, '-', '_', '.') through `code`."""
     rows = []
     for hit in report["hits"]:
         indicator = hit["indicator"]
         new = set(hit["new_machines"])
-        names = [f"{m.get('hostname') or m.get('uid')}{' (new)' if m.get('uid') in new else ''}"
+        names = [escape(m.get("hostname") or m.get("uid")) + (" (new)" if m.get("uid") in new
+                                                               else "")
                  for m in hit["machines"]]
-        value = indicator["value"]
-        rows.append([indicator["type"], f"`{defang(value)}`" if markdown else defang(value),
-                     str(len(hit["machines"])), str(len(new)), ", ".join(names[:8])
-                     + (", ..." if len(names) > 8 else "")])
+        shown = ", ".join(names[:4]) + (f", ... ({len(names) - 4} more)" if len(names) > 4
+                                        else "")
+        rows.append([indicator["type"], code(defang(indicator["value"])),
+                     str(len(hit["machines"])), str(len(new)), shown])
     return rows
 
 
 def render_table(report: dict[str, Any]) -> str:
     lines = [_summary_line(report)]
-    rows = _rows(report, markdown=False)
+    rows = _rows(report, printable, str)
     if rows:
         lines += ["", text_table(["type", "indicator", "machines", "new", "hosts"], rows)]
     lines += [f"gone: {defang(g['indicator']['value'])}: {', '.join(g['machines'])}"
               for g in report["gone"]]
-    lines += [f"warning: {w}" for w in report["warnings"]]
+    lines += [f"warning: {printable(w)}" for w in report["warnings"]]
     lines += [f"failed: {defang(e['indicator']['value'])}: {e['error']['code']}: "
-              f"{e['error']['message']}" for e in report["errors"]]
-    return "\n".join(lines)
+              f"{printable(e['error']['message'])}" for e in report["errors"]]
+    return terminal_safe("\n".join(lines))
 
 
 def render_markdown(report: dict[str, Any]) -> str:
     lines = ["### IOC sweep", "", _summary_line(report)]
-    rows = _rows(report, markdown=True)
+    rows = _rows(report, markdown_text, lambda value: f"`{value}`")
     if rows:
         lines += ["", "| type | indicator | machines | new | hosts |", "|---|---|---|---|---|"]
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
-                  for row in rows]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
     if report["gone"]:
         lines += ["", "**Gone since the last sweep**", ""]
-        lines += [f"- `{defang(g['indicator']['value'])}`: {', '.join(g['machines'])}"
-                  for g in report["gone"]]
-    lines += [f"\n> warning: {w}" for w in report["warnings"]]
+        lines += [f"- `{defang(g['indicator']['value'])}`: "
+                  f"{', '.join(g['machines'])}" for g in report["gone"]]
+    lines += [f"\n> warning: {markdown_text(w)}" for w in report["warnings"]]
+    lines += [f"\n> failed: `{defang(e['indicator']['value'])}`: "
+              f"{markdown_text(e['error']['message'])}" for e in report["errors"]]
     return "\n".join(lines)
 
 

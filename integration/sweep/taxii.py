@@ -41,8 +41,6 @@ def read_collection(url: str, carry: dict[str, Any] | None, *, now_ms: int,
         newest = _newest_date_added(collection, since)
         fetched = [obj for page in _pages(collection.get_objects, since)
                    for obj in page.get("objects") or []]
-    except PluginError:
-        raise
     except Exception as exc:  # the client raises requests' errors and its own
         raise _feed_error(url, exc) from None
     objects = latest_versions([*known.values(), *fetched])

@@ -11,6 +11,7 @@ from typing import Any, Literal, NamedTuple, TypedDict
 from integration.errors import PluginError, error_from_record
 from integration.values.indicators import Indicator
 from integration.values.machine import Machine
+from integration.values.principal import Principal
 
 ACTION_BY_KIND = {"domain": "get_machines_for_domain", "file": "get_machines_for_file_hash"}
 KIND_BY_ACTION = {action: kind for kind, action in ACTION_BY_KIND.items()}
@@ -49,8 +50,15 @@ class _SummaryRecordRequired(TypedDict):
     cached: bool
 
 
+class PrincipalRecord(TypedDict):
+    type: Literal["application", "user"]
+    id: str
+    name: str | None
+
+
 class SummaryRecord(_SummaryRecordRequired, total=False):
     hunting_calls: int
+    principal: PrincipalRecord
 
 
 class _EnvelopeRecordRequired(TypedDict):
@@ -74,12 +82,22 @@ class Summary(NamedTuple):
     # Advanced-hunting calls of the contact timeline: one query serves a whole batch, so
     # this is the batch's count, shared by its envelopes; None when contact was not asked.
     hunting_calls: int | None = None
+    # Whom the answer was fetched for (and may only be served to); None before sign-in.
+    principal: Principal | None = None
 
     def to_dict(self) -> dict[str, Any]:
         summary = self._asdict()
         if self.hunting_calls is None:
             del summary["hunting_calls"]
+        if self.principal is None:
+            del summary["principal"]
+        else:
+            summary["principal"] = self.principal.to_dict()
         return summary
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Summary:
+        return cls(**{**data, "principal": Principal.from_dict(data.get("principal"))})
 
 
 class Envelope(NamedTuple):
@@ -112,7 +130,7 @@ class Envelope(NamedTuple):
         error = data.get("error")
         return cls(action=data["action"], status=data["status"], indicator=data.get("indicator"),
                    machines=data.get("machines", []),
-                   summary=Summary(**data.get("summary", {})),
+                   summary=Summary.from_dict(data.get("summary", {})),
                    error=error_from_record(error) if isinstance(error, Mapping) else None,
                    warnings=tuple(data.get("warnings", ())))
 
@@ -134,23 +152,26 @@ def as_dicts(envelopes: Iterable[Envelope]) -> list[dict[str, Any]]:
 
 def lookup_envelope(action: str, indicator: Indicator, machines: list[dict[str, Any]], *,
                     api_calls: int, truncated: bool = False, cached: bool = False,
-                    sha1: str | None = None, warnings: tuple[str, ...] = ()) -> Envelope:
+                    sha1: str | None = None, warnings: tuple[str, ...] = (),
+                    principal: Principal | None = None) -> Envelope:
     described = describe(indicator)
     if sha1:
         described["sha1"] = sha1
     return Envelope(action=action, status="success" if machines else "not_found",
                     indicator=described, machines=machines,
-                    summary=Summary(len(machines), truncated, api_calls, cached),
+                    summary=Summary(len(machines), truncated, api_calls, cached,
+                                    principal=principal),
                     warnings=warnings)
 
 
 def error_envelope(action: str, error: PluginError, *, indicator: Indicator | None = None,
-                   original: Any = None, api_calls: int | None = None) -> Envelope:
+                   original: Any = None, api_calls: int | None = None,
+                   principal: Principal | None = None) -> Envelope:
     described = describe(indicator) if indicator is not None else \
         ({"original": echo(original)} if original is not None else None)
     calls = error.api_calls if api_calls is None else api_calls
     return Envelope(action=action, status="error", indicator=described,
-                    summary=Summary(api_calls=calls), error=error)
+                    summary=Summary(api_calls=calls, principal=principal), error=error)
 
 
 def describe(indicator: Indicator) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from soar_sdk.params import Params
 
 from integration.errors import PluginError
 from integration.manifest import manifest
-from integration.platforms import nest_config
+from integration.platforms import RUNS_AS, nest_config
 
 logger = getLogger()
 
@@ -43,9 +43,14 @@ def run_lookup(action_id: str, params: Params, soar: SOARClient, asset: BaseAsse
     if envelope["status"] == "error":
         raise ActionFailure(error_text(envelope["error"]))
     indicator = envelope.get("indicator", {})
-    summary = envelope["summary"]
+    summary = dict(envelope["summary"])
+    # Lookups here run as the application: Splunk SOAR does not pass the analyst's identity.
+    principal = summary.pop("principal", None) or {}
     soar.set_summary(summary_type(status=envelope["status"], indicator_type=indicator.get("type"),
-                                  indicator_value=indicator.get("value"), **summary))
+                                  indicator_value=indicator.get("value"),
+                                  principal_type=principal.get("type"),
+                                  principal_name=principal.get("name") or principal.get("id"),
+                                  **summary))
     found = f"{indicator.get('type', 'indicator')} {indicator.get('value', '')}".strip()
     message = (f"Found {summary['total_machines']} machine(s) for {found}"
                if envelope["status"] == "success" else f"No machines found for {found}")
@@ -64,6 +69,7 @@ def check_connectivity(asset: BaseAsset) -> None:
     if connectivity:
         roles = ", ".join(connectivity["roles"]) or "none"
         logger.progress(f"API {connectivity['api_base']}; token roles: {roles}")
+        logger.progress(RUNS_AS)
         for check in connectivity.get("capabilities", []):
             if check["status"] == "ok":
                 logger.progress(f"OK: {check['message']}")
