@@ -12,10 +12,9 @@ from typing import Any
 
 from integration import schemas
 from integration.compose import enricher_for
-from integration.errors import ConfigError, InvalidInput, PermissionDenied, PluginError
+from integration.errors import InvalidInput, PermissionDenied, PluginError
 from integration.lookup.service import Enricher, Kind
 from integration.values.envelope import error_envelope
-from integration.values.principal import Principal
 
 
 def get_machines_for_domain(params: Mapping[str, Any],
@@ -86,8 +85,8 @@ def _connectivity(enricher: Enricher, params: Mapping[str, Any]) -> dict[str, An
     caller = enricher.caller(params.get("user_assertion"))
     claims = token_claims(caller.tokens.access_token())
     principal = caller.tokens.principal()
-    token_sources = {"defender": lambda: claims, "graph": lambda: _graph_claims(enricher,
-                                                                                principal)}
+    token_sources = {"defender": lambda: claims,
+                     "graph": lambda: token_claims(caller.graph_tokens.access_token())}
     checks = check_capabilities(settings, params, lambda service: token_sources[service]())
     connectivity: dict[str, Any] = {
         "api_base": settings.endpoints.api_base,
@@ -125,13 +124,3 @@ def _connectivity(enricher: Enricher, params: Mapping[str, Any]) -> dict[str, An
                 "summary": {"api_calls": calls}, "error": missing.to_dict()}
     return {"action": "test_connectivity", "status": "success", "connectivity": connectivity,
             "summary": {"api_calls": calls}}
-
-
-def _graph_claims(enricher: Enricher, principal: Principal) -> dict[str, Any]:
-    from integration.defender.auth import token_claims
-
-    if principal.is_user:
-        raise ConfigError("the contact timeline runs advanced hunting as the application; "
-                          "for a user it is not added (it would show machines outside their "
-                          "device groups)")
-    return token_claims(enricher.graph_tokens.access_token())

@@ -127,7 +127,8 @@ class Parts:
         self._wiring: tuple[Transport, RetryPolicy] | None = None
         self._budgets: dict[str, Budgets] = {}
         self._hunting: HuntingClient | None = None
-        self._callers: dict[bytes, Caller] = {}  # by the assertion's hash, oldest first
+        self._callers: dict[bytes, _UserCaller] = {}  # by the assertion's hash, oldest first
+        self._user_caller: _UserCaller | None = None  # the signed-in user (auth: device_code)
         self._graph_tokens: TokenProvider | None = None
 
     @property
@@ -190,7 +191,7 @@ class Parts:
             return self._client
 
     def caller(self, user_assertion: str | None = None) -> Caller:
-        """The tokens and client of whoever a call runs as: the configured principal, or
+        """The tokens and clients of whoever a call runs as: the configured principal, or
         the user whose token the platform passed (on behalf of them). Each user's caller is
         kept (a bounded few), so their token is reused like the application's."""
         client = self._build_client()
@@ -200,8 +201,13 @@ class Parts:
                 raise InvalidInput("auth: on_behalf_of: this call carries no user_assertion "
                                    "(the analyst's token); lookups here never run as the "
                                    "application")
-            assert self._tokens is not None
-            return Caller(self._tokens, client)
+            if self.settings.auth != DEVICE_CODE:
+                return _AppCaller(self)
+            with self._lock:
+                if self._user_caller is None:
+                    assert self._tokens is not None
+                    self._user_caller = self._user_caller_for(self._tokens, client, None)
+                return self._user_caller
         from integration.defender.delegated import OnBehalfOfTokens, check_user_assertion
 
         check_user_assertion(self.settings, assertion)
@@ -215,11 +221,29 @@ class Parts:
                 transport, policy = self._wiring
                 tokens = OnBehalfOfTokens(self.settings, transport, self._store, policy,
                                           assertion)
-                known = Caller(tokens, DefenderClient(self._api("Defender", tokens)))
+                known = self._user_caller_for(tokens, DefenderClient(
+                    self._api("Defender", tokens)), assertion)
             self._callers[key] = known  # most recently used last
             while len(self._callers) > MAX_CALLERS:
                 del self._callers[next(iter(self._callers))]
             return known
+
+    def _user_caller_for(self, tokens: TokenProvider, client: DefenderClient,
+                         assertion: str | None) -> _UserCaller:
+        """A user's caller; their Graph token (for hunting) comes the way their Defender
+        token did: the signed-in user's refresh token, or on behalf of them again."""
+        from integration.defender.delegated import DeviceCodeTokens, OnBehalfOfTokens
+
+        assert self._wiring is not None and self._store is not None
+        transport, policy = self._wiring
+        settings, store, scope = self.settings, self._store, self.settings.endpoints.graph_scope
+
+        def graph_tokens() -> TokenProvider:
+            if assertion is None:
+                return DeviceCodeTokens(settings, transport, store, policy, scope=scope)
+            return OnBehalfOfTokens(settings, transport, store, policy, assertion, scope=scope)
+
+        return _UserCaller(tokens, client, graph_tokens, lambda t: self._api("Graph", t))
 
     def defender_api(self, tokens: TokenSource | None = None) -> Api:
         """The Defender API as the request pipeline sends to it: as the application, or as
@@ -267,6 +291,59 @@ class Parts:
 
                 self._hunting = HuntingClient(api)
             return self._hunting
+
+
+class _AppCaller:
+    """The application, as configured: the Parts' own tokens and clients."""
+
+    def __init__(self, parts: Parts) -> None:
+        self._parts = parts
+
+    @property
+    def tokens(self) -> TokenProvider:
+        return self._parts.tokens
+
+    @property
+    def client(self) -> DefenderClient:
+        return self._parts.client
+
+    @property
+    def graph_tokens(self) -> TokenProvider:
+        return self._parts.graph_tokens
+
+    @property
+    def hunting(self) -> HuntingClient:
+        return self._parts.hunting
+
+
+class _UserCaller:
+    """One user: their Defender tokens and client; their Graph tokens and hunting client
+    built on first need."""
+
+    def __init__(self, tokens: TokenProvider, client: DefenderClient,
+                 graph_tokens: Callable[[], TokenProvider],
+                 graph_api: Callable[[TokenProvider], Api]) -> None:
+        self.tokens, self.client = tokens, client
+        self._make_graph_tokens, self._graph_api = graph_tokens, graph_api
+        self._graph: tuple[TokenProvider, HuntingClient] | None = None
+        self._lock = threading.Lock()
+
+    def _graph_parts(self) -> tuple[TokenProvider, HuntingClient]:
+        with self._lock:
+            if self._graph is None:
+                from integration.defender.hunting import HuntingClient
+
+                tokens = self._make_graph_tokens()
+                self._graph = (tokens, HuntingClient(self._graph_api(tokens)))
+            return self._graph
+
+    @property
+    def graph_tokens(self) -> TokenProvider:
+        return self._graph_parts()[0]
+
+    @property
+    def hunting(self) -> HuntingClient:
+        return self._graph_parts()[1]
 
 
 # Advanced hunting through Graph allows 45 calls a minute per tenant (and CPU time, which

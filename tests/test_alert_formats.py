@@ -87,7 +87,7 @@ def test_each_fixture_yields_its_indicators_and_skips_what_cannot_be_looked_up(
 
 # Families no public sample was found for (tests/corpus/README.md): each is pinned by a test
 # below on a payload built from the vendor's documented fields.
-DOCUMENTED_ONLY = {"defender_streaming_records", "crowdstrike_detect", "qradar_offense"}
+DOCUMENTED_ONLY = {"defender_streaming_records", "crowdstrike_detect"}
 
 
 def test_every_format_has_a_sample_or_a_corpus_payload() -> None:
@@ -330,3 +330,12 @@ def test_formats_test_explains_which_rule_matched_and_what_was_skipped(capsys: A
     assert "also matched, less specific: splunk_soar_container" in out
     assert "lookup domain thehive-project.org" in out
     assert "skip   no_hash: logo.svg" in out and "skip   ip_address: 127.0.0.1" in out
+
+
+def test_a_case_note_names_the_alerts_format_and_the_users_rule_file() -> None:
+    from integration.playbook.steps import StepContext, render_note
+
+    note = render_note(StepContext(source="a.json", formats=alert_formats()),
+                       {"envelopes": [], "format": {"id": "acme_edr", "title": "ACME EDR",
+                                                    "origin": "/etc/mde/acme.yaml"}})
+    assert "format: ACME EDR \\(acme\\_edr, from /etc/mde/acme.yaml\\)" in note

@@ -193,13 +193,33 @@ def test_a_files_sha1_resolution_is_shared_across_principals(emu: Emulator,
         [f"/api/files/{seed.KNOWN_FILE['sha1']}/machines"]  # no second /api/files/{sha256}
 
 
-def test_contact_is_not_added_for_a_user(emu: Emulator, state: str) -> None:
+def contact_hosts(envelope: dict[str, Any]) -> set[str]:
+    return {m["hostname"] for m in envelope["machines"] if "contact" in m.get("mde", {})}
+
+
+def test_a_users_contact_timeline_is_hunted_as_them_their_device_groups_only(
+        emu: Emulator, state: str) -> None:
+    from integration.emulator.events import HUNTING_ONLY_DEVICE_NAME
+
+    enricher = new_enricher(load_settings(app_config(emu, state)))
+    application = domain(enricher, contact=True)
+    assert HUNTING_ONLY_DEVICE_NAME in contact_hosts(application)  # no device group
     assertion = emu.admin.user_token(emu.alice, audience=emu.client_id)
-    envelope = domain(new_enricher(load_settings(app_config(emu, state))), contact=True,
-                      user_assertion=assertion)
-    assert groups(envelope) == {"Finance"}
-    assert any("outside your device groups" in w for w in envelope["warnings"])
-    assert not emu.admin.requests_log("/v1.0/security")
+    alice = domain(enricher, contact=True, user_assertion=assertion)
+    assert groups(alice) == {"Finance"} and not alice.get("warnings")
+    assert contact_hosts(alice) == {m["hostname"] for m in alice["machines"]}
+    assert HUNTING_ONLY_DEVICE_NAME not in {m["hostname"] for m in alice["machines"]}
+    assert len(alice["machines"]) == 1
+
+
+def test_the_signed_in_users_hunting_token_comes_from_their_refresh_token(
+        emu: Emulator, state_url: str) -> None:
+    sign_in(emu, user_config(emu, state_url), emu.carol)
+    emu.admin.clear_log()
+    carol = domain(new_enricher(load_settings(user_config(emu, state_url))), contact=True)
+    assert groups(carol) == {"The-A-Team"} and not carol.get("warnings")
+    assert contact_hosts(carol) == {m["hostname"] for m in carol["machines"]}
+    assert len(emu.admin.token_calls()) == 1  # Graph's token: a refresh, no new sign-in
 
 
 def test_playbook_memo_does_not_serve_the_applications_answer_to_a_user(
@@ -269,6 +289,42 @@ def test_mde_enrich_login_completes_when_the_code_is_approved(
     assert refresh not in done.stdout + done.stderr + whoami.stdout + whoami.stderr
     table = cli(device_code_file, "domain", seed.EVIL_DOMAIN, fmt="table")
     assert f"1 machine as {emu.alice} (their device groups only)" in table.stdout
+
+
+def test_verbose_login_lookup_and_whoami_never_print_a_token(
+        emu: Emulator, device_code_file: Path, state_url: str) -> None:
+    emu.admin.configure(token_lifetime_s=300)  # so the lookup renews with the refresh token
+    approve_when_asked(emu, lambda code: emu.admin.approve_device_code(code, emu.carol))
+    printed = [cli(device_code_file, "login", "--verbose")]
+    emu.admin.configure(token_lifetime_s=3599)
+    emu.admin.clear_log()
+    printed += [cli(device_code_file, "domain", seed.EVIL_DOMAIN, "--verbose", "--no-cache"),
+                cli(device_code_file, "whoami", "--verbose", fmt="table")]
+    assert all(done.returncode == 0 for done in printed), [d.stderr for d in printed]
+    assert "Lookups run as carol@" in printed[-1].stdout
+    text = "".join(done.stdout + done.stderr for done in printed)
+    assert "GET /api/domains/evil.example/machines -> 200" in text  # it did log
+    assert len(emu.admin.token_calls()) == 1  # the renewal, with the refresh token
+    blob = json.loads(open_store(state_url).get(
+        TOKEN_CACHE_NAMESPACE, device_code_cache_key(load_settings(
+            user_config(emu, state_url)))) or "{}")
+    secrets = [entry["secret"] for kind in ("RefreshToken", "AccessToken", "IdToken")
+               for entry in blob.get(kind, {}).values()]
+    assert secrets and not [secret for secret in secrets if secret in text]
+    assert "0.EmuRT." not in text  # no refresh token of this emulator, rotated ones included
+
+
+def test_verbose_on_behalf_of_lookup_never_prints_the_users_token(
+        emu: Emulator, state_url: str, tmp_path: Path) -> None:
+    assertion = emu.admin.user_token(emu.alice, audience=emu.client_id)
+    path = tmp_path / "obo.yaml"
+    path.write_text(yaml.safe_dump(app_config(emu, state_url, auth="on_behalf_of",
+                                              user_assertion=assertion)))
+    done = cli(path, "domain", seed.EVIL_DOMAIN, "--verbose")
+    assert done.returncode == 0, done.stderr
+    assert groups(json.loads(done.stdout)[0]) == {"Finance"}
+    assert assertion not in done.stdout + done.stderr
+    assert assertion.split(".")[1] not in done.stdout + done.stderr
 
 
 def test_a_declined_code_ends_login_with_one_clear_line(emu: Emulator,
@@ -350,6 +406,16 @@ def test_connectivity_as_a_user_says_who_which_scopes_and_how_many_groups(
     details = result["connectivity"]
     assert details["principal"]["name"] == emu.carol
     assert details["scopes"] == ["Machine.Read"] and details["device_groups"] == 2
+
+
+def test_connectivity_as_a_user_checks_their_own_hunting_permission(
+        emu: Emulator, state_url: str) -> None:
+    assertion = emu.admin.user_token(emu.alice, audience=emu.client_id)
+    result = actions.test_connectivity({"user_assertion": assertion, "contact": True},
+                                       app_config(emu, state_url))
+    assert result["status"] == "success", result
+    hunting = [c for c in result["connectivity"]["capabilities"] if c["service"] == "graph"]
+    assert [c["status"] for c in hunting] == ["ok"]
 
 
 def test_connectivity_with_a_token_lacking_machine_read_names_what_is_missing(

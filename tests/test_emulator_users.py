@@ -200,3 +200,31 @@ def test_a_user_token_without_machine_read_gets_403_naming_the_scopes(emu: Emula
     token = app.acquire_token_on_behalf_of(assertion, [SCOPE])["access_token"]
     answer = machines(emu, token, "/api/machines?$top=1")
     assert answer.status_code == 403 and "Machine.Read" in answer.json()["error"]["message"]
+
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+HUNT = {"Query": "DeviceNetworkEvents | summarize count() by DeviceId", "Timespan": "P30D"}
+
+
+def hunt(emu: Emulator, user: str, client_id: str | None = None,
+         secret: str | None = None) -> requests.Response:
+    assertion = emu.admin.user_token(user, audience=client_id or emu.client_id)
+    token = confidential_app(emu, client_id, secret).acquire_token_on_behalf_of(
+        assertion, [GRAPH_SCOPE])["access_token"]
+    return http(emu).post(f"{emu.base_url}/v1.0/security/runHuntingQuery", json=HUNT,
+                          headers={"Authorization": f"Bearer {token}"})
+
+
+def test_a_users_hunting_query_sees_only_the_devices_of_their_groups(emu: Emulator) -> None:
+    machines_by_id = {m["id"]: m for m in machines(
+        emu, app_token(emu), "/api/machines?$top=10000").json()["value"]}
+    devices = {row["DeviceId"] for row in hunt(emu, emu.alice).json()["results"]}
+    assert devices and all(machines_by_id[d]["rbacGroupName"] == "Finance" for d in devices)
+    everyone = {row["DeviceId"] for row in hunt(emu, emu.dana).json()["results"]}
+    assert devices < everyone and everyone - set(machines_by_id)  # dana: the groupless too
+
+
+def test_hunting_as_a_user_needs_the_scope_and_view_data(emu: Emulator) -> None:
+    assert hunt(emu, emu.bob).status_code == 403
+    denied = hunt(emu, emu.alice, emu.noroles_client_id, emu.noroles_client_secret)
+    assert denied.status_code == 403 and "ThreatHunting.Read.All" in denied.text

@@ -224,3 +224,72 @@ def test_run_params_5000_deep_is_an_invalid_input_envelope(
     assert status == 2
     assert envelope["error"]["code"] == "invalid_input"
     assert "nested deeper" in envelope["error"]["message"]
+
+
+# --- alerts with nulls and odd data: the alert's problem, never the playbook's -----------
+
+
+SAMPLES = ROOT / "playbooks" / "samples"
+# sample -> the path of the list that may hold a null
+NULL_IN_LISTS = {"plain_indicators.json": ("indicators",),
+                 "graph_security_alert_v2.json": ("evidence",),
+                 "ocsf_detection_finding.json": ("observables",),
+                 "sentinel_incident.json": ("object", "properties", "relatedEntities"),
+                 "defender_alert.json": ("evidence",)}
+
+
+def sample(name: str) -> Any:
+    return json.loads((SAMPLES / name).read_text("utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(NULL_IN_LISTS))
+def test_a_null_where_an_alert_lists_things_is_skipped(name: str) -> None:
+    alert = sample(name)
+    expected = alert_formats().extract(alert, name)
+    node = alert
+    for key in NULL_IN_LISTS[name]:
+        node = node[key]
+    node.insert(0, None)
+    node.append(None)
+    assert alert_formats().extract(alert, name) == expected
+
+
+def test_a_rule_meeting_odd_data_is_a_warning_about_the_alert() -> None:
+    alert = sample("defender_alert.json")
+    alert["relatedUser"]["userName"] = 5  # a rule joins it with the domain name
+    extracted = alert_formats().extract(alert, "alert.json")
+    assert extracted["indicators"] == alert_formats().extract(
+        sample("defender_alert.json"), "alert.json")["indicators"]
+    warning = next(w for w in extracted["warnings"] if w["code"] == "unreadable_field")
+    assert "defender_alert: relatedUser" in warning["message"]
+
+
+def test_a_file_name_that_is_a_list_does_not_crash_the_extraction() -> None:
+    alert = sample("defender_alert.json")
+    for evidence in alert["evidence"]:
+        if evidence.get("fileName"):
+            evidence["fileName"] = ["a.exe", "b.exe"]
+    assert alert_formats().extract(alert, "alert.json")["indicators"]
+
+
+def test_cli_playbook_on_an_alert_with_nulls_enriches_it(
+        config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    alert = sample("graph_security_alert_v2.json")
+    alert["evidence"][1:1] = [None, None]
+    path = tmp_path / "alert.json"
+    path.write_text(json.dumps(alert), "utf-8")
+    status = cli_main(["playbook", "run", str(ENRICH_ALERT), "--alert", str(path),
+                       "--config", str(config_file), "--format", "json"])
+    assert status == 0
+    assert json.loads(capsys.readouterr().out)["enrichment"]["indicators"]
+
+
+@pytest.mark.parametrize("expression", ["(" * 5000 + "alert" + ")" * 5000,
+                                        "!" * 5000 + "alert", "alert" + " | alert" * 5000])
+def test_an_expression_nested_thousands_deep_is_refused_at_load(
+        tmp_path: Path, expression: str) -> None:
+    playbook = tmp_path / "deep.yaml"
+    playbook.write_text(PLAYBOOK.replace("{expr: inputs.domain}",
+                                         json.dumps({"expr": expression})), "utf-8")
+    with pytest.raises(PlaybookError, match="nested"):
+        load_playbook(playbook)

@@ -310,12 +310,10 @@ def _render(result: Any, fmt: str, name: str, pretty: bool = True) -> str:
 
 def _details(enrichment: dict[str, Any]) -> list[str]:
     """What was skipped and the recommendation: said in tables and case notes alike."""
-    details = []
-    found = enrichment.get("format")
-    if isinstance(found, dict) and found.get("id"):
-        origin = found.get("origin")
-        mine = f", from {origin}" if origin not in (None, "shipped", "built-in") else ""
-        details.append(f"format: {found.get('title', found['id'])} ({found['id']}{mine})")
+    from integration.playbook.steps import format_line
+
+    said = format_line(enrichment.get("format"))
+    details = [said] if said else []
     summary = enrichment.get("summary")
     skipped = summary.get("skipped") if isinstance(summary, dict) else None
     if skipped:

@@ -61,8 +61,10 @@ class DeviceCodeTokens(TokenProvider):
     token; AuthFailed (exit 3) saying to log in when there is no session or it ended."""
 
     def __init__(self, settings: Settings, transport: Transport, store: StateStore,
-                 policy: RetryPolicy) -> None:
-        super().__init__(settings, transport, store, policy)
+                 policy: RetryPolicy, scope: str | None = None) -> None:
+        super().__init__(settings, transport, store, policy, scope)
+        # One msal cache for the user, whatever the scope: its refresh token serves both
+        # Defender and Graph (the lease on this key keeps two renewals from racing).
         self._cache_key = device_code_cache_key(settings)
 
     def _request_token(self, attempt: int) -> tuple[str, float]:
@@ -100,10 +102,12 @@ class OnBehalfOfTokens(TokenProvider):
     """Defender tokens for the user whose token the platform passed (`user_assertion`)."""
 
     def __init__(self, settings: Settings, transport: Transport, store: StateStore,
-                 policy: RetryPolicy, user_assertion: str) -> None:
-        super().__init__(settings, transport, store, policy)
+                 policy: RetryPolicy, user_assertion: str, scope: str | None = None) -> None:
+        super().__init__(settings, transport, store, policy, scope)
         self._assertion = user_assertion
         self._cache_key = on_behalf_of_cache_key(settings, user_assertion)
+        if scope and scope != settings.endpoints.scope:
+            self._cache_key += f"|{scope}"  # another resource: its own msal cache
 
     def _request_token(self, attempt: int) -> tuple[str, float]:
         import msal

@@ -288,6 +288,7 @@ class App:
     certificate: x509.Certificate | None = None
     graph_roles: tuple[str, ...] = ()  # application roles on Microsoft Graph
     delegated: tuple[str, ...] = ()  # delegated permissions on Defender, consented
+    graph_delegated: tuple[str, ...] = ()  # delegated permissions on Microsoft Graph
     public: bool = False  # "Allow public client flows": device code without a credential
 
     @property
@@ -299,12 +300,14 @@ class App:
 def default_apps(client_certificate: x509.Certificate) -> dict[str, App]:
     apps = [
         App(CLIENT_ID, ("Machine.Read.All",), secret=CLIENT_SECRET,
-            graph_roles=(HUNTING_ROLE,), delegated=("Machine.Read",)),
+            graph_roles=(HUNTING_ROLE,), delegated=("Machine.Read",),
+            graph_delegated=(HUNTING_ROLE,)),
         App(CERT_CLIENT_ID, ("Machine.Read.All",), certificate=client_certificate,
             graph_roles=(HUNTING_ROLE,)),
         App(NOROLES_CLIENT_ID, ("Alert.Read.All",), secret=NOROLES_CLIENT_SECRET,
             delegated=("Alert.Read",)),
-        App(PUBLIC_CLIENT_ID, (), delegated=("Machine.Read", "User.Read"), public=True),
+        App(PUBLIC_CLIENT_ID, (), delegated=("Machine.Read", "User.Read"),
+            graph_delegated=(HUNTING_ROLE,), public=True),
         App(PUBLIC_NOSCOPE_CLIENT_ID, (), delegated=("Alert.Read",), public=True),
         App(READWRITE_CLIENT_ID, ("Machine.ReadWrite.All",), secret=READWRITE_CLIENT_SECRET),
     ]
@@ -373,14 +376,7 @@ class TokenService:
                                               if assertion else None)
         if not client_id:
             raise _missing("client_id")
-        app = self.apps.get(client_id)
-        if app is None:
-            raise SignInError(400, "unauthorized_client", 700016,
-                              f"Application with identifier '{client_id}' was not found in the "
-                              f"directory '{TENANT_DOMAIN}'. This can happen if the application "
-                              "has not been installed by the administrator of the tenant or "
-                              "consented to by any user in the tenant. You may have sent your "
-                              "authentication request to the wrong tenant.")
+        app = self._app(client_id)
         if assertion:
             if form.get("client_assertion_type") != ASSERTION_TYPE:
                 raise SignInError(400, "invalid_request", 900144,
@@ -403,34 +399,36 @@ class TokenService:
                           "The request body must contain the following parameter: "
                           "'client_assertion' or 'client_secret'.")
 
+    def _app(self, client_id: str) -> App:
+        app = self.apps.get(client_id)
+        if app is None:
+            raise SignInError(400, "unauthorized_client", 700016,
+                              f"Application with identifier '{client_id}' was not found in the "
+                              f"directory '{TENANT_DOMAIN}'. This can happen if the application "
+                              "has not been installed by the administrator of the tenant or "
+                              "consented to by any user in the tenant. You may have sent your "
+                              "authentication request to the wrong tenant.")
+        return app
+
     def start_device_code(self, tenant: str, form: Mapping[str, str], origin: str,
                           settings: Settings) -> dict[str, Any]:
         """The device authorization endpoint: a user code for the person, a device code
         for the app to poll with."""
         _check_tenant(tenant)
-        client_id = form.get("client_id")
-        if not client_id:
-            raise _missing("client_id")
-        app = self.apps.get(client_id)
-        if app is None:
-            raise SignInError(400, "unauthorized_client", 700016,
-                              f"Application with identifier '{client_id}' was not found in the "
-                              f"directory '{TENANT_DOMAIN}'.")
+        app = self._app(_required(form, "client_id"))
         if not app.public:
             raise SignInError(400, "invalid_client", 7000218,
                               "The request body must contain the following parameter: "
                               "'client_assertion' or 'client_secret'. (The application is not "
                               "a public client: enable 'Allow public client flows'.)")
         _delegated_resource(form.get("scope"))
-        return self.device_codes.start(client_id, form.get("scope") or "",
+        return self.device_codes.start(app.client_id, form.get("scope") or "",
                                        settings.device_code_lifetime_s,
                                        settings.device_code_interval_s, origin)
 
     def _redeem_device_code(self, form: Mapping[str, str], token_endpoints: set[str],
                             lifetime_s: int) -> dict[str, Any]:
-        device_code = form.get("device_code")
-        if not device_code:
-            raise _missing("device_code")
+        device_code = _required(form, "device_code")
         app, auth_method = self._client(form, token_endpoints, public_ok=True)
         code = self.device_codes.redeem(device_code, app.client_id)
         assert code.user is not None  # redeem returns approved codes only
@@ -439,9 +437,7 @@ class TokenService:
 
     def _redeem_refresh_token(self, form: Mapping[str, str], token_endpoints: set[str],
                               lifetime_s: int) -> dict[str, Any]:
-        token = form.get("refresh_token")
-        if not token:
-            raise _missing("refresh_token")
+        token = _required(form, "refresh_token")
         app, auth_method = self._client(form, token_endpoints, public_ok=True)
         grant = self.refresh_tokens.redeem(token, app.client_id)
         user = self.users.get(grant.upn)
@@ -459,9 +455,7 @@ class TokenService:
         app, auth_method = self._client(form, token_endpoints)
         if form.get("requested_token_use") != "on_behalf_of":
             raise _missing("requested_token_use")
-        assertion = form.get("assertion")
-        if not assertion:
-            raise _missing("assertion")
+        assertion = _required(form, "assertion")
         try:
             claims = jwt.decode(assertion, self._key.public_key(), algorithms=["RS256"],
                                 options={"verify_aud": False, "require": ["exp", "iat"]})
@@ -490,7 +484,8 @@ class TokenService:
                      lifetime_s: int) -> dict[str, Any]:
         """A delegated answer as msal expects it: access, refresh and ID tokens, client_info
         (the account's home id) and the granted scopes."""
-        scopes = [f"{resource}/{name}" for name in app.delegated] + [f"{resource}/.default"]
+        scopes = [f"{resource}/{name}" for name in _consented(app, resource)] + \
+            [f"{resource}/.default"]
         token = self._mint_user(app, user, resource, auth_method, lifetime_s)
         now = int(time.time())
         id_token = jwt.encode({
@@ -514,7 +509,8 @@ class TokenService:
             "aud": resource, "iss": self.issuer, "iat": now, "nbf": now,
             "exp": now + lifetime_s, "acr": "1", "amr": ["pwd", "mfa"], "appid": app.client_id,
             "appidacr": auth_method, "idtyp": "user", "name": user.display_name,
-            "oid": user.object_id, "scp": " ".join(app.delegated), "sub": user.object_id,
+            "oid": user.object_id, "scp": " ".join(_consented(app, resource)),
+            "sub": user.object_id,
             "tid": TENANT_ID, "unique_name": user.upn, "upn": user.upn, "uti": token_id,
             "ver": "1.0",
         }
@@ -638,6 +634,17 @@ class TokenService:
         if str(claims.get("aud", "")).rstrip("/").lower() != GRAPH_RESOURCE:
             raise ApiError(401, "InvalidAuthenticationToken",
                            "Access token validation failure. Invalid audience.", _CHALLENGE)
+        if claims.get("idtyp") == "user":
+            # Delegated hunting: the scope, and a Defender role that may view data.
+            user = self._user_of(claims)
+            if HUNTING_ROLE not in str(claims.get("scp", "")).split():
+                raise ApiError(403, "Forbidden", "Missing scope permissions on the request. "
+                                                 f"API requires one of '{HUNTING_ROLE}'.")
+            if user is None or not user.can_view_data:
+                raise ApiError(403, "Forbidden", f"The user {claims.get('upn')} has no "
+                                                 "Microsoft Defender role with the 'View "
+                                                 "Data' permission.")
+            return claims
         if HUNTING_ROLE not in (claims.get("roles") or []):
             raise ApiError(403, "Forbidden", "Missing role permissions on the request. API "
                                              f"requires one of '{HUNTING_ROLE}'.")
@@ -675,20 +682,32 @@ def _check_tenant(tenant: str) -> None:
                           "correct tenant ID and are signing into the correct cloud.")
 
 
+def _consented(app: App, resource: str) -> tuple[str, ...]:
+    """The delegated permissions an app was consented on a resource."""
+    return app.graph_delegated if resource == GRAPH_RESOURCE else app.delegated
+
+
 def _delegated_resource(scope: str | None) -> str:
-    """The resource of a delegated request's scopes: one resource, Defender's (its .default,
-    or permissions by name, which the app then gets as consented)."""
+    """The resource of a delegated request's scopes: one resource, Defender's or Graph's (its
+    .default, or permissions by name, which the app then gets as consented)."""
     scopes = delegated.requested_scopes(scope)
     if not scopes:
         raise _missing("scope")
     resources = {s.rpartition("/")[0] for s in scopes}
-    known = {_canonical_resource(r) for r in resources}
+    known = {_canonical_resource(r, (*ACCEPTED_RESOURCES, GRAPH_RESOURCE)) for r in resources}
     if len(resources) != 1 or None in known:
         raise SignInError(400, "invalid_resource", 500011,
                           f"The resource principal named {' '.join(sorted(resources))} was not "
                           f"found in the tenant named {TENANT_DOMAIN}, or the scopes name "
                           "more than one resource.")
     return known.pop()  # type: ignore[return-value]
+
+
+def _required(form: Mapping[str, str], parameter: str) -> str:
+    value = form.get(parameter)
+    if not value:
+        raise _missing(parameter)
+    return value
 
 
 def _missing(parameter: str) -> SignInError:

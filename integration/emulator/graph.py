@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from integration.emulator import kql
-from integration.emulator.backend import ApiError, Backend
+from integration.emulator.backend import ApiError, Backend, Dataset
+from integration.emulator.delegated import User
 
 PATH = "/v1.0/security/runHuntingQuery"
 CALL_TYPE = "hunting_query"  # the emulator's rate limit counts it apart from Defender's calls
@@ -60,13 +61,28 @@ def run_hunting_query(backend: Backend, method: str, path: str, headers: Mapping
     if timespan is not None and not isinstance(timespan, str):
         raise ApiError(400, "BadRequest", "The 'Timespan' property must be a string.")
     dataset = backend.dataset
+    tables = _visible_tables(dataset, backend.tokens.visible_to(claims))
     try:
-        result = kql.run(query, dataset.hunting_tables, _now(dataset.hunting_now))
+        result = kql.run(query, tables, _now(dataset.hunting_now))
     except kql.KqlError as error:
         raise ApiError(400, "BadRequest", str(error)) from None
     return {"@odata.context": _CONTEXT,
             "schema": [{"name": name, "type": kind} for name, kind in result.columns],
             "results": result.rows}
+
+
+def _visible_tables(dataset: Dataset, viewer: User | None) -> dict[str, list[dict[str, Any]]]:
+    """The event tables as a user's query sees them: rows of devices in their device groups
+    only (a device Defender lists in no group: only users of every group see it)."""
+    if viewer is None:
+        return dataset.hunting_tables
+
+    def sees(device_id: Any) -> bool:
+        machine = dataset.machine(str(device_id))
+        return viewer.sees(machine) if machine is not None else viewer.device_groups is None
+
+    return {name: [row for row in rows if sees(row.get("DeviceId"))]
+            for name, rows in dataset.hunting_tables.items()}
 
 
 def _now(reference: str | None) -> dt.datetime:

@@ -7,7 +7,7 @@ none of them; `integration.compose` is what wires them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from integration.errors import PluginError
 from integration.lookup.cache import LookupCache
@@ -26,11 +26,21 @@ if TYPE_CHECKING:
 Kind = Literal["domain", "file"]
 
 
-class Caller(NamedTuple):
-    """Whom a call runs as: the token provider of that principal, and a client using it."""
+class Caller(Protocol):
+    """Whom a call runs as: that principal's tokens and the clients sending with them (the
+    Graph ones built on first need)."""
 
-    tokens: TokenProvider
-    client: DefenderClient
+    @property
+    def tokens(self) -> TokenProvider: ...
+
+    @property
+    def client(self) -> DefenderClient: ...
+
+    @property
+    def graph_tokens(self) -> TokenProvider: ...
+
+    @property
+    def hunting(self) -> HuntingClient: ...
 
 
 class Answer:
@@ -150,7 +160,7 @@ class Enricher:
         if contact:
             return self._with_contact(kind, self.lookup_many(
                 kind, values, use_cache=use_cache, include_raw=include_raw, priority=priority,
-                user_assertion=user_assertion), priority)
+                user_assertion=user_assertion), priority, user_assertion)
         if len(values) <= 1:
             return [self.lookup(kind, value, use_cache=use_cache, include_raw=include_raw,
                                 priority=priority, user_assertion=user_assertion)
@@ -169,19 +179,13 @@ class Enricher:
         """Whom a call with this assertion (or none) runs as, from a token valid now."""
         return self.caller(user_assertion).tokens.principal()
 
-    def _with_contact(self, kind: Kind, envelopes: list[Envelope],
-                      lane: Lane) -> list[Envelope]:
+    def _with_contact(self, kind: Kind, envelopes: list[Envelope], lane: Lane,
+                      user_assertion: str | None) -> list[Envelope]:
         from integration.lookup.contact import with_contact
 
-        if any(e.summary.principal is not None and e.summary.principal.is_user
-               for e in envelopes):
-            # Hunting runs as the application: its rows would show a user machines outside
-            # their device groups. Defender's answer stands; the timeline is not added.
-            warning = ("contact timeline not added: advanced hunting runs as the application "
-                       "and would show machines outside your device groups")
-            return [e._replace(warnings=(*e.warnings, warning)) if e.status != "error" else e
-                    for e in envelopes]
-        return with_contact(envelopes, kind, self._hunting,
+        # Hunted as the same principal as the lookups: a user's query sees only the devices
+        # of their device groups, as their machines answers do.
+        return with_contact(envelopes, kind, lambda: self.caller(user_assertion).hunting,
                             portal_base=self.settings.endpoints.portal_base, lane=lane)
 
     def lookup_envelope(self, kind: Kind, value: Any, *, use_cache: bool = True,

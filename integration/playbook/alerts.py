@@ -50,6 +50,7 @@ DEFAULT_TRUSTED_PUBLISHERS = ("Microsoft Corporation", "Microsoft Windows",
 # Keys whose values are device ids in every format we read (compared case-insensitively).
 DEVICE_ID_KEYS = frozenset({"machineid", "mdedeviceid", "mdatpdeviceid", "deviceid"})
 NO_OBSERVABLES = "no_observables"
+UNREADABLE_FIELD = "unreadable_field"
 _NESTING_LIMIT = 3  # an alert inside an alert inside an alert is as deep as real feeds go
 # A URL whose host is an IPv4 or bracketed IPv6 address: an IP, not a domain, to skip.
 _IP_URL = re.compile(r"^(?:[a-z][a-z0-9+.\-]*:)?//(?:[^/@]*@)?"
@@ -92,8 +93,11 @@ class AlertFormat:
         return len(self.keys)
 
     def matches(self, alert: Any) -> bool:
-        return all(key.search(alert) is not None for key in self.keys) \
-            and truthy(self.detect.search(alert))
+        try:
+            return all(key.search(alert) is not None for key in self.keys) \
+                and truthy(self.detect.search(alert))
+        except ExpressionError:  # data this format's test cannot read: not this format
+            return False
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "title": self.title, "origin": self.origin}
@@ -185,6 +189,9 @@ class AlertFormats:
     def extract(self, alert: Any, source: str, format_id: str | None = None,
                 policy: ExtractPolicy | None = None) -> dict[str, Any]:
         """{format, indicators, skipped, warnings}, in the alert's order."""
+        # A null where an alert lists things (evidence, observables, entities, indicators)
+        # is nothing: skipped, so rules written for objects never meet it.
+        alert = _without_null_items(alert)
         chosen = self.by_id(format_id) if format_id else self.detect(alert, source)
         found = _Found()
         if chosen is GENERIC:
@@ -206,21 +213,24 @@ class AlertFormats:
         data = PREPARE[chosen.prepare](alert) if chosen.prepare else alert
         for rule in chosen.extract:
             where = {"format": chosen.id, "field": prefix + rule.field}
-            for value in _values(rule.expression.search(data)):
+            for value in _values(_search(rule.expression, data, where, found)):
                 for item in _indicators(rule.type, value, where, policy):
                     (found.indicators if "kind" in item else found.skipped).append(item)
         for rule in chosen.skip:
             where = {"format": chosen.id, "field": prefix + rule.field}
-            for value in _values(rule.expression.search(data)):
+            for value in _values(_search(rule.expression, data, where, found)):
                 found.skipped.append(_skip(rule.type, value, where))
         for warning in chosen.warnings:  # said of the alert as given, not as prepared
-            if truthy(warning.when.search(alert)):
+            where = {"format": chosen.id, "field": prefix + warning.code}
+            if truthy(_search(warning.when, alert, where, found)):
                 found.warnings.append({"code": warning.code, "message": warning.message})
         if depth >= _NESTING_LIMIT:
             return
         inner: list[tuple[str, Any]] = []
         for rule in chosen.nested:
-            inner += [(rule.field, value) for value in _values(rule.expression.search(alert))]
+            where = {"format": chosen.id, "field": prefix + rule.field}
+            inner += [(rule.field, value)
+                      for value in _values(_search(rule.expression, alert, where, found))]
         # A Splunk artifact's `cef` and `data` often hold the same alert: read it once.
         for label, value in _unique_by(inner, lambda pair: _canonical(pair[1])):
             inner_format = self.match(value)
@@ -404,6 +414,36 @@ def _compile(source: Any, at: str) -> Expression:
         raise ConfigError(f"{at}: {exc}") from None
 
 
+def _search(expression: Expression, data: Any, where: dict[str, str], found: _Found) -> Any:
+    """A rule's expression on the alert. Data the rule did not expect (a number where it
+    compares strings, an object where it takes a list) is the alert's problem, not the
+    playbook's: said as a warning naming the field, and the other rules go on."""
+    try:
+        return expression.search(data)
+    except ExpressionError as exc:
+        reason = " ".join(str(exc).split())
+        found.warnings.append({
+            "code": UNREADABLE_FIELD,
+            "message": f"{where['format']}: {where['field']} could not be read, the alert's "
+                       f"data there is not what the format expects: "
+                       f"{_echo(reason[reason.find('failed:') + 8:] or reason)}"})
+        return None
+
+
+def _without_null_items(value: Any) -> Any:
+    """The value with null items left out of every list; shares what has none (no copy of
+    a clean alert). Depth is bounded by the readers (64 levels)."""
+    if isinstance(value, list):
+        items = [_without_null_items(item) for item in value if item is not None]
+        unchanged = len(items) == len(value) \
+            and all(a is b for a, b in zip(items, value, strict=True))
+        return value if unchanged else items
+    if isinstance(value, dict):
+        members = {key: _without_null_items(item) for key, item in value.items()}
+        return value if all(members[key] is value[key] for key in value) else members
+    return value
+
+
 def _values(found: Any) -> Iterator[Any]:
     """An expression's answer as values: a list is its items; null, false, '' are nothing."""
     for value in found if isinstance(found, list) else [found]:
@@ -562,10 +602,12 @@ def _set_device_ids_aside(found: _Found, device_ids: dict[str, str]) -> None:
 
 def _drop_names_that_travel_with_a_hash(found: _Found) -> None:
     """A file-name observable (OCSF, say) of a file looked up by hash is not separate."""
+    # Names are compared as strings: an alert may give a list or an object as a "name".
     names = {item["context"]["name"] for item in found.indicators
-             if "name" in item.get("context", {})}
+             if isinstance(item.get("context", {}).get("name"), str)}
     found.skipped[:] = [item for item in found.skipped
-                        if not (item["reason"] == "no_hash" and item["value"] in names)]
+                        if not (item["reason"] == "no_hash" and isinstance(item["value"], str)
+                                and item["value"] in names)]
 
 
 def _unique_skipped(skipped: list[dict[str, Any]]) -> list[dict[str, Any]]:

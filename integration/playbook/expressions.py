@@ -7,6 +7,7 @@ value is a literal unless it is an object whose only key is `expr`: `{expr: "ite
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -43,10 +44,60 @@ def compile_expression(source: Any) -> Expression:
 
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError(f"an expression must be a non-empty string, not {source!r}")
+    depth = _nesting(source)
+    if depth > MAX_EXPRESSION_DEPTH:
+        raise ExpressionError(f"expression {_shown(source)!r}... is nested {depth} "
+                              f"levels deep; at most {MAX_EXPRESSION_DEPTH} are allowed")
     try:
-        return Expression(source, jmespath.compile(source))
+        parsed = jmespath.compile(source)
     except JMESPathError as exc:
         raise ExpressionError(f"invalid JMESPath expression {source!r}: {_one_line(exc)}") from exc
+    except RecursionError:  # nesting the count above does not see
+        raise ExpressionError(f"expression {_shown(source)!r}... is too deeply nested to "
+                              "compile") from None
+    # A chain (`a | b | b ...`, `a || b || ...`) parses flat but is evaluated recursively.
+    if _tree_depth(parsed.parsed) > MAX_EXPRESSION_TREE_DEPTH:
+        raise ExpressionError(f"expression {_shown(source)!r}... is nested more than "
+                              f"{MAX_EXPRESSION_TREE_DEPTH} levels deep once parsed")
+    return Expression(source, parsed)
+
+
+# JMESPath's parser recurses once per level of brackets and negations, its interpreter once
+# per level of the parsed tree: thousands of levels are a RecursionError. Real expressions
+# stay under ten and twenty.
+MAX_EXPRESSION_DEPTH = 32
+MAX_EXPRESSION_TREE_DEPTH = 100
+# Quoted identifiers, raw strings and JSON literals: brackets inside them are text.
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`(?:[^`\\]|\\.)*`')
+
+
+def _shown(source: str) -> str:
+    return " ".join(source.split())[:60]
+
+
+def _tree_depth(root: Any) -> int:
+    """The depth of a parsed JMESPath tree, walked without recursion."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.get("children") or [])
+    return deepest
+
+
+def _nesting(source: str) -> int:
+    """The deepest nesting of (), [], {} and runs of ! in an expression, quoted text left out."""
+    bare = _QUOTED.sub("", source)
+    depth = deepest = 0
+    for char in bare:
+        if char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth = max(0, depth - 1)
+    negations = max((len(run) for run in re.findall(r"!+", bare)), default=0)
+    return max(deepest, negations)
 
 
 def is_expression(value: Any) -> bool:

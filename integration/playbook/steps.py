@@ -309,11 +309,24 @@ def put_output(enrichment: dict[str, Any], path: str, value: Any) -> None:
 
 
 def render_note(context: StepContext, params: dict[str, Any]) -> str:
-    """A markdown note for the case: a title, a summary line, one block per indicator."""
+    """A markdown note for the case: a title, a summary line (and the alert's format, when
+    given), one block per indicator."""
     envelopes = [e for e in _list(params["envelopes"], "envelopes") if isinstance(e, dict)]
+    said = format_line(params.get("format"))
     return note_markdown(envelopes, title=params.get("title"), summary=params.get("summary"),
                          indicators=_list(params.get("indicators"), "indicators"),
-                         warnings=_list(params.get("warnings"), "warnings"))
+                         warnings=_list(params.get("warnings"), "warnings"),
+                         details=[said] if said else None)
+
+
+def format_line(found: Any) -> str | None:
+    """`format: TheHive alert (thehive_alert)`, naming the user's rule file when it is one:
+    said in tables and case notes alike."""
+    if not isinstance(found, dict) or not found.get("id"):
+        return None
+    origin = found.get("origin")
+    mine = f", from {origin}" if origin not in (None, "shipped", "built-in") else ""
+    return f"format: {found.get('title', found['id'])} ({found['id']}{mine})"
 
 
 def note_markdown(envelopes: list[dict[str, Any]], *, title: Any = None,
@@ -468,5 +481,5 @@ BUILTINS: dict[str, Builtin] = {
     "set_field": Builtin(set_field, frozenset({"path", "value"})),
     "sweep": Builtin(sweep, frozenset({"sources"}), frozenset({"lookback"})),
     "render_note": Builtin(render_note, frozenset({"envelopes"}),
-                           frozenset({"title", "summary", "indicators", "warnings"})),
+                           frozenset({"title", "summary", "indicators", "warnings", "format"})),
 }
