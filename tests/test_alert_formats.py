@@ -339,3 +339,10 @@ def test_a_case_note_names_the_alerts_format_and_the_users_rule_file() -> None:
                        {"envelopes": [], "format": {"id": "acme_edr", "title": "ACME EDR",
                                                     "origin": "/etc/mde/acme.yaml"}})
     assert "format: ACME EDR \\(acme\\_edr, from /etc/mde/acme.yaml\\)" in note
+
+
+def test_the_generic_reader_never_takes_a_bare_32_hex_hash_for_an_md5() -> None:
+    imphash, md5 = "f34d5f2d4577ed6d9ceec516c1f5a744", "0af07660056a692b7cb82fa329221ddd"
+    found = alert_formats().extract({"related": {"hash": [imphash]}, "x": {"Md5": md5}}, "g")
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [("md5", md5)]
+    assert [(s["reason"], s["value"]) for s in found["skipped"]] == [("invalid_value", imphash)]

@@ -250,6 +250,17 @@ def test_a_wrong_secret_with_a_cached_indicator_exits_3(emu: Emulator, state: st
     assert "Emu8Q~not-it" not in done.stdout + done.stderr
 
 
+def test_on_behalf_of_with_a_wrong_secret_never_gets_the_users_cached_answer(
+        emu: Emulator, state: str) -> None:
+    assertion = emu.admin.user_token(emu.alice, audience=emu.client_id)
+    params = {"domain": seed.EVIL_DOMAIN, "user_assertion": assertion}
+    assert actions.get_machines_for_domain(params, app_config(emu, state))["status"] == \
+        "success"
+    envelope = actions.get_machines_for_domain(
+        params, app_config(emu, state, client_secret="Emu8Q~rotated-away"))
+    assert envelope["error"]["code"] == "auth_failed" and envelope["machines"] == []
+
+
 # ---------------------------------------------------------------- login, logout, whoami
 
 def cli(config_path: Path, *argv: str, fmt: str = "json") -> subprocess.CompletedProcess[str]:
@@ -325,6 +336,18 @@ def test_verbose_on_behalf_of_lookup_never_prints_the_users_token(
     assert groups(json.loads(done.stdout)[0]) == {"Finance"}
     assert assertion not in done.stdout + done.stderr
     assert assertion.split(".")[1] not in done.stdout + done.stderr
+
+
+def test_login_waits_longer_after_slow_down(emu: Emulator, device_code_file: Path) -> None:
+    slow_down = {"error": "slow_down", "error_description": "AADSTS70016: slow down.",
+                 "error_codes": [70016]}
+    emu.admin.add_fault(r"/oauth2/v2\.0/token$", {"status": 400, "body": slow_down})
+    done = login_cli(emu, device_code_file,
+                     lambda code: emu.admin.approve_device_code(code, emu.alice))
+    assert done.returncode == 0, done.stderr
+    polls = [call["time"] for call in emu.admin.token_calls()]
+    assert len(polls) == 2  # slowed down, then signed in
+    assert polls[1] - polls[0] >= 1 + 5  # the interval, plus RFC 8628's five seconds
 
 
 def test_a_declined_code_ends_login_with_one_clear_line(emu: Emulator,

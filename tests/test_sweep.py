@@ -505,3 +505,42 @@ def test_a_hostile_device_name_cannot_attack_the_reader(capsys, emulator: Emulat
     assert "\x1b" not in text
     if fmt == "markdown":
         assert "](http://attacker.test)" not in text
+
+
+def test_a_user_sweeps_with_their_own_device_groups_and_state(emulator: Emulator,
+                                                              state_url: str,
+                                                              tmp_path: Path) -> None:
+    from test_delegated import app_config, sign_in, user_config
+
+    from integration.compose import new_enricher
+    from integration.config import load_settings
+    from integration.sweep.run import Sweep
+
+    emulator.admin.configure(device_code_interval_s=1)
+    path = bundle(tmp_path / "f.json", [f"[domain-name:value = '{seed.EVIL_DOMAIN}']"])
+    sign_in(emulator, user_config(emulator, state_url), emulator.alice)
+    emulator.admin.clear_log()
+    alice = Sweep(new_enricher(load_settings(user_config(emulator, state_url))),
+                  [str(path)]).run()
+    assert alice["principal"]["type"] == "user" and alice["principal"]["name"] == emulator.alice
+    (hit,) = alice["hits"]
+    assert {g["name"] for m in hit["machines"] for g in m["groups"]} == {"Finance"}
+    assert not emulator.admin.requests_log("/v1.0/security")  # hunting would show it all
+    assert "outside the device groups" in alice["warnings"][0]
+    # The application's sweep of the same feed has its own state: all its machines are new.
+    application = Sweep(new_enricher(load_settings(app_config(emulator, state_url))),
+                        [str(path)]).run()
+    assert len(application["hits"][0]["new_machines"]) > len(hit["new_machines"])
+
+
+def test_a_credential_that_no_longer_signs_in_is_exit_3_even_after_a_sweep(
+        capsys, emulator: Emulator, config: dict[str, Any], config_file: Path,
+        tmp_path: Path) -> None:
+    import yaml
+
+    path = bundle(tmp_path / "f.json", [f"[domain-name:value = '{seed.EVIL_DOMAIN}']"])
+    assert sweep(capsys, config_file, str(path), "--format", "json")[0] == 0
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump({**config, "client_secret": "not-the-secret"}))
+    status = cli_main(["sweep", str(path), "--config", str(wrong)])
+    assert status == 3 and "auth_failed" in capsys.readouterr().err

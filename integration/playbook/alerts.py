@@ -246,18 +246,28 @@ GENERIC_WARNING = {"code": "generic_format", "message": (
     "configuration (see `mde-enrich formats list`)")}
 # Field names (lowercased, without '_', '-', '.' or spaces) whose values are indicators; ids
 # and free text (message, description, command lines) never are.
-_GENERIC_HASH_KEYS = frozenset({"hash", "filehash", "sha1", "sha256", "md5", "hashsha1",
-                                "hashsha256", "hashmd5", "sha1hash", "sha256hash", "md5hash",
-                                "filehashsha1", "filehashsha256", "filehashmd5"})
+# A field that names its algorithm is read as that algorithm (its length checked); a bare
+# "hash" is read as a SHA-1 or SHA-256 only: 32 hex characters under it may as well be an
+# IMPHASH as an MD5 (ECS's related.hash lists both), so that is skipped, never looked up.
+_GENERIC_NAMED_HASH_KEYS = {"sha1": "sha1", "sha256": "sha256", "md5": "md5",
+                            "hashsha1": "sha1", "hashsha256": "sha256", "hashmd5": "md5",
+                            "sha1hash": "sha1", "sha256hash": "sha256", "md5hash": "md5",
+                            "filehashsha1": "sha1", "filehashsha256": "sha256",
+                            "filehashmd5": "md5"}
+_GENERIC_BARE_HASH_KEYS = frozenset({"hash", "filehash", "hashes"})
 _GENERIC_DOMAIN_KEYS = frozenset({"domain", "domainname", "hostname", "fqdn", "dnsname",
                                   "queryname", "dnsquery", "dnsqueryname", "questionname"})
 _GENERIC_URL_KEYS = frozenset({"url", "uri", "requesturl", "remoteurl", "fullurl"})
 _GENERIC_DEPTH = 12
+_AMBIGUOUS_MD5 = ("32 hex characters under a field that does not say MD5: an IMPHASH is as "
+                  "long, so it is not looked up")
 
 
 def _generic_kind(key: str) -> str | None:
     name = "".join(ch for ch in key.lower() if ch.isalnum())
-    if name in _GENERIC_HASH_KEYS:
+    if name in _GENERIC_NAMED_HASH_KEYS:
+        return _GENERIC_NAMED_HASH_KEYS[name]
+    if name in _GENERIC_BARE_HASH_KEYS:
         return "file_hash"
     if name in _GENERIC_DOMAIN_KEYS:
         return "domain"
@@ -285,6 +295,8 @@ def _read_generic(alert: Any, found: _Found, policy: ExtractPolicy) -> None:
                 for text in strings:
                     if text.strip():
                         item = _indicator(kind, text, where, policy.internal_suffixes)
+                        if kind == "file_hash" and item.get("type") == "md5":
+                            item = _skip("invalid_value", text, where, _AMBIGUOUS_MD5)
                         (found.indicators if "kind" in item else found.skipped).append(item)
             elif isinstance(value, dict | list):
                 stack.append((value, here, depth + 1))

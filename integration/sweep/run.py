@@ -31,13 +31,14 @@ from typing import TYPE_CHECKING, Any
 from integration.errors import EXIT_OK, InvalidInput, PermissionDenied
 from integration.state.lease import Lease
 from integration.sweep.feed import FeedIndicator, FeedRead
-from integration.sweep.state import FeedState, RunRecord, principal, run_id
+from integration.sweep.state import FeedState, RunRecord, run_id
 from integration.values.envelope import Envelope
 from integration.values.indicators import Indicator
 
 if TYPE_CHECKING:
     from integration.defender.hunting import Contact
     from integration.lookup.service import Enricher
+    from integration.values.principal import Principal
 
 DEFAULT_LOOKBACK = "P30D"
 MAX_LOOKBACK_S = 365 * 86400
@@ -93,18 +94,32 @@ class Sweep:
         self.feeds = [feed_id(source) for source in self.sources]
         self.settings = enricher.settings
         self.store = enricher.store
-        self.id = run_id(self.settings, self.feeds, self.lookback)
         self.say = report
+        self._principal: Principal | None = None
+
+    @property
+    def principal(self) -> Principal:
+        """Whom the sweep runs as, from a token valid now (a credential that no longer signs
+        in is auth_failed here, before any answer kept for it is used)."""
+        if self._principal is None:
+            self._principal = self.enricher.principal()
+        return self._principal
+
+    @property
+    def id(self) -> str:
+        return run_id(self.settings, self.principal.key, self.feeds, self.lookback)
 
     def run(self) -> dict[str, Any]:
         """The report (see README); a PluginError when the sweep could not finish (its
         progress is kept: run it again)."""
+        # Local feeds first: one that cannot be read stops the sweep before any request.
+        local = self._read_local()
         with Lease(self.store, f"sweep:{self.id}", "another sweep of these feeds"):
             record = RunRecord(self.store, self.id)
             outcome = record.get("outcome")
             if outcome is None:
                 saved = record.get("plan")
-                plan = _Plan.from_dict(saved) if saved else self._read(record)
+                plan = _Plan.from_dict(saved) if saved else self._read(record, local)
                 outcome = self._sweep(plan, record, resumed=saved is not None)
                 record.put("outcome", outcome)
             self._commit(outcome["commit"])
@@ -113,18 +128,30 @@ class Sweep:
 
     # -- 1. the feeds ---------------------------------------------------------------------
 
-    def _read(self, record: RunRecord) -> _Plan:
+    def _read_local(self) -> dict[str, FeedRead]:
+        from integration.sweep.sources import read_source
+        from integration.sweep.taxii import is_collection_url
+
+        now_ms = time.time_ns() // 1_000_000
+        return {source: read_source(source, lambda feed: None, now_ms=now_ms)
+                for source in self.sources if not is_collection_url(source)}
+
+    def _read(self, record: RunRecord, local: dict[str, FeedRead]) -> _Plan:
+        """The feeds as this run sweeps them (TAXII collections fetched now), kept."""
         from integration.sweep.sources import read_source
 
         now_ms = time.time_ns() // 1_000_000
         verify: str | bool = self.settings.ca_bundle or True
-        feeds = [read_source(source, lambda feed: FeedState(self.store, self.settings,
-                                                             feed).carry(),
-                             now_ms=now_ms, verify=verify, proxy=self.settings.proxy)
+        feeds = [local.get(source) or read_source(
+                     source, lambda feed: self._state(feed).carry(), now_ms=now_ms,
+                     verify=verify, proxy=self.settings.proxy)
                  for source in self.sources]
         plan = _Plan(feeds, now_ms)
         record.put("plan", plan.to_dict())
         return plan
+
+    def _state(self, feed: str) -> FeedState:
+        return FeedState(self.store, self.settings, self.principal.key, feed)
 
     # -- 2.-4. hunting, lookups, changes --------------------------------------------------
 
@@ -156,6 +183,14 @@ class Sweep:
         chunk's answer kept as it arrives); None without the hunting permission."""
         from integration.defender.hunting import MAX_PER_QUERY, Contact
 
+        if self.principal.is_user:
+            # Advanced hunting answers as the application: its rows would name machines of
+            # device groups this user may not see. The machines API answers as the user.
+            warnings.append(f"advanced hunting not used: it runs as the application and "
+                            f"would show machines outside the device groups of "
+                            f"{self.principal.name or self.principal.id}; every indicator "
+                            "was looked up through the machines API instead")
+            return None
         denied = record.get("hunting-denied")
         if denied:
             warnings.append(denied)
@@ -229,8 +264,7 @@ class Sweep:
         from integration.lookup.contact import merge_contacts
 
         portal = self.settings.endpoints.portal_base
-        states = {feed.feed: FeedState(self.store, self.settings, feed.feed)
-                  for feed in plan.feeds}
+        states = {feed.feed: self._state(feed.feed) for feed in plan.feeds}
         hits: list[dict[str, Any]] = []
         gone: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
@@ -263,7 +297,7 @@ class Sweep:
         report = {
             "iocs": len(plan.distinct),
             "lookback": self.lookback,
-            "principal": principal(self.settings),
+            "principal": self.principal.to_dict(),
             "feeds": [{"feed": f.feed, "indicators": len(f.indicators),
                        "skipped": len(f.skipped),
                        **({"fetched": f.carry.get("fetched", 0)} if f.carry else {})}
@@ -292,11 +326,10 @@ class Sweep:
     def _commit(self, commit: dict[str, Any]) -> None:
         """The new state, once the report is kept: idempotent, so a kill here is harmless."""
         for change in commit["machines"]:
-            FeedState(self.store, self.settings, change["feed"]).save(change["key"],
-                                                                      change["machines"])
+            self._state(change["feed"]).save(change["key"], change["machines"])
         for entry in commit["carries"]:
             carry = {k: v for k, v in entry["carry"].items() if k != "fetched"}
-            FeedState(self.store, self.settings, entry["feed"]).save_carry(carry)
+            self._state(entry["feed"]).save_carry(carry)
 
 
 def exit_status(report: dict[str, Any], *, fail_on_new: bool) -> int:

@@ -1,9 +1,9 @@
 """What a sweep keeps: across sweeps (each indicator's machines, each feed's position), and
 within one run (its plan and every answer, so a killed run resumes without asking twice).
 
-Across sweeps the key is tenant, principal and feed: a feed swept for another tenant or by
-another principal (a user who sees fewer device groups) starts from nothing, and never
-reads or moves this one's position.
+Across sweeps the key is tenant, principal (`Principal.key`: the application, or one signed-in
+user) and feed: a feed swept for another tenant or by another principal (a user who sees
+fewer device groups) starts from nothing, and never reads or moves this one's position.
 """
 
 from __future__ import annotations
@@ -21,12 +21,6 @@ RUN_TTL_S = 7 * 86400  # a killed run can be resumed for a week
 CARRY_KEY = "_carry"  # a feed's own carry-over (TAXII position and objects), beside its keys
 
 
-def principal(settings: Settings) -> dict[str, str]:
-    """Whom the sweep's answers are for. Only the application signs in today; a user
-    principal gets its own state the day users can sign in."""
-    return {"type": "application", "id": settings.client_id}
-
-
 def _digest(*parts: str) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
@@ -34,11 +28,10 @@ def _digest(*parts: str) -> str:
 class FeedState:
     """One feed's remembered machines per indicator, for one tenant and principal."""
 
-    def __init__(self, store: StateStore, settings: Settings, feed: str) -> None:
-        who = principal(settings)
+    def __init__(self, store: StateStore, settings: Settings, principal: str,
+                 feed: str) -> None:
         self.store = store
-        self.namespace = "sweep-state:" + _digest(settings.identity, who["type"], who["id"],
-                                                  feed)
+        self.namespace = "sweep-state:" + _digest(settings.identity, principal, feed)
         self._known: set[str] | None = None
 
     def machines(self, key: str) -> set[str]:
@@ -84,6 +77,6 @@ class RunRecord:
             self.store.delete(self.namespace, key)
 
 
-def run_id(settings: Settings, feeds: list[str], lookback: str) -> str:
-    who = principal(settings)
-    return _digest(settings.identity, who["type"], who["id"], lookback, *sorted(set(feeds)))
+def run_id(settings: Settings, principal: str, feeds: list[str], lookback: str) -> str:
+    """One sweep's identity: who sweeps which feeds over which lookback."""
+    return _digest(settings.identity, principal, lookback, *sorted(set(feeds)))
