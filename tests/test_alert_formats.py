@@ -346,3 +346,32 @@ def test_the_generic_reader_never_takes_a_bare_32_hex_hash_for_an_md5() -> None:
     found = alert_formats().extract({"related": {"hash": [imphash]}, "x": {"Md5": md5}}, "g")
     assert [(i["type"], i["value"]) for i in found["indicators"]] == [("md5", md5)]
     assert [(s["reason"], s["value"]) for s in found["skipped"]] == [("invalid_value", imphash)]
+
+
+def test_a_kibana_alert_with_dotted_keys_is_read_like_a_nested_ecs_document() -> None:
+    # As Kibana's alerts index returns a detection alert: flattened kibana.alert.* fields
+    # beside ECS fields (built from Elastic's documented alert schema, not a published sample).
+    alert = {"@timestamp": "2024-01-01T00:00:00Z",
+             "kibana.alert.rule.uuid": "6eae8572-5571-11ed-a602-953b659b2e32",
+             "kibana.alert.rule.name": "Endpoint Security", "host.name": "ws-17",
+             "file.hash.sha256": KNOWN_FILE["sha256"], "file.name": "a.exe",
+             "process": {"hash": {"sha1": KNOWN_FILE["sha1"]}, "name": "b.exe"},
+             "dns.question.name": EVIL_DOMAIN, "user.name": "alice"}
+    found = alert_formats().extract(alert, "kibana.json")
+    assert found["format"]["id"] == "elastic_ecs"
+    assert {(i["type"], i["value"]) for i in found["indicators"]} == {
+        ("sha256", KNOWN_FILE["sha256"]), ("sha1", KNOWN_FILE["sha1"]), ("domain", EVIL_DOMAIN)}
+    assert reasons(found["skipped"]) == {"reporting_device": 1, "user_account": 1}
+
+
+def test_a_misp_attribute_search_answer_is_read_by_attribute_type() -> None:
+    answer = {"response": {"Attribute": [
+        {"type": "domain", "value": EVIL_DOMAIN, "category": "Network activity"},
+        {"type": "filename|sha256", "value": f"a.exe|{KNOWN_FILE['sha256']}"},
+        {"type": "imphash", "value": "f34d5f2d4577ed6d9ceec516c1f5a744"},
+        {"type": "ip-dst", "value": "203.0.113.7"}]}}
+    found = alert_formats().extract(answer, "misp.json")
+    assert found["format"]["id"] == "misp_attributes"
+    assert [(i["value"], i.get("context", {}).get("name")) for i in found["indicators"]] == [
+        (EVIL_DOMAIN, None), (KNOWN_FILE["sha256"], "a.exe")]
+    assert reasons(found["skipped"]) == {"not_a_file_hash": 1, "ip_address": 1}

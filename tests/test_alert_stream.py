@@ -278,3 +278,36 @@ def test_a_second_batch_over_another_source_is_refused_the_same_out(
     assert status == 2
     assert f"{out}: holds the outputs of another batch (over {first})" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["first-000001.json"]
+
+
+def test_the_fast_interpreter_answers_as_jmespath_does_on_every_format_rule_and_alert() -> None:
+    """Every alert-format expression over every sample and corpus alert: the same answer as
+    jmespath.search (the interpreter's fast path must not change a result)."""
+    import jmespath
+
+    from integration.playbook.alerts import alert_formats, read_alerts
+    from integration.playbook.expressions import _options
+
+    alerts = []
+    for path in sorted([*(ROOT / "playbooks" / "samples").glob("*.json"),
+                        *(ROOT / "tests" / "corpus" / "alerts").glob("*.json")]):
+        alerts += read_alerts(path.read_text(encoding="utf-8"), path.name).alerts
+    expressions = [e for f in alert_formats().formats
+                   for e in [f.detect, *(r.expression for r in (*f.extract, *f.skip, *f.nested)),
+                             *(w.when for w in f.warnings)]]
+    from integration.playbook.expressions import ExpressionError
+
+    def ours(expression: Any, alert: Any) -> Any:
+        try:
+            return expression.search(alert)
+        except ExpressionError:
+            return "fails"
+
+    def theirs(expression: Any, alert: Any) -> Any:
+        try:
+            return jmespath.search(expression.source, alert, options=_options())
+        except jmespath.exceptions.JMESPathError:
+            return "fails"
+    for alert in alerts:
+        for expression in expressions:
+            assert ours(expression, alert) == theirs(expression, alert), expression.source

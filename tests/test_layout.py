@@ -91,7 +91,7 @@ ALLOWED_EDGES: dict[str, set[str]] = {
     "clouds": {"errors"},
     "config": {"bounded", "clouds", "errors", "schemas"},
     "state": {"config", "errors"},
-    "defender": {"clouds", "config", "errors", "log_scrub", "state", "values"},
+    "defender": {"bounded", "clouds", "config", "errors", "log_scrub", "state", "values"},
     "lookup": {"config", "defender", "errors", "state", "values"},
     "compose": {"config", "defender", "errors", "lookup", "state", "values"},
     "manifest": {"errors", "resources", "schemas"},

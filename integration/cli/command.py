@@ -62,8 +62,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-COMMANDS = ("domain", "file", "run", "playbook", "formats", "sweep", "emulator", "demo",
-            "export", "login", "logout", "whoami")
+COMMANDS = ("domain", "file", "run", "playbook", "formats", "sweep", "worker", "emulator",
+            "demo", "export", "login", "logout", "whoami")
 _TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
 
 
@@ -110,6 +110,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from integration.cli import sweep
 
         sweep.add_command(wanted)
+    if only in (None, "worker"):
+        from integration.cli import worker
+
+        worker.add_command(wanted)
     if only in (None, "login", "logout", "whoami"):
         from integration.cli import session
 

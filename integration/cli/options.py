@@ -40,6 +40,21 @@ def common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
                         help="log each request (method, path, status, attempt, wait) to stderr")
 
 
+def reporting_errors(prog: str, run: Callable[[argparse.Namespace], int]
+                     ) -> Callable[[argparse.Namespace], int]:
+    """A subcommand's handler that says an expected failure in one line and exits with its
+    status (never a traceback)."""
+    def handler(args: argparse.Namespace) -> int:
+        from integration.errors import PluginError
+
+        try:
+            return run(args)
+        except PluginError as error:
+            print(f"{prog}: {error.code}: {error.message}", file=sys.stderr)
+            return error.exit_status
+    return handler
+
+
 def output_format(args: argparse.Namespace, default: str | None = None) -> str:
     fmt = args.format or default or ("table" if sys.stdout.isatty() else "json")
     if fmt in ("ocsf", "ndjson") and not getattr(args, f"{fmt}_allowed", False):

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from integration.cli.options import command, output_format, subcommand_usage
-from integration.errors import EXIT_OK, InvalidInput, PluginError
+from integration.cli.options import command, output_format, reporting_errors, subcommand_usage
+from integration.errors import EXIT_OK, InvalidInput
 
 PROG = "mde-enrich playbook"
 
@@ -30,7 +30,7 @@ def add_command(commands: Any) -> None:
                   description="Run playbooks on alerts, or check them.")
     steps = sub.add_subparsers(title="subcommands", metavar="SUBCOMMAND",
                                prog="mde-enrich playbook")  # no formatter: see command.py
-    run = command(steps, "run", _run_command, help="run a playbook",
+    run = command(steps, "run", reporting_errors(PROG, _run), help="run a playbook",
                   description="Run a playbook on an alert (or a page, array or NDJSON of "
                               "alerts), a batch of alerts, or an analyst's inputs. FILE is a "
                               "path or the name of a playbook the plugin ships "
@@ -51,14 +51,6 @@ def add_command(commands: Any) -> None:
                        description="Load playbooks and report what is wrong with them; "
                                    "nothing is run.")
     validate.add_argument("playbooks", nargs="+", metavar="FILE")
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except PluginError as error:
-        print(f"{PROG}: {error.code}: {error.message}", file=sys.stderr)
-        return error.exit_status
 
 
 def _run(args: argparse.Namespace) -> int:

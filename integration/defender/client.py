@@ -29,6 +29,12 @@ class Lookup(NamedTuple):
     machines: list[dict[str, Any]] = []  # never mutated, so one shared default is safe
     api_calls: int = 0
     truncated: bool = False
+    warnings: tuple[str, ...] = ()  # an answer with warnings is never cached
+
+
+class _Pages(NamedTuple):
+    machines: list[dict[str, Any]]
+    capped: bool  # MAX_PAGES reached with a nextLink still to follow
 
 
 class DefenderClient:
@@ -39,16 +45,20 @@ class DefenderClient:
 
     def machines_for_domain(self, domain: Indicator, lane: Lane = "batch") -> Lookup:
         calls = Calls(lane)
-        machines = self._list(urls.domain_machines(domain), calls, "domain_machines")
-        if not machines:  # 404 and an empty 200 both mean "no machines"
+        pages = self._list(urls.domain_machines(domain), calls, "domain_machines")
+        if not pages.machines and not pages.capped:  # 404 and an empty 200: "no machines"
             return Lookup(found=False, api_calls=calls.count)
-        return Lookup(found=True, machines=machines, api_calls=calls.count,
-                      truncated=len(machines) >= DOMAIN_ANSWER_CAP)
+        return Lookup(found=bool(pages.machines), machines=pages.machines,
+                      api_calls=calls.count,
+                      truncated=pages.capped or len(pages.machines) >= DOMAIN_ANSWER_CAP,
+                      warnings=_capped_warning(pages))
 
     def machines_for_file(self, sha1: Indicator, lane: Lane = "batch") -> Lookup:
         calls = Calls(lane)
-        machines = self._list(urls.file_machines(sha1), calls, "file_machines")
-        return Lookup(found=bool(machines), machines=machines, api_calls=calls.count)
+        pages = self._list(urls.file_machines(sha1), calls, "file_machines")
+        return Lookup(found=bool(pages.machines), machines=pages.machines,
+                      api_calls=calls.count, truncated=pages.capped,
+                      warnings=_capped_warning(pages))
 
     def resolve_sha1(self, file_hash: Indicator,
                      lane: Lane = "batch") -> tuple[Indicator | None, int]:
@@ -80,25 +90,41 @@ class DefenderClient:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
-    def _list(self, path: str, calls: Calls, call_type: CallType) -> list[dict[str, Any]]:
-        """Every machine of a list answer, following @odata.nextLink; [] for a 404. (The
-        pipeline sends a token nowhere but Defender's own origin.)"""
+    def _list(self, path: str, calls: Calls, call_type: CallType) -> _Pages:
+        """Every machine of a list answer, following @odata.nextLink; none for a 404. A link
+        is followed only to the same path on the same origin (the pipeline sends a token
+        nowhere else), at most MAX_PAGES pages; a later page that fails, 404 included, fails
+        the lookup: its records would be missing from an answer said to be complete."""
+        from urllib.parse import urlsplit
+
         body = self._get(path, calls, call_type)
         if body is None:
-            return []
+            return _Pages([], capped=False)
         machines = _values(body)
         seen_links: set[str] = set()
-        while (link := body.get("@odata.nextLink")) and len(seen_links) < MAX_PAGES:
+        while (link := body.get("@odata.nextLink")) is not None:
+            where = {"status": 200, "service": "Defender", "path": path,
+                     "api_calls": calls.count}
+            if not isinstance(link, str) or not link:
+                raise UpstreamError(f"Defender's @odata.nextLink is not a URL ({path})",
+                                    **where)  # type: ignore[arg-type]
+            if urlsplit(link).path != urlsplit(self._api.url(path)).path:
+                raise UpstreamError(f"Defender's @odata.nextLink points at another call "
+                                    f"({urlsplit(link).path}, not {path}); not followed",
+                                    **where)  # type: ignore[arg-type]
             if link in seen_links:
                 raise UpstreamError(f"Defender's @odata.nextLink repeats itself ({path})",
-                                    status=200, service="Defender", path=path,
-                                    api_calls=calls.count)
+                                    **where)  # type: ignore[arg-type]
+            if len(seen_links) >= MAX_PAGES:
+                return _Pages(machines, capped=True)
             seen_links.add(link)
             body = self._get(link, calls, call_type)
             if body is None:
-                break
+                raise UpstreamError(f"page {len(seen_links) + 1} of Defender's answer is gone "
+                                    f"(404) ({path}); the answer is incomplete",
+                                    **where)  # type: ignore[arg-type]
             machines.extend(_values(body))
-        return machines
+        return _Pages(machines, capped=False)
 
     def _get(self, path: str, calls: Calls, call_type: CallType, *,
              params: dict[str, str] | None = None) -> dict[str, Any] | None:
@@ -114,10 +140,22 @@ class DefenderClient:
     def _resolved_sha1(self, info: dict[str, Any], asked: Indicator) -> Indicator:
         value = info.get("sha1")
         try:
-            return parse_file_hash(value if isinstance(value, str) else "")
+            sha1 = parse_file_hash(value if isinstance(value, str) else "")
         except PluginError as exc:
             raise UpstreamError(f"Defender's file record for {asked.value} has no usable SHA-1",
                                 status=200, service="Defender") from exc
+        if sha1.type != "sha1":  # a SHA-256 (or MD5) where the SHA-1 belongs: not cached
+            raise UpstreamError(f"Defender's file record for {asked.value} holds a "
+                                f"{sha1.type} where its SHA-1 belongs", status=200,
+                                service="Defender")
+        return sha1
+
+
+def _capped_warning(pages: _Pages) -> tuple[str, ...]:
+    if not pages.capped:
+        return ()
+    return (f"Defender's answer had more than {MAX_PAGES} pages; only the first "
+            f"{MAX_PAGES} were read, so there may be more machines",)
 
 
 def _values(body: dict[str, Any]) -> list[dict[str, Any]]:

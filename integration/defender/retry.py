@@ -9,7 +9,6 @@ total deadline. What it does not retry is returned (an answer) or raised (an err
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -93,7 +92,14 @@ class RetryPolicy(NamedTuple):
         return self.run(attempt, what=what)
 
     def run(self, operation: Callable[[int], T], *, what: str = "request") -> T:
-        """operation(attempt) until it returns, fails for good, or we give up."""
+        """operation(attempt) until it returns, fails for good, or we give up. Each
+        request the operation sends ends by the deadline too, its body included."""
+        from integration.defender.transport import deadline_within
+
+        with deadline_within(self.deadline_s):
+            return self._run(operation, what)
+
+    def _run(self, operation: Callable[[int], T], what: str) -> T:
         started = self.clock()
         number = 1
         while True:
@@ -137,13 +143,17 @@ class RetryPolicy(NamedTuple):
 
 
 def _json_or_none(content: bytes) -> Any:
+    """The body as JSON, read bounded (strict, at most 64 levels deep: a 100,000-deep answer
+    would be a RecursionError); None when it is not JSON we accept."""
     # Bytes, not `.text`: with no charset in the answer, requests would guess one over the
     # whole body.
     if not content:
         return None
+    from integration.bounded import ANSWER, parse_json
+
     try:
-        return json.loads(content)
-    except ValueError:
+        return parse_json(content, limits=ANSWER, what="the answer")
+    except PluginError:
         return None
 
 

@@ -250,7 +250,8 @@ class Enricher:
         client = caller.client
         result = (client.machines_for_domain(indicator, lane) if indicator.type == "domain"
                   else client.machines_for_file(indicator, lane))
-        answer = self._normalized(result.machines, result.api_calls, result.truncated)
+        answer = self._normalized(result.machines, result.api_calls, result.truncated,
+                                  result.warnings)
         # `use_cache: false` bypasses the cache both ways: no read, no write. An answer that
         # left records out is not kept: the fault may pass, and the next lookup should see.
         if use_cache and not answer.warnings:
@@ -258,15 +259,16 @@ class Enricher:
         return answer, False
 
     def _normalized(self, raws: list[dict[str, Any]], api_calls: int,
-                    truncated: bool) -> Answer:
+                    truncated: bool, warnings: tuple[str, ...] = ()) -> Answer:
         """Normalized before anything is cached; a record that cannot be read is left out
-        with a warning rather than failing, or poisoning the cache for, the whole answer."""
+        with a warning rather than failing, or poisoning the cache for, the whole answer.
+        `warnings` (the client's: a page cap reached) travel with it."""
         from integration.lookup.normalize import normalize_machine, normalize_machines
 
         portal_base = self.settings.endpoints.portal_base
         try:  # the common case: every record reads
             return Answer(normalize_machines(raws, portal_base=portal_base), raws,
-                          api_calls=api_calls, truncated=truncated)
+                          api_calls=api_calls, truncated=truncated, warnings=warnings)
         except PluginError:
             pass
         machines, kept, dropped = [], [], []
@@ -277,9 +279,10 @@ class Enricher:
                 dropped.append(f"record {position + 1}: {error.message}")
             else:
                 kept.append(raw)
-        warnings = () if not dropped else (
-            f"left out {len(dropped)} machine record(s) Defender sent that cannot be read: "
-            + "; ".join(dropped[:3]) + ("; ..." if len(dropped) > 3 else ""),)
+        if dropped:
+            warnings += (
+                f"left out {len(dropped)} machine record(s) Defender sent that cannot be "
+                "read: " + "; ".join(dropped[:3]) + ("; ..." if len(dropped) > 3 else ""),)
         return Answer(machines, kept, api_calls=api_calls, truncated=truncated,
                       warnings=warnings)
 

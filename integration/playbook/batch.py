@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -241,12 +241,31 @@ class Batch:
                 stale.unlink()
 
 
+_TEMP_NUMBERS = itertools.count()
+
+
+def temp_suffix() -> str:
+    """Unique to this process and call: a temp file's name (O_EXCL refuses any clash).
+    Not uuid4: os.urandom costs up to a millisecond under load, once per output."""
+    return f"{os.getpid()}-{next(_TEMP_NUMBERS)}"
+
+
+def open_temp(path: Path, tag: str = "") -> tuple[Path, int]:
+    """A new temp file beside `path`, open for writing. O_EXCL: never someone else's file
+    (a name left by a dead process of the same id is passed over); mode 0o666 so the umask
+    decides, as for any file."""
+    while True:
+        temp = path.with_name(f".{path.name}.{tag}.{temp_suffix()}.tmp")
+        try:
+            return temp, os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+
+
 def write_atomically(path: Path, data: bytes, *, tag: str = "") -> None:
     """Whole or not at all, and durable once this returns."""
-    temp = path.with_name(f".{path.name}.{tag}.{uuid.uuid4().hex[:8]}.tmp")
+    temp, fd = open_temp(path, tag)
     try:
-        # O_EXCL: never someone else's file; mode 0o666 so the umask decides, as for any file.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
@@ -256,10 +275,10 @@ def write_atomically(path: Path, data: bytes, *, tag: str = "") -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """The rename itself survives a power cut only once the directory is synced."""
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -29,13 +29,35 @@ class Expression:
         from jmespath.exceptions import JMESPathError
 
         try:
-            return self.parsed.search(data, options=_options())
+            return _interpreter().visit(self.parsed.parsed, data)
         except JMESPathError as exc:
             raise ExpressionError(f"expression {self.source!r} failed: {_one_line(exc)}") from exc
 
     def root_references(self) -> Iterator[tuple[str, str]]:
         """(`steps`|`inputs`|..., name) pairs read from the root, for load-time typo checks."""
         yield from _root_references(self.parsed.parsed, at_root=True)
+
+
+@cache
+def _interpreter() -> Any:
+    """One JMESPath interpreter for every search (ParsedResult.search builds a new one each
+    time), with the alert formats' functions (_options) and a fast path for the comparison
+    they make most: `field == 'text'`."""
+    from jmespath.visitor import TreeInterpreter
+
+    class Interpreter(TreeInterpreter):
+        def visit_comparator(self, node: Any, value: Any) -> Any:
+            op = node["value"]
+            if op in ("eq", "ne"):
+                left, right = node["children"]
+                if left["type"] == "field" and right["type"] == "literal" \
+                        and isinstance(right["value"], str):
+                    # JMESPath's own equality, for a string: only an equal string is equal.
+                    found = value.get(left["value"]) if isinstance(value, dict) else None
+                    return (found == right["value"]) is (op == "eq")
+            return super().visit_comparator(node, value)
+
+    return Interpreter(_options())
 
 
 def compile_expression(source: Any) -> Expression:
@@ -110,7 +132,7 @@ def compile_template(value: Any, path: str = "") -> Any:
         try:
             return compile_expression(value[EXPR_KEY])
         except ExpressionError as exc:
-            raise ExpressionError(f"{path}: {exc}") from exc
+            raise ExpressionError(f"{path}: {exc}") from None
     if isinstance(value, dict):
         return {key: compile_template(item, f"{path}.{key}" if path else str(key))
                 for key, item in value.items()}

@@ -256,6 +256,10 @@ class RedisStore:
     def close(self) -> None:
         self._redis.close()
 
+    def streams(self) -> RedisStreams:
+        """The alert streams of a worker fleet, on this connection."""
+        return RedisStreams(self)
+
     # -- helpers --------------------------------------------------------------------------
 
     @staticmethod
@@ -298,3 +302,98 @@ class RedisStore:
             raise ConfigError(f"config key 'state': the Redis state at {self.url} failed a "
                               f"{what}: {self._clean(exc)}") from None
 
+
+
+# KEYS: done key, attempts key, output stream ("" for none), alerts stream
+# ARGV: group, message id, done ttl ms, digest, output ("" for none), source label
+FINISH_LUA = """
+local fresh = redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3])
+if fresh and KEYS[3] ~= '' and ARGV[5] ~= '' then
+  redis.call('XADD', KEYS[3], '*', 'digest', ARGV[4], 'source', ARGV[6], 'enriched', ARGV[5])
+end
+redis.call('DEL', KEYS[2])
+redis.call('XACK', KEYS[4], ARGV[1], ARGV[2])
+if fresh then return 1 end
+return 0
+"""
+
+Entry = tuple[str, dict[str, str]]  # a stream entry: its id and fields
+
+
+class RedisStreams:
+    """Redis Streams for a fleet of workers (integration/playbook/worker.py): consumer groups,
+    claims and the finishing script. Errors are plugin errors, as for the rest of the state."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self._store, self._redis = store, store._redis
+        self._finish = self._redis.register_script(FINISH_LUA)
+
+    def add(self, stream: str, entries: Iterator[dict[str, str]], every: int = 500) -> int:
+        """XADD each entry, pipelined `every` at a time; how many were added."""
+        added = 0
+        with self._store._talking("stream write"):
+            pipe = self._redis.pipeline(transaction=False)
+            for fields in entries:
+                values: dict[Any, Any] = dict(fields)  # redis-py's own key and value types
+                pipe.xadd(stream, values)
+                added += 1
+                if added % every == 0:
+                    pipe.execute()
+            pipe.execute()
+        return added
+
+    def ensure_group(self, stream: str, group: str) -> None:
+        """The consumer group, created with the stream if need be (reading from its start)."""
+        with self._store._talking("stream group"):
+            try:
+                self._redis.xgroup_create(stream, group, id="0", mkstream=True)
+            except self._store._exceptions.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def claim(self, stream: str, group: str, consumer: str, *, min_idle_s: float,
+              start: str, count: int) -> tuple[str, list[Entry]]:
+        """XAUTOCLAIM: (the cursor to go on from, entries idle at least min_idle_s)."""
+        with self._store._talking("stream claim"):
+            reply = self._redis.xautoclaim(stream, group, consumer,
+                                           min_idle_time=_ms(min_idle_s), start_id=start,
+                                           count=count)
+        return str(reply[0] or "0-0"), [(i, f) for i, f in reply[1] if f is not None]
+
+    def read(self, stream: str, group: str, consumer: str, *, count: int,
+             block_s: float) -> list[Entry]:
+        """XREADGROUP of entries never delivered to anyone."""
+        with self._store._talking("stream read"):
+            reply: Any = self._redis.xreadgroup(group, consumer, {stream: ">"}, count=count,
+                                                block=_ms(block_s))
+        return [(i, f) for _, entries in reply or [] for i, f in entries]
+
+    def pending(self, stream: str, group: str) -> int:
+        with self._store._talking("stream read"):
+            return int(self._redis.xpending(stream, group)["pending"])
+
+    def ack(self, stream: str, group: str, entry_id: str) -> None:
+        with self._store._talking("stream write"):
+            self._redis.xack(stream, group, entry_id)
+
+    def exists(self, key: str) -> bool:
+        with self._store._talking("read"):
+            return bool(self._redis.exists(key))
+
+    def count(self, key: str, ttl_s: float) -> int:
+        """Add one to a counter that expires after ttl_s; its new value."""
+        with self._store._talking("write"), self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.pexpire(key, _ms(ttl_s))
+            return int(pipe.execute()[0])
+
+    def finish(self, *, stream: str, group: str, entry_id: str, done_key: str,
+               attempts_key: str, ttl_s: float, digest: str, output_stream: str,
+               output: str, source: str) -> bool:
+        """Mark `digest` done, add `output` to `output_stream` unless the digest was done
+        already, forget the attempts and acknowledge the entry: atomically. True when the
+        digest was new."""
+        with self._store._talking("stream write"):
+            return bool(self._finish(keys=[done_key, attempts_key, output_stream, stream],
+                                     args=[group, entry_id, _ms(ttl_s), digest, output,
+                                           source]))
