@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import os
 
     from integration.config import Settings
+    from integration.defender.alerts import SecurityClient
     from integration.defender.auth import TokenProvider
     from integration.defender.budget import Budgets, RateBudget
     from integration.defender.client import DefenderClient
@@ -66,7 +67,8 @@ def new_enricher(settings: Settings) -> Enricher:
     parts = Parts(settings)
     return Enricher(settings, store=lambda: parts.store, client=lambda: parts.client,
                     tokens=lambda: parts.tokens, graph_tokens=lambda: parts.graph_tokens,
-                    hunting=lambda: parts.hunting, caller=parts.caller)
+                    hunting=lambda: parts.hunting, caller=parts.caller,
+                    security=lambda: parts.security)
 
 
 def sign_in(path: str | os.PathLike[str] | None, say: Callable[[str], None]) -> Principal:
@@ -105,9 +107,10 @@ def who_am_i(path: str | os.PathLike[str] | None) -> dict[str, Any]:
 
 def _secret_fingerprint(settings: Settings) -> str:
     # repr(Settings) masks secrets; two configs differing only in the secret are different.
-    # (proxy and state too: repr() masks the passwords their URLs may carry)
+    # (proxy and state too: repr() masks the passwords their URLs may carry; and the user
+    # assertion: two users' configs must never share an Enricher, nor its default caller)
     secret = json.dumps([settings.client_secret, settings.certificate_password, settings.proxy,
-                         settings.state])
+                         settings.state, settings.user_assertion])
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -130,6 +133,7 @@ class Parts:
         self._callers: dict[bytes, _UserCaller] = {}  # by the assertion's hash, oldest first
         self._user_caller: _UserCaller | None = None  # the signed-in user (auth: device_code)
         self._graph_tokens: TokenProvider | None = None
+        self._security: SecurityClient | None = None
 
     @property
     def store(self) -> StateStore:
@@ -292,6 +296,18 @@ class Parts:
                 self._hunting = HuntingClient(api)
             return self._hunting
 
+    @property
+    def security(self) -> SecurityClient:
+        """Graph's security alerts and incidents (a scheduled run's pull and write-back),
+        built on first use; its calls draw from the `security` bucket."""
+        api = self.graph_api()
+        with self._lock:
+            if self._security is None:
+                from integration.defender.alerts import SecurityClient
+
+                self._security = SecurityClient(api)
+            return self._security
+
 
 class _AppCaller:
     """The application, as configured: the Parts' own tokens and clients."""
@@ -349,6 +365,9 @@ class _UserCaller:
 # Advanced hunting through Graph allows 45 calls a minute per tenant (and CPU time, which
 # the answer's own 429s enforce); Microsoft documents no hourly count.
 HUNTING_LIMITS = (45, 45 * 60)
+# Graph's security API throttles per app and tenant too; its documented ceilings are far
+# above what one scheduled run asks (a few list pages and one comment per alert).
+SECURITY_LIMITS = (150, 150 * 60)
 
 
 def _budget(settings: Settings, store: StateStore, name: str) -> RateBudget:
@@ -357,7 +376,7 @@ def _budget(settings: Settings, store: StateStore, name: str) -> RateBudget:
     from integration.defender.budget import RateBudget
 
     per_minute, per_hour = HUNTING_LIMITS if name == "hunting" else \
-        (settings.per_minute, settings.per_hour)
+        SECURITY_LIMITS if name == "security" else (settings.per_minute, settings.per_hour)
     return RateBudget(store, f"{settings.tenant_id}|{settings.client_id}|{name}",
                       per_minute=per_minute, per_hour=per_hour,
                       max_wait_s=settings.max_rate_wait_s,

@@ -315,10 +315,16 @@ def _settings_from(config: dict[str, Any]) -> Settings:
         per_hour=rate_limit.get("per_hour", 1500),
         rate_buckets=rate_limit.get("buckets", "per_api"),
         interactive_reserve=float(rate_limit.get("interactive_reserve", 0.2)),
+        rate_windows_s=_windows(rate_limit.get("windows_s", (60.0, 3600.0))),
         internal_domain_suffixes=internal_suffixes(config.get("internal_domain_suffixes")),
         alert_formats=config.get("alert_formats"),
         **optional,
     )
+
+
+def _windows(value: Any) -> tuple[float, float]:
+    minute, hour = value  # the schema holds it to two positive numbers
+    return float(minute), float(hour)
 
 
 def _managed_identity_label(config: dict[str, Any]) -> str:

@@ -47,6 +47,15 @@ def _contact_used(settings: Settings, params: Mapping[str, Any]) -> bool:
     return bool(params.get("contact", settings.contact))
 
 
+def _pulls(kind: str) -> Callable[[Settings, Mapping[str, Any]], bool]:
+    """Asked for by `{"pull": "alerts"}` (a scheduled run's --pull): a check only, no setting."""
+    return lambda settings, params: params.get("pull") == kind
+
+
+def _writes_back(kind: str) -> Callable[[Settings, Mapping[str, Any]], bool]:
+    return lambda settings, params: params.get("pull") == kind and bool(params.get("write_back"))
+
+
 @dataclass(frozen=True)
 class Capability:
     """One thing the plugin can be set up to do, and the permission it needs."""
@@ -67,6 +76,20 @@ CAPABILITIES: list[Capability] = [
                application_any_of=("ThreatHunting.Read.All",),
                delegated_any_of=("ThreatHunting.Read.All",),
                applies=_contact_used),
+    # A scheduled run pulls and comments as the application only: no delegated permission.
+    Capability("graph_alerts_read", "pulling alerts (--pull alerts)", "graph",
+               application_any_of=("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All"),
+               applies=_pulls("alerts")),
+    Capability("graph_alerts_write", "commenting on pulled alerts (--write-back)", "graph",
+               application_any_of=("SecurityAlert.ReadWrite.All",),
+               applies=_writes_back("alerts")),
+    Capability("graph_incidents_read", "pulling incidents (--pull incidents)", "graph",
+               application_any_of=("SecurityIncident.Read.All",
+                                   "SecurityIncident.ReadWrite.All"),
+               applies=_pulls("incidents")),
+    Capability("graph_incidents_write", "commenting on pulled incidents (--write-back)",
+               "graph", application_any_of=("SecurityIncident.ReadWrite.All",),
+               applies=_writes_back("incidents")),
 ]
 
 

@@ -19,6 +19,9 @@ EXIT_OK = 0
 EXIT_INPUT = 2
 EXIT_AUTH = 3
 EXIT_UPSTREAM = 4
+# sysexits.h EX_TEMPFAIL: "try again later". Cron wrappers and systemd tell an overlapping
+# scheduled run apart from a misconfiguration (2) by it.
+EXIT_BUSY = 75
 
 
 class PluginError(Exception):
@@ -106,6 +109,14 @@ class Timeout(PluginError):
 
 class NetworkError(PluginError):
     code = "network_error"
+    default_retryable = True
+
+
+class RunInProgress(PluginError):
+    """Another run of the same scheduled batch holds its lease: not a fault, try later."""
+
+    code = "run_in_progress"
+    exit_status = EXIT_BUSY
     default_retryable = True
 
 

@@ -52,9 +52,34 @@ def shipped_playbook_names() -> list[str]:
 
 def playbook_file(name: str) -> Traversable | Path:
     """A playbook's file: the path as given when it exists, else the shipped playbook of that
-    name (an installed plugin has no playbooks/ folder in the working directory)."""
+    name (an installed plugin has no playbooks/ folder in the working directory), also when
+    given as the checkout's `playbooks/NAME.yaml`."""
     given = Path(name)
-    return given if given.exists() else (shipped_playbook(name) or given)
+    if given.exists():
+        return given
+    if given.parent == Path("playbooks"):
+        return shipped_playbook(given.name) or given
+    return shipped_playbook(name) or given
+
+
+SAMPLE_PREFIX = "sample:"
+
+
+def sample_alert_names() -> list[str]:
+    """The sample alerts the plugin ships, by name (`defender_alert`, ...)."""
+    return sorted(item.name.removesuffix(".json") for item in SAMPLE_ALERTS.iterdir()
+                  if item.name.endswith(".json"))
+
+
+def sample_alert(name: str) -> Traversable:
+    """A shipped sample alert by name (`defender_alert`, `sample:defender_alert`), or a
+    ConfigError naming those there are."""
+    bare = name.removeprefix(SAMPLE_PREFIX).removesuffix(".json")
+    candidate = SAMPLE_ALERTS / f"{bare}.json"
+    if "/" in bare or not candidate.is_file():
+        raise ConfigError(f"no sample alert {bare!r}; the plugin ships: "
+                          f"{', '.join(sample_alert_names())}")
+    return candidate
 
 
 def read_yaml(path: Traversable | Path) -> Any:

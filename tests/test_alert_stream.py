@@ -222,8 +222,9 @@ def test_unreadable_lines_are_quarantined_with_their_reason_and_the_batch_goes_o
     status, summary = run_batch(feed, out, config_file)
     assert status == 2
     assert (summary["enriched"], summary["quarantined"], summary["failed"]) == (2, 2, 0)
-    assert sorted(p.name for p in out.iterdir()) == ["feed-000001.json", "feed-000004.json"]
-    reasons = "\n".join(summary["errors"])
+    assert sorted(p.name for p in out.glob("*.json")) == ["feed-000001.json",
+                                                          "feed-000004.json"]
+    reasons = "\n".join(error["message"] for error in summary["errors"])
     assert f"{feed} line 2: nested deeper than 64 levels" in reasons
     assert f"{feed} line 3: an alert is a JSON object, not nothing" in reasons
     written = (out / "feed-000004.json").read_text(encoding="utf-8")
@@ -240,7 +241,8 @@ def test_an_output_name_taken_by_a_folder_fails_that_alert_only(
     status, summary = run_batch(alerts, out, config_file)
     assert status == 2
     assert (summary["enriched"], summary["failed"]) == (1, 1)
-    assert f"{alerts / 'a.json'}: cannot write {out / 'a.json'}" in summary["errors"][0]
+    assert f"{alerts / 'a.json'}: cannot write {out / 'a.json'}" in \
+        summary["errors"][0]["message"]
     assert json.loads((out / "b.json").read_text(encoding="utf-8"))["enrichment"]
 
 
@@ -262,7 +264,8 @@ def test_a_read_only_output_folder_fails_each_alert_with_its_reason(
     monkeypatch.setattr(batch.os, "open", read_only)
     status, summary = run_batch(alerts, out, config_file)
     assert status == 2 and summary["failed"] == 1
-    assert "cannot write" in summary["errors"][0] and "Permission denied" in summary["errors"][0]
+    message = summary["errors"][0]["message"]
+    assert "cannot write" in message and "Permission denied" in message
 
 
 def test_a_second_batch_over_another_source_is_refused_the_same_out(

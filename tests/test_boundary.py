@@ -319,7 +319,7 @@ def test_two_emulators_sharing_a_folder_write_their_own_configs(tmp_path: Path) 
                                   text=True, env=env) for _ in range(2)]
     try:
         urls = [process.stdout.readline().split()[-1] for process in processes]  # type: ignore[union-attr]
-        configs = sorted(tmp_path.glob("emulator-config-*.yaml"))
+        configs = sorted(tmp_path.glob("emulator-config*.yaml"))
         assert len(configs) == 2
         assert {yaml.safe_load(path.read_text())["api_base_url"] for path in configs} == set(urls)
     finally:

@@ -138,6 +138,17 @@ def test_on_behalf_of_two_users_with_one_app_secret_each_see_their_own_groups(
         {"Finance", "The-A-Team", "UnassignedGroup"}
 
 
+def test_two_configs_differing_only_in_the_users_token_answer_for_each_user(
+        emu: Emulator, state: str) -> None:
+    seen = []
+    for user in (emu.alice, emu.carol):
+        config = app_config(emu, state, auth="on_behalf_of",
+                            user_assertion=emu.admin.user_token(user, audience=emu.client_id))
+        envelope = actions.get_machines_for_domain({"domain": seed.EVIL_DOMAIN}, config)
+        seen.append((envelope["summary"]["principal"]["name"], groups(envelope)))
+    assert seen == [(emu.alice, {"Finance"}), (emu.carol, {"The-A-Team"})]
+
+
 def test_auth_on_behalf_of_refuses_a_call_without_the_users_token(emu: Emulator,
                                                                   state: str) -> None:
     envelope = actions.get_machines_for_domain({"domain": seed.EVIL_DOMAIN},

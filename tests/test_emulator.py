@@ -700,8 +700,7 @@ def test_python_m_runs_the_emulator_until_sigterm(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         base_url = process.stdout.readline().split()[-1]
-        port = base_url.rsplit(":", 1)[-1]
-        config = yaml.safe_load((tmp_path / f"emulator-config-{port}.yaml").read_text())
+        config = yaml.safe_load((tmp_path / "emulator-config.yaml").read_text())
         assert config["api_base_url"] == base_url
         with requests.Session() as session:
             session.trust_env = False
@@ -713,3 +712,32 @@ def test_python_m_runs_the_emulator_until_sigterm(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _start_emulator_process(state_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    return subprocess.Popen([sys.executable, "-m", "integration", "emulator", "--state-dir",
+                             str(state_dir), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_a_restarted_emulator_keeps_its_config_path_and_port(tmp_path: Path) -> None:
+    urls = []
+    for _ in range(2):
+        process = _start_emulator_process(tmp_path)
+        try:
+            urls.append(process.stdout.readline().split()[-1])  # type: ignore[union-attr]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+        config = yaml.safe_load((tmp_path / "emulator-config.yaml").read_text())  # kept
+        assert config["api_base_url"] == urls[-1]
+    assert urls[0] == urls[1]
+
+
+@pytest.mark.parametrize("option", [["--page-size", "0"], ["--dataset", "/nonexistent.yaml"]])
+def test_a_bad_emulator_option_is_one_line_and_exit_2(tmp_path: Path, option: list[str]) -> None:
+    process = _start_emulator_process(tmp_path, *option)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -123,6 +123,30 @@ def test_the_platform_exports_run_from_the_wheel(installed: InstalledPlugin) -> 
         assert done.stdout.strip(), f"{platform}: no files written"
 
 
+def test_the_shipped_samples_are_listed_and_run_by_name_from_the_wheel(
+        installed: InstalledPlugin, installed_config: Path) -> None:
+    listed = installed.run("mde-enrich", "samples")
+    assert listed.returncode == 0 and "sample:defender_alert" in listed.stdout.split()
+    for playbook in ("enrich-alert", "playbooks/enrich-alert.yaml"):  # as the README says
+        done = installed.run("mde-enrich", "playbook", "run", playbook, "--alert",
+                             "sample:defender_alert", "--config", str(installed_config),
+                             "--format", "json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["enrichment"]["indicators"]
+
+
+def test_a_scheduled_pull_runs_quietly_from_the_wheel(installed: InstalledPlugin,
+                                                      installed_config: Path,
+                                                      emulator: Any) -> None:
+    from tests.test_pull import graph_alert
+
+    emulator.admin.add_alerts([graph_alert(1, "")])
+    out = installed.workdir / "pulled"
+    done = installed.run("mde-enrich", "playbook", "run", "scheduled-enrichment", "--pull",
+                         "alerts", "--out", str(out), "--config", str(installed_config),
+                         "--write-back", "--quiet")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert len(list(out.glob("alert-*.json"))) == 1
 USER_FORMAT = """
 formats:
   - id: acme_edr
@@ -161,3 +185,33 @@ def test_a_user_alert_format_works_from_the_wheel(installed: InstalledPlugin,
     enrichment = json.loads(done.stdout)["enrichment"]
     assert enrichment["format"]["id"] == "acme_edr"
     assert enrichment["summary"]["total_machines"] == 3
+
+
+def test_the_readmes_emulator_config_survives_a_restart_from_the_wheel(
+        installed: InstalledPlugin, tmp_path: Path) -> None:
+    """`mde-enrich emulator &`, `export MDE_CONFIG=PATH`, a lookup; the emulator restarted,
+    the same MDE_CONFIG still works (same path, same port)."""
+    import signal
+
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("MDE_", "PYTHON", "VIRTUAL_ENV"))}
+    env["PATH"] = f"{installed.bin}{os.pathsep}{env.get('PATH', '')}"
+    state = tmp_path / "emulator-state"
+    paths = []
+    for _ in range(2):
+        process = subprocess.Popen(["mde-enrich", "emulator", "--state-dir", str(state)],
+                                   cwd=installed.workdir, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            lines = [process.stdout.readline() for _ in range(3)]  # type: ignore[union-attr]
+            [config_path] = [line.split(":", 1)[1].strip() for line in lines
+                             if line.startswith("Plugin config:")]
+            paths.append(config_path)
+            done = subprocess.run(["mde-enrich", "domain", seed.EVIL_DOMAIN, "--format", "json"],
+                                  cwd=installed.workdir, env={**env, "MDE_CONFIG": paths[0]},
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+    assert paths[0] == paths[1] and Path(paths[0]).is_file()

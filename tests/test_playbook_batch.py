@@ -170,7 +170,9 @@ def test_a_malformed_alert_in_a_batch_is_reported_and_the_others_are_enriched(
     status = cli_main(["playbook", "run", str(SCHEDULED), "--alerts", str(alerts),
                        "--out", str(out), "--config", str(batch_config), "--format", "json"])
     assert status == 2
-    assert [p.name for p in out.iterdir()] == ["good.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["good.json", "quarantine"]
+    assert sorted(p.name for p in (out / "quarantine").iterdir()) == ["odd.json",
+                                                                      "odd.json.reason.txt"]
     assert f"{alerts / 'odd.json'}: an alert is a JSON object" in capsys.readouterr().err
 
 
@@ -229,13 +231,13 @@ def test_a_crash_after_the_lookups_but_before_the_output_asks_nothing_again(
 
 
 def test_a_second_run_of_a_batch_in_progress_is_refused(state_url: str, tmp_path: Path) -> None:
-    from integration.errors import ConfigError
+    from integration.errors import RunInProgress
     from integration.playbook import Batch
     from integration.state import open_store
 
     store = open_store(state_url)
     where = {"source": tmp_path / "alerts", "out_dir": tmp_path / "out", "identity": {"p": "1"}}
-    with Batch(store, **where), pytest.raises(ConfigError, match="another run of this batch"):
+    with Batch(store, **where), pytest.raises(RunInProgress, match="another run of this batch"):
         Batch(store, **where).__enter__()
 
 

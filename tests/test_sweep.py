@@ -388,7 +388,7 @@ def test_two_runs_of_one_sweep_never_work_at_once(emulator: Emulator, config: di
                                                   tmp_path: Path) -> None:
     from integration.compose import new_enricher
     from integration.config import load_settings
-    from integration.errors import ConfigError
+    from integration.errors import RunInProgress
     from integration.state.lease import Lease
     from integration.sweep.run import Sweep
 
@@ -396,7 +396,7 @@ def test_two_runs_of_one_sweep_never_work_at_once(emulator: Emulator, config: di
     enricher = new_enricher(load_settings(config))
     running = Sweep(enricher, [str(path)])
     with Lease(enricher.store, f"sweep:{running.id}", "a sweep"), \
-            pytest.raises(ConfigError, match="another sweep of these feeds is in progress"):
+            pytest.raises(RunInProgress, match="another sweep of these feeds is in progress"):
         Sweep(enricher, [str(path)]).run()
     assert Sweep(enricher, [str(path)]).run()["summary"]["hits"] == 1  # free once it ends
 

@@ -63,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 COMMANDS = ("domain", "file", "run", "playbook", "formats", "sweep", "worker", "emulator",
-            "demo", "export", "login", "logout", "whoami")
+            "demo", "export", "login", "logout", "whoami", "samples")
 _TOP_OPTIONS_WITH_VALUES = frozenset({"--config", "--format"})
 
 
@@ -121,6 +121,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _add_emulator(wanted)
     _add_demo(wanted)
     _add_export(wanted)
+    _add_samples(wanted)
     return parser
 
 
@@ -183,7 +184,12 @@ def _emulator_command(args: argparse.Namespace) -> int:
         serve_forever(port=args.port, state_dir=args.state_dir, dataset=args.dataset,
                       page_size=args.page_size, not_found=args.not_found)
     except OSError as exc:  # the port is taken, the state folder is not writable...
-        print(f"mde-enrich emulator: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"mde-enrich emulator: cannot start: {exc.strerror or exc}{where}",
+              file=sys.stderr)
+        return EXIT_INPUT
+    except ValueError as exc:  # a setting out of range (--page-size 0), a bad dataset file
+        print(f"mde-enrich emulator: {exc}", file=sys.stderr)
         return EXIT_INPUT
     return 0
 
@@ -229,6 +235,33 @@ def _export_command(args: argparse.Namespace) -> int:
     print("Next steps:", file=sys.stderr)
     for number, step in enumerate(next_steps(args.platform, args.outdir, args.wheel), 1):
         print(f"  {number}. {step}", file=sys.stderr)
+    return 0
+
+
+def _add_samples(commands: Any) -> None:
+    sub = command(commands, "samples", _samples_command, help="list or print the shipped "
+                                                               "sample alerts",
+                  description="The sample alerts the plugin ships (one per alert format). "
+                              "Give one to a playbook as --alert sample:NAME.")
+    sub.add_argument("name", nargs="?", metavar="NAME", help="print this sample alert")
+
+
+def _samples_command(args: argparse.Namespace) -> int:
+    from integration.resources import sample_alert, sample_alert_names
+
+    if args.name:
+        try:
+            print(sample_alert(args.name).read_text(encoding="utf-8"), end="")
+        except PluginError as error:
+            print(f"mde-enrich samples: {error.code}: {error.message}", file=sys.stderr)
+            return error.exit_status
+        return 0
+    names = sample_alert_names()
+    if output_format(args, default="table") == "json":  # a listing for people, unless asked
+        emit_json([{"name": name, "alert": f"sample:{name}"} for name in names])
+    else:
+        for name in names:
+            print(f"sample:{name}")
     return 0
 
 

@@ -2,18 +2,20 @@
 
     mde-enrich playbook run FILE --alert FILE|-                  one alert, printed enriched
     mde-enrich playbook run FILE --alerts DIR|FILE.ndjson --out DIR    a durable batch
+    mde-enrich playbook run FILE --pull alerts|incidents --out DIR     a batch pulled from Graph
     mde-enrich playbook run FILE --indicator VALUE --type domain|file  a manual playbook
     mde-enrich playbook validate FILE...
 
-Exit status: 0 ok, 2 a malformed playbook, alert, input or option, else the highest status
-of the lookups (3 authentication or permission, 4 upstream, throttling, timeout, network).
+Exit status: 0 ok (alerts left for the next run by --deadline included), 2 a malformed
+playbook, alert, input or option, 75 another run of the same batch is in progress, else the
+highest status of the lookups (3 authentication or permission, 4 upstream, throttling,
+timeout, network).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -37,10 +39,36 @@ def add_command(commands: Any) -> None:
                               "(enrich-alert, analyst-lookup, scheduled-enrichment).")
     run.set_defaults(ocsf_allowed=True, ndjson_allowed=True)
     run.add_argument("playbook", metavar="FILE", help="the playbook (YAML)")
-    run.add_argument("--alert", metavar="FILE", help="alerts as JSON or NDJSON; - reads stdin")
+    run.add_argument("--alert", metavar="FILE", help="alerts as JSON or NDJSON; - reads stdin; "
+                                                     "sample:NAME a shipped sample "
+                                                     "(`mde-enrich samples` lists them)")
     run.add_argument("--alerts", metavar="DIR|FILE",
                      help="a directory of *.json alerts or an NDJSON file: a durable batch")
-    run.add_argument("--out", metavar="DIR", help="where a batch writes its enriched alerts")
+    run.add_argument("--out", metavar="DIR", help="where a batch writes its enriched alerts "
+                                                  "(failed ones in DIR/failed, malformed ones "
+                                                  "in DIR/quarantine)")
+    run.add_argument("--pull", choices=("alerts", "incidents"),
+                     help="a batch of the alerts (or incidents, with their alerts) updated in "
+                          "Microsoft Graph since the last run")
+    run.add_argument("--service-source", action="append", default=[], metavar="NAME",
+                     help="--pull only these sources, e.g. microsoftDefenderForEndpoint "
+                          "(repeatable, or comma-separated)")
+    run.add_argument("--severity", action="append", default=[], metavar="LEVEL",
+                     help="--pull only these severities (informational, low, medium, high)")
+    run.add_argument("--status", action="append", default=[], metavar="STATUS",
+                     help="--pull only these statuses (new, inProgress, resolved)")
+    run.add_argument("--since", metavar="AGE|TIME", default="24h",
+                     help="the first --pull starts this far back (24h, 7d) or at this time; "
+                          "later runs go on from where the last one finished (default 24h)")
+    run.add_argument("--write-back", action="store_true",
+                     help="comment each enriched alert (or incident) in Graph, once")
+    run.add_argument("--deadline", metavar="DURATION", type=_duration,
+                     help="a batch waits for the rate budget up to this long (90s, 10m, 1h) "
+                          "and leaves what it did not reach for the next run")
+    run.add_argument("--log-file", metavar="FILE",
+                     help="append the batch's log (timestamped) to FILE")
+    run.add_argument("--quiet", "-q", action="store_true",
+                     help="print no summary; only what failed goes to stderr (for cron)")
     run.add_argument("--indicator", metavar="VALUE", help="a manual playbook's indicator")
     run.add_argument("--type", choices=("domain", "file"), help="what --indicator is")
     run.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
@@ -61,11 +89,15 @@ def _run(args: argparse.Namespace) -> int:
     playbook.resolve_inputs(inputs)  # refused now, not once per alert
     _check_mode(playbook, args)
     config = _config(args.config)
-    if args.alerts:
-        return _run_batch(playbook, inputs, config, args)
+    if args.alerts or args.pull:
+        from integration.cli.batch import run_batch
+
+        return run_batch(playbook, inputs, config, args)
     # A manual playbook has an analyst waiting: the interactive lane of the rate budget.
     lane = "interactive" if playbook.trigger == "manual" else "batch"
-    runner = PlaybookRunner(playbook, _lookups(config, priority=lane), inputs=inputs)
+    from integration.cli.batch import lookup_service
+
+    runner = PlaybookRunner(playbook, lookup_service(config, priority=lane), inputs=inputs)
     fmt = output_format(args)
     pretty = args.pretty or sys.stdout.isatty()
     try:
@@ -86,11 +118,16 @@ def _run_alerts(runner: Any, path: str | None, fmt: str, name: str, pretty: bool
     from integration.playbook import AlertError
     from integration.playbook.outcome import Enriched, Failed, enrich_item, in_order
     from integration.playbook.stream import read_stream
+    from integration.resources import SAMPLE_PREFIX, sample_alert
 
     label = "<stdin>" if path in (None, "-") else str(path)
+    opened: Any
     try:
-        opened = contextlib.nullcontext(sys.stdin.buffer) if label == "<stdin>" \
-            else Path(str(path)).open("rb")  # noqa: SIM115 (closed by the `with` below)
+        if label.startswith(SAMPLE_PREFIX):  # a sample the plugin ships, wherever installed
+            opened = sample_alert(label).open("rb")
+        else:
+            opened = contextlib.nullcontext(sys.stdin.buffer) if label == "<stdin>" \
+                else Path(str(path)).open("rb")  # noqa: SIM115 (closed by the `with` below)
     except OSError as exc:
         raise AlertError(f"{label}: cannot be read: {exc.strerror}") from None
     with opened as stream:
@@ -132,6 +169,19 @@ def _run_alerts(runner: Any, path: str | None, fmt: str, name: str, pretty: bool
     return status
 
 
+def _duration(text: str) -> float:
+    """90, 90s, 10m, 1h: seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (90s, 10m, 1h)") from None
+    if not 0 < seconds <= 7 * 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration between 1 s and 7 days")
+    return seconds
+
+
 def _chain(first: Any, rest: Any) -> Any:
     yield first
     yield from rest
@@ -171,10 +221,24 @@ def _json(document: Any, pretty: bool) -> str:
 
 def _check_mode(playbook: Any, args: argparse.Namespace) -> None:
     trigger = playbook.trigger
-    if args.out and not args.alerts:
-        raise InvalidInput("--out goes with --alerts (a batch)")
-    if args.alerts and args.alert:
-        raise InvalidInput("give --alert (one alert) or --alerts (a batch), not both")
+    batch = args.alerts or args.pull
+    if args.out and not batch:
+        raise InvalidInput("--out goes with --alerts or --pull (a batch)")
+    if args.alerts and args.pull:
+        raise InvalidInput("give --alerts (a folder or file) or --pull (from Graph), not both")
+    if batch and args.alert:
+        raise InvalidInput("give --alert (one alert) or a batch (--alerts, --pull), not both")
+    pull_only = [name for name, value in (("--service-source", args.service_source),
+                                          ("--severity", args.severity),
+                                          ("--status", args.status),
+                                          ("--write-back", args.write_back)) if value]
+    if pull_only and not args.pull:
+        raise InvalidInput(f"{', '.join(pull_only)} go(es) with --pull")
+    batch_only = [name for name, value in (("--deadline", args.deadline),
+                                           ("--log-file", args.log_file),
+                                           ("--quiet", args.quiet)) if value]
+    if batch_only and not batch:
+        raise InvalidInput(f"{', '.join(batch_only)} go(es) with a batch (--alerts, --pull)")
     if trigger == "manual":
         if args.alert or args.alerts:
             raise InvalidInput("a manual playbook takes inputs (--indicator, --type, --input), "
@@ -183,9 +247,10 @@ def _check_mode(playbook: Any, args: argparse.Namespace) -> None:
     if args.indicator or args.type:
         raise InvalidInput(f"--indicator and --type are for manual playbooks; this one is "
                            f"triggered by {'an alert' if trigger == 'alert' else 'a schedule'}")
-    if args.alerts and not args.out:
-        raise InvalidInput("--alerts needs --out DIR for the enriched alerts")
-    if not (args.alert or args.alerts) and playbook.reads_alert:
+    if batch and not args.out:
+        raise InvalidInput(f"{'--alerts' if args.alerts else '--pull'} needs --out DIR for "
+                           "the enriched alerts")
+    if not (args.alert or batch) and playbook.reads_alert:
         raise InvalidInput("give --alert FILE (or - for stdin), or --alerts DIR|FILE.ndjson "
                            "--out DIR")
 
@@ -216,40 +281,6 @@ def _config(path: str | None) -> dict[str, Any] | None:
     return read_config_file(path) if path else None
 
 
-def _lookups(config: dict[str, Any] | None, memo: Any = None, enricher: Any = None,
-             priority: Any = "batch") -> Any:
-    from integration.compose import enricher_for
-    from integration.playbook import LookupService
-
-    # Built on first need: a malformed alert is refused before the configuration matters.
-    return LookupService(lambda: enricher or enricher_for(config), memo=memo, config=config,
-                         priority=priority)
-
-
-def _run_batch(playbook: Any, inputs: dict[str, Any], config: dict[str, Any] | None,
-               args: argparse.Namespace) -> int:
-    from integration.compose import enricher_for
-    from integration.playbook import Batch, PlaybookRunner
-
-    enricher = enricher_for(config)  # the batch keeps its progress in the state store
-    from integration.resources import playbook_file
-
-    digest = hashlib.sha256(playbook_file(args.playbook).read_bytes()).hexdigest()
-    identity = {"playbook": digest, "tenant": enricher.settings.identity,
-                "inputs": json.dumps(inputs, sort_keys=True)}
-    with Batch(enricher.store, source=Path(args.alerts), out_dir=Path(args.out),
-               identity=identity) as batch:
-        runner = PlaybookRunner(playbook, _lookups(config, batch.memo, enricher), inputs=inputs)
-        try:
-            summary = batch.run(runner, progress=sys.stderr, report=lambda message: print(
-                f"{PROG}: {message}", file=sys.stderr))
-        finally:
-            runner.lookups.close()
-    if output_format(args) == "json":
-        print(json.dumps(summary.to_dict(), indent=2))
-    else:
-        print(summary.describe())
-    return summary.exit_status
 
 
 # --- output --------------------------------------------------------------------------------

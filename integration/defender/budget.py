@@ -17,10 +17,11 @@ A 429's Retry-After pauses every caller of the bucket until it ends.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Literal
 
 from integration.errors import RateLimited
@@ -31,8 +32,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("mde_enrich")
 
 Lane = Literal["interactive", "batch"]
-CallType = Literal["domain_machines", "file_machines", "file_info", "machines_list", "hunting"]
+CallType = Literal["domain_machines", "file_machines", "file_info", "machines_list", "hunting",
+                   "security"]
 WINDOWS_S = (60.0, 3600.0)  # Defender counts a minute and an hour
+# A scheduled run's --deadline (time.monotonic()): while set, a call waits for the budget up
+# to it instead of max_rate_wait_s, so a backlog is paced, not failed. One run per process.
+_run_deadline: float | None = None
+
+
+@contextlib.contextmanager
+def paced_until(deadline: float | None) -> Iterator[None]:
+    """Within this block every budget waits for a free call until `deadline` (monotonic)."""
+    global _run_deadline
+    before, _run_deadline = _run_deadline, deadline
+    try:
+        yield
+    finally:
+        _run_deadline = before
 
 
 class RateBudget:
@@ -58,9 +74,12 @@ class RateBudget:
         """Wait for a call from the shared budget, or give up without sending anything.
         Returns the seconds waited."""
         waited = 0.0
+        deadline = _run_deadline
+        max_wait = self._max_wait_s if deadline is None else \
+            max(0.0, deadline - time.monotonic())
         while (wait := self._store.take_slot(self.bucket, self._limits[lane])) > 0:
-            if waited + wait > self._max_wait_s:
-                raise RateLimited(self._why_no_call(lane), retryable=True)
+            if waited + wait > max_wait:
+                raise RateLimited(self._why_no_call(lane, deadline is not None), retryable=True)
             log.info("rate budget %s (%s lane): waiting %.2f s for a free call", self.bucket,
                      lane, wait)
             self._sleep(wait)
@@ -71,8 +90,8 @@ class RateBudget:
         """Defender said 429 with Retry-After: hold every caller of this bucket that long."""
         self._store.pause(self.bucket, seconds)
 
-    def _why_no_call(self, lane: Lane) -> str:
-        limit = f"max_rate_wait_s ({self._max_wait_s:g} s)"
+    def _why_no_call(self, lane: Lane, paced: bool = False) -> str:
+        limit = "the run's --deadline" if paced else f"max_rate_wait_s ({self._max_wait_s:g} s)"
         paused = self._store.pause_remaining(self.bucket)
         if paused > 0:
             until = time.strftime("%H:%M:%S UTC", time.gmtime(self._clock() + paused))

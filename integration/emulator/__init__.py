@@ -13,12 +13,13 @@ keys, `seed` builds the default tenant, `admin` is the control client.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import ssl
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -204,39 +205,94 @@ class Emulator:
         return self._keys
 
 
+STABLE_CONFIG = "emulator-config.yaml"
+
+
 def serve_forever(host: str = "127.0.0.1", port: int = 0,
                   state_dir: str | os.PathLike[str] | None = None,
                   dataset: DatasetSource = None, page_size: int | None = None,
                   not_found: str = "404") -> None:
-    """Run the emulator in the foreground until Ctrl-C or SIGTERM (`mde-enrich emulator`)."""
-    emulator = Emulator(state_dir=state_dir, dataset=dataset, page_size=page_size,
-                        not_found=not_found, port=port, host=host)
+    """Run the emulator in the foreground until Ctrl-C or SIGTERM (`mde-enrich emulator`).
+
+    The first emulator of a state folder keeps its config at a stable path
+    (`emulator-config.yaml`, kept after it stops) and, restarted, serves on the port that
+    file names when it is free, so MDE_CONFIG pointing there still works. Another emulator
+    running on the same folder at once writes `emulator-config-PORT.yaml`, removed at stop.
+    """
+    folder = Path(state_dir) if state_dir is not None else default_state_dir()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _first_of_folder(folder) as first:
+        stable = folder / STABLE_CONFIG
+        wanted = port or (_port_in(stable) if first else 0)
+        emulator = Emulator(state_dir=folder, dataset=dataset, page_size=page_size,
+                            not_found=not_found, port=wanted, host=host)
+        try:
+            emulator.start()
+        except OSError:
+            if port or not wanted:
+                raise  # the port asked for is taken: say so
+            emulator = Emulator(state_dir=folder, dataset=dataset, page_size=page_size,
+                                not_found=not_found, port=0, host=host).start()
+        try:
+            config_path = stable if first else \
+                folder / f"emulator-config-{emulator.base_url.rsplit(':', 1)[-1]}.yaml"
+            _serve(emulator, config_path)
+        finally:
+            emulator.stop()
+            if not first:
+                config_path.unlink(missing_ok=True)
+    print("Emulator stopped.", file=sys.stderr)
+
+
+def _serve(emulator: Emulator, config_path: Path) -> None:
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with emulator:
-        config = emulator.config()
-        # One file per running emulator (named by its port): two emulators sharing a state
-        # folder (and its CA) must not overwrite each other's config.
-        config_path = emulator.state_dir / \
-            f"emulator-config-{emulator.base_url.rsplit(':', 1)[-1]}.yaml"
-        # It holds the emulator app's secret: owner-only, like every secret on disk.
-        descriptor = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(yaml.safe_dump(config, sort_keys=False))
-        # A local test double: printing its own fake secret is the point.
-        print(f"Defender emulator listening on {emulator.base_url}")
-        print(f"CA certificate: {emulator.ca_path}")
-        print(f"Plugin config:  {config_path}")
-        print(yaml.safe_dump(config, sort_keys=False), end="")
-        print(f"Certificate app: client_id {emulator.cert_client_id}, "
-              f"cert {emulator.client_cert_path} (password {emulator.client_cert_password})")
-        print(f"Try: mde-enrich domain evil.example --config {config_path}")
-        print("Press Ctrl-C to stop.", flush=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+    config = emulator.config()
+    # It holds the emulator app's secret: owner-only, like every secret on disk.
+    descriptor = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(yaml.safe_dump(config, sort_keys=False))
+    # A local test double: printing its own fake secret is the point.
+    print(f"Defender emulator listening on {emulator.base_url}")
+    print(f"CA certificate: {emulator.ca_path}")
+    print(f"Plugin config:  {config_path}")
+    print(yaml.safe_dump(config, sort_keys=False), end="")
+    print(f"Certificate app: client_id {emulator.cert_client_id}, "
+          f"cert {emulator.client_cert_path} (password {emulator.client_cert_password})")
+    print(f"Try: mde-enrich domain evil.example --config {config_path}")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while not stop.wait(0.5):
             pass
-    config_path.unlink(missing_ok=True)
-    print("Emulator stopped.", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+
+
+def _port_in(config_path: Path) -> int:
+    """The port of the api_base_url a stable config names (0 when there is none)."""
+    try:
+        url = yaml.safe_load(config_path.read_text(encoding="utf-8"))["api_base_url"]
+        return int(str(url).rsplit(":", 1)[-1])
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+        return 0
+
+
+@contextlib.contextmanager
+def _first_of_folder(folder: Path) -> Iterator[bool]:
+    """True while this process is the only emulator on `folder` (an exclusive lock)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one emulator per folder is assumed
+        yield True
+        return
+    with open(folder / "emulator.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

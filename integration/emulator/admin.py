@@ -7,7 +7,7 @@ trusts only the emulator's CA, whatever REQUESTS_CA_BUNDLE says.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import requests
@@ -92,6 +92,21 @@ class AdminClient:
 
     def clear_faults(self) -> None:
         self._call("DELETE", "faults")
+
+    # -- Graph security alerts and incidents
+    def add_alerts(self, alerts: Sequence[Mapping[str, Any]] = (),
+                   incidents: Sequence[Mapping[str, Any]] = ()) -> dict[str, int]:
+        """Add or replace Graph alerts (alerts_v2) and incidents; an alert without
+        lastUpdateDateTime is stamped now."""
+        return cast(dict[str, int], self._call("POST", "alerts", json={
+            "alerts": list(alerts), "incidents": list(incidents)}))
+
+    def security_alerts(self) -> list[dict[str, Any]]:
+        """Every alert as the emulator holds it now, comments included."""
+        return cast(list[dict[str, Any]], self._call("GET", "alerts")["alerts"])
+
+    def security_incidents(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._call("GET", "alerts")["incidents"])
 
     # -- users (the browser side of delegated sign-in)
     def users(self) -> list[dict[str, Any]]:

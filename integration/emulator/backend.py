@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from integration.emulator import delegated, seed
+from integration.emulator.errors import ApiError
+from integration.emulator.security import SecurityStore
 from integration.emulator.seed import TENANT_DOMAIN, TENANT_ID
 
 CLIENT_ID = "eb246f8a-6ba4-4c84-9004-d08e9f51215d"
@@ -66,6 +68,10 @@ OTHER_RESOURCES = ("https://graph.microsoft.com", "https://management.azure.com"
 # Microsoft Graph's advanced hunting (runHuntingQuery) wants this role on the Graph resource.
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 HUNTING_ROLE = "ThreatHunting.Read.All"
+# Graph's security alerts and incidents (emulator/security.py): the main app may comment,
+# the certificate app may only read (a write-back without the permission is a warning).
+SECURITY_READ_WRITE = ("SecurityAlert.ReadWrite.All", "SecurityIncident.ReadWrite.All")
+SECURITY_READ = ("SecurityAlert.Read.All", "SecurityIncident.Read.All")
 MACHINE_ROLES = frozenset({"Machine.Read.All", "Machine.ReadWrite.All"})
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _GRANTS = frozenset({"client_credentials", "refresh_token", delegated.DEVICE_CODE_GRANT,
@@ -81,16 +87,6 @@ class SignInError(Exception):
     def __init__(self, status: int, error: str, code: int, description: str):
         super().__init__(f"AADSTS{code}: {description}")
         self.status, self.error, self.code, self.description = status, error, code, description
-
-
-class ApiError(Exception):
-    """A Defender API failure: the `{"error": {"code", "message", "target"}}` body."""
-
-    def __init__(self, status: int, code: str, message: str,
-                 headers: Mapping[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = dict(headers or {})
 
 
 class TokenExpired(ApiError):
@@ -300,10 +296,10 @@ class App:
 def default_apps(client_certificate: x509.Certificate) -> dict[str, App]:
     apps = [
         App(CLIENT_ID, ("Machine.Read.All",), secret=CLIENT_SECRET,
-            graph_roles=(HUNTING_ROLE,), delegated=("Machine.Read",),
+            graph_roles=(HUNTING_ROLE, *SECURITY_READ_WRITE), delegated=("Machine.Read",),
             graph_delegated=(HUNTING_ROLE,)),
         App(CERT_CLIENT_ID, ("Machine.Read.All",), certificate=client_certificate,
-            graph_roles=(HUNTING_ROLE,)),
+            graph_roles=(HUNTING_ROLE, *SECURITY_READ)),
         App(NOROLES_CLIENT_ID, ("Alert.Read.All",), secret=NOROLES_CLIENT_SECRET,
             delegated=("Alert.Read",)),
         App(PUBLIC_CLIENT_ID, (), delegated=("Machine.Read", "User.Read"),
@@ -627,13 +623,18 @@ class TokenService:
         """The user whose device groups limit the answer; None for an application."""
         return self._user_of(claims) if claims.get("idtyp") == "user" else None
 
-    def check_graph(self, authorization: str | None) -> dict[str, Any]:
-        """Claims of a valid Graph token with the hunting role, or ApiError 401/403 as Graph
-        answers (its 403 code is Forbidden too)."""
+    def graph_claims(self, authorization: str | None) -> dict[str, Any]:
+        """Claims of a valid Graph token (audience graph.microsoft.com), or Graph's 401."""
         claims = self._verified(authorization)
         if str(claims.get("aud", "")).rstrip("/").lower() != GRAPH_RESOURCE:
             raise ApiError(401, "InvalidAuthenticationToken",
                            "Access token validation failure. Invalid audience.", _CHALLENGE)
+        return claims
+
+    def check_graph(self, authorization: str | None) -> dict[str, Any]:
+        """Claims of a valid Graph token with the hunting role, or ApiError 401/403 as Graph
+        answers (its 403 code is Forbidden too)."""
+        claims = self.graph_claims(authorization)
         if claims.get("idtyp") == "user":
             # Delegated hunting: the scope, and a Defender role that may view data.
             user = self._user_of(claims)
@@ -964,6 +965,7 @@ class Backend:
         self.limiter = RateLimiter()
         self.faults = FaultBook()
         self.log = RequestLog()
+        self.security = SecurityStore()
 
     def reset(self) -> None:
         with self._lock:
@@ -973,6 +975,7 @@ class Backend:
         self.log.clear()
         self.limiter.clear()
         self.tokens.clear_revocations()
+        self.security.clear()
         self.tokens.device_codes.clear()
 
     def configure(self, changes: Mapping[str, Any]) -> Settings:

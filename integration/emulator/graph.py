@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from integration.emulator import kql
-from integration.emulator.backend import ApiError, Backend, Dataset
+from integration.emulator.backend import Backend, Dataset
 from integration.emulator.delegated import User
+from integration.emulator.errors import ApiError
 
 PATH = "/v1.0/security/runHuntingQuery"
 CALL_TYPE = "hunting_query"  # the emulator's rate limit counts it apart from Defender's calls

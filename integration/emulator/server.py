@@ -31,16 +31,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 
-from integration.emulator import graph, identity
+from integration.emulator import graph, identity, security
 from integration.emulator.backend import (
     CALL_TYPES,
     CLIENT_ID,
-    ApiError,
     Backend,
     SignInError,
     TokenExpired,
 )
 from integration.emulator.delegated import User
+from integration.emulator.errors import ApiError
 from integration.emulator.seed import TENANT_DOMAIN, TENANT_ID
 
 logger = logging.getLogger(__name__)
@@ -246,6 +246,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if request.path.startswith("/api/") or request.path == "/api":
                 return defender_api(self.server, request)
+            if security.is_security(request.path):  # Graph: alerts, incidents, comments
+                return _security(self.server.backend, request)
             if graph.is_graph(request.path):  # Microsoft Graph: advanced hunting
                 status, payload, headers = graph.answer(self.server.backend, request.method,
                                                         request.path, request.headers,
@@ -582,6 +584,18 @@ def _machine(server: EmulatorServer, request: Request, viewer: User | None,
     return Response.json(200, {"@odata.context": context, **machine}, _ODATA)
 
 
+def _security(backend: Backend, request: Request) -> Response:
+    claims = backend.tokens.graph_claims(request.headers.get("Authorization"))
+    backend.rate_check(claims, "security")
+    try:
+        body = json.loads(request.body) if request.body else None
+    except ValueError:
+        raise ApiError(400, "BadRequest", "The request body is not valid JSON.") from None
+    payload = security.answer(backend.security, request.method, request.path, request.params(),
+                              claims.get("roles") or [], body, request.origin)
+    return Response.json(200, payload, _ODATA)
+
+
 def _machines_list(server: EmulatorServer, request: Request, viewer: User | None) -> Response:
     params = request.params()
     top = _int_param(params, "$top", _MAX_TOP)
@@ -679,6 +693,13 @@ def _admin_route(backend: Backend, request: Request, route: tuple[str, str],
     if route == ("POST", "/_admin/tokens/revoke"):
         backend.tokens.revoke_all()
         return ok
+    if route == ("POST", "/_admin/alerts"):
+        if not isinstance(payload, dict):
+            raise ValueError("alerts body must be {alerts: [...], incidents: [...]}")
+        return Response.json(200, backend.security.add(payload))
+    if route == ("GET", "/_admin/alerts"):
+        return Response.json(200, {"alerts": backend.security.alerts(),
+                                   "incidents": backend.security.incidents(False)})
     if route == ("GET", "/_admin/dataset"):
         return Response.json(200, backend.dataset.summary())
     if route == ("POST", "/_admin/dataset"):
@@ -690,7 +711,8 @@ def _admin_route(backend: Backend, request: Request, route: tuple[str, str],
         return answer
     known = {"/_admin/health", "/_admin/requests", "/_admin/reset", "/_admin/config",
              "/_admin/faults", "/_admin/tokens/revoke", "/_admin/dataset", "/_admin/users",
-             "/_admin/users/token", "/_admin/users/revoke", "/_admin/device-codes"}
+             "/_admin/users/token", "/_admin/users/revoke", "/_admin/device-codes",
+             "/_admin/alerts"}
     if route[1] in known:
         return Response.json(405, {"error": f"{route[0]} not allowed on {route[1]}"})
     return Response.json(404, {"error": f"no admin route {route[1]}"})

@@ -17,6 +17,7 @@ from integration.values.principal import Principal
 
 if TYPE_CHECKING:
     from integration.config import Settings
+    from integration.defender.alerts import SecurityClient
     from integration.defender.auth import TokenProvider
     from integration.defender.budget import Lane
     from integration.defender.client import DefenderClient
@@ -105,11 +106,13 @@ class Enricher:
                  client: Callable[[], DefenderClient], tokens: Callable[[], TokenProvider],
                  graph_tokens: Callable[[], TokenProvider],
                  hunting: Callable[[], HuntingClient],
-                 caller: Callable[[str | None], Caller]) -> None:
+                 caller: Callable[[str | None], Caller],
+                 security: Callable[[], SecurityClient] | None = None) -> None:
         self.settings = settings
         self._store, self._client, self._tokens, self._hunting = store, client, tokens, hunting
         self._graph_tokens = graph_tokens
         self.caller = caller  # whom a call runs as, by its user_assertion (or none)
+        self._security = security
         self.cache = LookupCache(store, f"{settings.endpoints.api_base}|{settings.tenant_id}",
                                  settings.cache_ttl_s)
 
@@ -135,6 +138,15 @@ class Enricher:
     def graph_tokens(self) -> TokenProvider:
         """Tokens for Microsoft Graph (hunting, and test_connectivity's Graph checks)."""
         return self._graph_tokens()
+
+    @property
+    def security(self) -> SecurityClient:
+        """Graph's security alerts and incidents, for a scheduled run's pull and write-back."""
+        if self._security is None:
+            from integration.errors import ConfigError
+
+            raise ConfigError("this Enricher was built without Graph's security API")
+        return self._security()
 
     # -- lookups -------------------------------------------------------------------------------
 

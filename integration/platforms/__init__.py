@@ -22,7 +22,9 @@ CONFIG_SCHEMA = "config.schema.json"
 # The analyst's token: neither a platform setting nor an argument. None of these platforms
 # hands an integration the analyst's Entra token, so their lookups run as the application
 # (README, "Who is asking"); an argument would also leave the token in the platform's records.
-NOT_ON_PLATFORMS = frozenset({"user_assertion"})
+# `rate_limit.windows_s` shrinks Defender's minute and hour for tests against the emulator:
+# no platform setting either.
+NOT_ON_PLATFORMS = frozenset({"user_assertion", "windows_s"})
 # Sign-in methods for a person, not a platform: device_code needs someone at a terminal
 # (and would share one analyst's session with every user of the platform); on_behalf_of
 # needs the analyst's token on each call, which these platforms do not have.

@@ -21,7 +21,8 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -31,8 +32,8 @@ from integration.playbook.lookups import StoreMemo
 from integration.playbook.outcome import (
     Enriched,
     Failed,
+    Left,
     Outcome,
-    Quarantined,
     alert_digest,
     enrich_item,
     in_order,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 STATE_TTL_S = 30 * 86400  # a batch's progress and memo are kept for a month
 OUT_CLAIMS = "batch-out"  # output directory -> the source whose outputs it holds
+FAILED_DIR, QUARANTINE_DIR = "failed", "quarantine"  # inside the output directory
 
 
 @dataclass(frozen=True)
@@ -53,30 +55,44 @@ class BatchItem:
     label: str  # where the alert came from, for messages
     alert: Any  # None when `problem` says why it could not be read
     problem: str | None = None
+    # What makes the work the same (default: the alert's JSON); a pulled alert's leaves out
+    # the fields that change without new work (our own comment, lastUpdateDateTime).
+    digest: str | None = None
 
 
 @dataclass
 class BatchSummary:
     total: int = 0
     enriched: int = 0  # written by this run, every lookup answered
-    incomplete: int = 0  # written, but some lookups failed: done again by the next run
-    failed: int = 0  # not written (a failed step, an output that could not be written)
-    quarantined: int = 0  # never enrichable as given (unreadable, not an alert): set aside
-    already_done: int = 0  # done by an earlier run
+    incomplete: int = 0  # some lookups failed: in failed/, done again by the next run
+    failed: int = 0  # a failed step, an output that could not be written: in failed/
+    quarantined: int = 0  # never enrichable as given: in quarantine/, said once
+    left: int = 0  # not reached before the --deadline: the next run does it
+    already_done: int = 0  # done (or quarantined) by an earlier run
     lookups: int = 0  # indicators sent to Defender by this run
     memo_hits: int = 0  # indicators answered from the batch memo
     exit_status: int = 0
     out_dir: str = ""
-    errors: list[str] = field(default_factory=list)
+    # Each distinct cause once: {"code", "message", "count"} (count: the alerts it touched).
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def add_error(self, code: str, message: str) -> None:
+        for error in self.errors:
+            if error["code"] == code and error["message"] == message:
+                error["count"] += 1
+                return
+        self.errors.append({"code": code, "message": message, "count": 1})
+
     def describe(self) -> str:
+        left = f", {self.left} left for the next run" if self.left else ""
         return (f"{self.total} alert(s): {self.enriched} enriched, {self.already_done} already "
                 f"done, {self.incomplete} with failed lookups, {self.failed} failed, "
-                f"{self.quarantined} quarantined; {self.lookups} lookup(s), {self.memo_hits} "
-                f"answered from the batch memo; output in {self.out_dir}")
+                f"{self.quarantined} quarantined{left}; {self.lookups} lookup(s), "
+                f"{self.memo_hits} answered from the batch memo; output in {self.out_dir}")
 
 
 def batch_items(source: Path) -> Iterator[BatchItem]:
@@ -119,15 +135,20 @@ def _file_items(path: Path, stem: str, *, by_line: bool) -> Iterator[BatchItem]:
 class Batch:
     """Use as a context manager: it holds the batch's lease while open."""
 
-    def __init__(self, store: StateStore, *, source: Path, out_dir: Path,
+    def __init__(self, store: StateStore, *, source: Path | str, out_dir: Path,
                  identity: Mapping[str, str]) -> None:
+        """`source`: a folder or NDJSON file, or the name of a pull (its items given to run)."""
         self.store, self.source, self.out_dir = store, source, out_dir
-        key = json.dumps({"source": str(source.resolve()), "out": str(out_dir.resolve()),
+        key = json.dumps({"source": self._source_name, "out": str(out_dir.resolve()),
                           **identity}, sort_keys=True)
         self.id = hashlib.sha256(key.encode()).hexdigest()[:24]
         self.namespace = f"batch:{self.id}"
         self._lease = Lease(store, self.namespace, f"{out_dir}: another run of this batch")
         self.memo: StoreMemo | None = None
+
+    @property
+    def _source_name(self) -> str:
+        return str(self.source.resolve()) if isinstance(self.source, Path) else self.source
 
     def __enter__(self) -> Batch:
         self._lease.__enter__()
@@ -143,13 +164,21 @@ class Batch:
 
     def run(self, runner: PlaybookRunner, *, progress: IO[str] | None = None,
             report: Callable[[str], None] = lambda message: None,
-            on_outcome: Callable[[BatchItem, Outcome], None] | None = None) -> BatchSummary:
-        """Every item, up to 2 x max_concurrency alerts in flight at once (their lookups
-        bounded by max_concurrency together), outputs written in input order.
-        `on_outcome` sees what became of each item that was not already done."""
-        if not (self.source.is_dir() or self.source.is_file()):
-            raise InvalidInput(f"{self.source}: no such directory or NDJSON file")
-        items = batch_items(self.source)
+            on_outcome: Callable[[BatchItem, Outcome | Left | None], None] | None = None,
+            items: Iterable[BatchItem] | None = None,
+            deadline: float | None = None) -> BatchSummary:
+        """Every item (by default those of the source), up to 2 x max_concurrency alerts in
+        flight at once (their lookups bounded by max_concurrency together), outputs written
+        in input order. `on_outcome` sees what became of each item (None: done already).
+        `deadline` (time.monotonic()): the budget waits for a call until then instead of
+        max_rate_wait_s, and what the run did not reach by then is Left for the next run."""
+        from integration.defender.budget import paced_until
+
+        if items is None:
+            if not isinstance(self.source, Path) or not (self.source.is_dir()
+                                                         or self.source.is_file()):
+                raise InvalidInput(f"{self.source}: no such directory or NDJSON file")
+            items = batch_items(self.source)
         self._claim_out_dir()
         self._remove_stale_temp_files()
         summary = BatchSummary(out_dir=str(self.out_dir))
@@ -160,41 +189,58 @@ class Batch:
             report(message)
 
         window = 2 * runner.lookups.in_flight
-        for item, outcome in in_order(items, lambda item: (item, self._enrich(item, runner)),
-                                      window):
-            summary.total += 1
-            if outcome is None:
-                summary.already_done += 1
-            else:
-                outcome = self._record(item, outcome, summary, say)
+        with paced_until(deadline):
+            for item, outcome in in_order(
+                    items, lambda item: (item, self._enrich(item, runner, deadline)), window):
+                summary.total += 1
+                if outcome is None:
+                    summary.already_done += 1
+                else:
+                    outcome = self._record(item, outcome, summary, say)
                 if on_outcome is not None:
                     on_outcome(item, outcome)
-            bar.show(summary.total)
+                bar.show(summary.total)
         bar.close()
         summary.lookups = runner.lookups.looked_up - lookups
         summary.memo_hits = runner.lookups.memo_hits - memo_hits
         # The memo is for resuming this run after a kill, not for the next run: a batch run
-        # again tomorrow over the same folder must ask Defender afresh for its new alerts.
-        if self.memo is not None:
+        # again tomorrow over the same folder must ask Defender afresh for its new alerts
+        # (what the deadline left is the next run's to resume, memo included).
+        if self.memo is not None and not summary.left:
             self.memo.clear()
         return summary
 
     # -- one alert -----------------------------------------------------------------------
 
-    def _enrich(self, item: BatchItem, runner: PlaybookRunner) -> Outcome | None:
+    def _enrich(self, item: BatchItem, runner: PlaybookRunner,
+                deadline: float | None) -> Outcome | Left | None:
         """The item's outcome, or None when an earlier run did it (on an alert thread)."""
+        digest = _digest(item)
+        done = self.store.get(self.namespace, f"done:{item.name}")
+        if done == f"quarantined:{digest}":
+            return None  # said once, when it was set aside
         if item.problem is not None:
-            return enrich_item(runner, item.label, None, item.problem)
-        digest = alert_digest(item.alert)
-        if self.store.get(self.namespace, f"done:{item.name}") == digest \
-                and (self.out_dir / item.name).is_file():
+            return enrich_item(runner, item.label, None, item.problem, digest=digest)
+        if done == digest and (self.out_dir / item.name).is_file():
             return None
-        return enrich_item(runner, item.label, item.alert, digest=digest)
+        if deadline is not None and time.monotonic() >= deadline:
+            return Left(item.label)
+        outcome = enrich_item(runner, item.label, item.alert, digest=digest)
+        if deadline is not None and isinstance(outcome, Enriched) and not outcome.complete \
+                and all(code == "rate_limited" for code, _ in causes(outcome)):
+            # Paced to a deadline, the budget gives up only when its wait would cross it.
+            return Left(item.label)
+        return outcome
 
-    def _record(self, item: BatchItem, outcome: Outcome, summary: BatchSummary,
-                report: Callable[[str], None]) -> Outcome:
-        """Write an enriched alert and count the outcome (in input order, one at a time)."""
-        if isinstance(outcome, Enriched):
+    def _record(self, item: BatchItem, outcome: Outcome | Left, summary: BatchSummary,
+                report: Callable[[str], None]) -> Outcome | Left:
+        """Write an enriched alert and count the outcome (in input order, one at a time).
+        Only a complete enrichment goes into the output folder: the rest into failed/ or
+        quarantine/, each with its reason."""
+        if isinstance(outcome, Left):
+            summary.left += 1
+            return outcome
+        if isinstance(outcome, Enriched) and outcome.complete:
             try:
                 write_atomically(self.out_dir / item.name, _json_bytes(outcome.result.document),
                                  tag=self.id[:12])
@@ -204,30 +250,57 @@ class Batch:
                     f"{exc.strerror or exc}"), outcome.digest)
         summary.exit_status = max(summary.exit_status, outcome.exit_status)
         if isinstance(outcome, Enriched):
-            if not outcome.complete:
-                summary.incomplete += 1  # not marked done: its failed lookups are tried again
+            if not outcome.complete:  # not marked done: its failed lookups are tried again
+                summary.incomplete += 1
+                found = causes(outcome)
+                for code, message in found:
+                    summary.add_error(code, message)
+                report(f"{item.label}: some lookups failed: "
+                       + "; ".join(f"{code}: {message}" for code, message in found))
+                self._set_aside(FAILED_DIR, item.name, _json_bytes(
+                    {**outcome.result.document, "failure": {
+                        "reason": "some lookups failed",
+                        "errors": [{"code": c, "message": m} for c, m in found]}}))
                 return outcome
             self.store.put(self.namespace, f"done:{item.name}", outcome.digest,
                            ttl_s=STATE_TTL_S)
+            with contextlib.suppress(OSError):
+                (self.out_dir / FAILED_DIR / item.name).unlink()  # an earlier run's failure
             summary.enriched += 1
             return outcome
         if isinstance(outcome, Failed):
             summary.failed += 1
-            message = outcome.error.message
+            code, message = outcome.error.code, outcome.error.message
+            self._set_aside(FAILED_DIR, item.name, _json_bytes({"source": item.label, "failure": {
+                "reason": "the alert could not be enriched",
+                "errors": [{"code": code, "message": message}]}}))
         else:
             summary.quarantined += 1
-            message = outcome.reason
-        summary.errors.append(message)
-        report(f"{'invalid_input' if isinstance(outcome, Quarantined) else outcome.error.code}"
-               f": {message}")
+            code, message = "invalid_input", outcome.reason
+            if outcome.alert is not None:
+                self._set_aside(QUARANTINE_DIR, item.name, _json_bytes(outcome.alert))
+            self._set_aside(QUARANTINE_DIR, f"{item.name}.reason.txt",
+                            f"{item.label}\n{code}: {message}\n".encode())
+            self.store.put(self.namespace, f"done:{item.name}", f"quarantined:{_digest(item)}",
+                           ttl_s=STATE_TTL_S)
+        summary.add_error(code, message)
+        report(f"{code}: {message}")
         return outcome
+
+    def _set_aside(self, folder: str, name: str, data: bytes) -> None:
+        """A failed or quarantined item's file, best effort: the reason is in the summary
+        and on stderr even when the folder cannot be written."""
+        directory = self.out_dir / folder
+        with contextlib.suppress(OSError):
+            directory.mkdir(exist_ok=True)
+            write_atomically(directory / name, data, tag=self.id[:12])
 
     def _claim_out_dir(self) -> None:
         """One --out belongs to one batch: a second batch over another source is refused,
         so that its outputs never mix with (or overwrite) the first one's. The claim lives
         in the state store, beside the batch's progress, as long as that progress."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        out, mine = str(self.out_dir.resolve()), str(self.source.resolve())
+        _make_directory(self.out_dir)
+        out, mine = str(self.out_dir.resolve()), self._source_name
         owner = self.store.get(OUT_CLAIMS, out)
         if owner is not None and owner != mine:
             raise ConfigError(f"{self.out_dir}: holds the outputs of another batch (over "
@@ -241,6 +314,36 @@ class Batch:
                 stale.unlink()
 
 
+def _digest(item: BatchItem) -> str:
+    """What the work of an item is: its own digest, its alert's, or (unreadable) its
+    label and problem, so that a quarantined item is recognized until it changes."""
+    if item.digest:
+        return item.digest
+    if item.problem is None:
+        return alert_digest(item.alert)
+    return hashlib.sha256(f"{item.label}\n{item.problem}".encode()).hexdigest()
+
+
+def causes(outcome: Enriched) -> list[tuple[str, str]]:
+    """The distinct (code, message) of an enrichment's failed lookups, in order."""
+    found: dict[tuple[str, str], None] = {}
+    for envelope in outcome.result.envelopes:
+        error = envelope.get("error") if envelope.get("status") == "error" else None
+        if isinstance(error, dict):
+            found[(str(error.get("code", "upstream_error")), str(error.get("message", "")))] = None
+    return list(found)
+
+
+def _make_directory(path: Path) -> None:
+    """The output folder (and its parents); a path that cannot be one is bad input."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InvalidInput(f"--out {path}: exists and is not a directory") from None
+    except OSError as exc:
+        raise InvalidInput(f"--out {path}: cannot be created: {exc.strerror}") from None
+    if not path.is_dir():
+        raise InvalidInput(f"--out {path}: exists and is not a directory")
 _TEMP_NUMBERS = itertools.count()
 
 

@@ -6,6 +6,7 @@
                   output could not be written): tried again by the next run
     Quarantined   never enrichable as it is (not JSON, nested too deep, not an alert, in no
                   known format): set aside with its reason, the batch goes on
+    Left          not reached before the run's --deadline: the next run does it
 
 `in_order` runs alerts concurrently (a bounded window) and gives their outcomes in input order.
 """
@@ -69,6 +70,18 @@ class Quarantined:
     @property
     def exit_status(self) -> int:
         return EXIT_INPUT
+
+
+@dataclass(frozen=True)
+class Left:
+    """Not enriched this run: the run's --deadline came first (the budget had no call for it
+    in time). The next run's work, not a failure."""
+
+    label: str
+
+    @property
+    def exit_status(self) -> int:
+        return 0
 
 
 Outcome = Enriched | Failed | Quarantined

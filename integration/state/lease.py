@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from integration.errors import ConfigError
+from integration.errors import RunInProgress
 
 if TYPE_CHECKING:
     from integration.state import StateStore
@@ -58,7 +58,7 @@ class Lease:
                 self.store.release_lease(self.namespace, holder)
                 continue
             if _lives_here(holder) or time.monotonic() > deadline:
-                raise ConfigError(f"{self.what} is in progress (process {holder}); try "
+                raise RunInProgress(f"{self.what} is in progress (process {holder}); try "
                                   "again when it has finished")
             time.sleep(0.5)
         self.store.put(self.namespace, HOLDER_KEY, self.owner, ttl_s=HOLDER_TTL_S)
