@@ -91,7 +91,9 @@ ALLOWED_EDGES: dict[str, set[str]] = {
     "clouds": {"errors"},
     "config": {"bounded", "clouds", "errors", "schemas"},
     "state": {"config", "errors"},
-    "defender": {"bounded", "clouds", "config", "errors", "log_scrub", "state", "values"},
+    "fastpath": set(),
+    "defender": {"bounded", "clouds", "config", "errors", "fastpath", "log_scrub", "state",
+                 "values"},
     "lookup": {"config", "defender", "errors", "state", "values"},
     "compose": {"config", "defender", "errors", "lookup", "state", "values"},
     "manifest": {"errors", "resources", "schemas"},
@@ -205,8 +207,10 @@ def test_each_library_is_used_in_one_place(library: str, home: set[str]) -> None
     ("def take_slot", None),
     ('"Bearer ', "integration/defender/pipeline.py"),
     ("== 403", "integration/defender/pipeline.py"),
+    ('"AccessToken"', "integration/fastpath.py"),
 ], ids=["URL building", "Retry-After parsing", "single-flight", "retry policy",
-        "composition root", "budget", "authorized request", "status to error"])
+        "composition root", "budget", "authorized request", "status to error",
+        "msal's cache layout"])
 def test_each_concern_lives_in_one_module(needle: str, home: str | None) -> None:
     holders = sorted(str(path.relative_to(PACKAGE.parent)) for path in PACKAGE.rglob("*.py")
                      if needle in path.read_text(encoding="utf-8")
