@@ -506,6 +506,16 @@ def test_one_failed_value_of_a_list_is_a_note_and_all_failed_is_an_error(
     assert "invalid_input" in entry["Contents"]
 
 
+def test_a_hostile_argument_cannot_put_a_link_in_the_war_room(
+        script, integration, config, private_tmp, monkeypatch) -> None:
+    hostile = "[click](http://attacker.test)"  # from an alert a playbook passes on
+    params = xsoar_params(config, integration)
+    entry = XsoarRun(DOMAIN_COMMAND, params, {"domain": f"{seed.EVIL_DOMAIN},{hostile}"}).run(
+        script, monkeypatch)
+    assert entry["Type"] == 1 and "invalid_input" in entry["HumanReadable"]
+    assert "](http://attacker.test)" not in entry["HumanReadable"]
+
+
 def test_test_module_says_ok(script, integration, config, private_tmp, calls,
                              monkeypatch) -> None:
     entry = XsoarRun("test-module", xsoar_params(config, integration), {}).run(script,
@@ -618,6 +628,12 @@ def test_export_without_a_wheel_says_where_mde_enrich_must_come_from(
 def test_export_refuses_a_wheel_that_is_not_one(tmp_path: Path) -> None:
     assert cli_main(["export", "xsoar", str(tmp_path / "x"), "--wheel",
                      str(tmp_path / "missing.whl")]) == 2
+
+
+def test_export_refusing_its_wheel_writes_nothing_not_even_the_folder(tmp_path: Path) -> None:
+    assert cli_main(["export", "cortex", str(tmp_path / "out"), "--wheel",
+                     str(tmp_path / "missing.whl")]) == 2
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(("platform", "first_step"), [

@@ -324,6 +324,30 @@ def run_finder(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           env=env, timeout=120, check=False)
 
 
+def test_package_outside_the_sdk_venv_says_which_python_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from integration.platforms.splunk_soar import main
+
+    (tmp_path / "uv.lock").write_text("")
+    monkeypatch.setitem(sys.modules, "soar_sdk", None)  # as in a venv without the SDK
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    with pytest.raises(SystemExit) as stopped:
+        main(["package", str(tmp_path), str(tmp_path / "app.tgz")])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "splunk-soar-sdk" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_package_without_a_lock_file_says_how_to_make_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from integration.platforms.splunk_soar import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["package", str(tmp_path), str(tmp_path / "app.tgz")])
+    assert stopped.value.code == 2 and "uv lock" in capsys.readouterr().err
+
+
 def test_a_python313_in_any_users_pyenv_is_found(python313: str, tmp_path: Path) -> None:
     home = tmp_path / "someone"
     versions = home / ".pyenv" / "versions" / "3.13.9" / "bin"

@@ -165,6 +165,17 @@ def test_an_indicator_named_twice_or_in_two_feeds_costs_once(capsys, emulator: E
         str(one.resolve()), str(two.resolve())}
 
 
+def test_one_feed_given_under_two_spellings_is_read_and_reported_once(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    feed = bundle(tmp_path / "feed.json", ["[domain-name:value = 'evil.example']"])
+    monkeypatch.chdir(tmp_path)  # `feed.json`, `./feed.json` and its absolute path: one feed
+    report = sweep(capsys, config_file, "feed.json", "./feed.json", str(feed),
+                   "--format", "json")[1]
+    assert [f["feed"] for f in report["feeds"]] == [str(feed.resolve())]
+    assert len(report["hits"][0]["indicator"]["sources"]) == 1
+
+
 def test_revoked_expired_and_unanswerable_indicators_are_skipped_with_their_reason(
         capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
     path = tmp_path / "f.json"
@@ -419,6 +430,27 @@ def _rows(table: str, **row: Any) -> dict[str, list[dict[str, Any]]]:
     return {table: [{**base, **row}]}
 
 
+def test_graph_is_sent_the_lookback_in_days_and_hours_never_weeks(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # ISO 8601 weeks are not in xs:duration, the form .NET services such as Graph parse
+    from integration.defender.hunting import HuntingClient
+
+    sent: list[str] = []
+    original = HuntingClient.run
+
+    def recording(self: Any, query: str, calls: Any = None, *, timespan: str = "P30D") -> Any:
+        sent.append(timespan)
+        return original(self, query, calls, timespan=timespan)
+
+    monkeypatch.setattr(HuntingClient, "run", recording)
+    path = bundle(tmp_path / "f.json", ["[domain-name:value = 'evil.example']"])
+    report = sweep(capsys, config_file, str(path), "--lookback", "P2W", "--format", "json")[1]
+    assert sent == ["P14D"] and report["lookback"] == "P2W"
+    sweep(capsys, config_file, str(path), "--lookback", "P1DT6H", "--format", "json")
+    assert sent[1:] == ["P1DT6H"]
+
+
 def test_the_sweep_domain_query_finds_connections_and_dns_answers_and_nothing_else() -> None:
     import datetime as dt
 
@@ -505,6 +537,18 @@ def test_a_hostile_device_name_cannot_attack_the_reader(capsys, emulator: Emulat
     assert "\x1b" not in text
     if fmt == "markdown":
         assert "](http://attacker.test)" not in text
+
+
+def test_a_hostile_gone_device_id_cannot_attack_a_markdown_reader() -> None:
+    from integration.sweep.render import render_markdown
+
+    hostile = "[click](http://attacker.test)"
+    report = {"iocs": 1, "lookback": "P30D", "hits": [], "warnings": [], "errors": [],
+              "gone": [{"indicator": {"type": "domain", "value": "evil.example"},
+                        "machines": [hostile]}],
+              "summary": {"hits": 0, "new_machines": 0, "gone_machines": 1, "skipped": 0,
+                          "hunting_calls": 1, "api_calls": 0, "errors": 0}}
+    assert "](http://attacker.test)" not in render_markdown(report)
 
 
 def test_a_user_sweeps_with_their_own_device_groups_and_state(emulator: Emulator,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,91 @@ def test_a_collection_that_refuses_our_credentials_is_an_auth_failure(
     assert emulator.admin.requests_log("/api/") == []
 
 
+def test_a_collection_that_cannot_be_reached_is_exit_4_in_one_line_before_any_lookup(
+        capsys, emulator: Emulator, config_file: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    emulator.admin.clear_log()
+    status, err = sweep(capsys, config_file, f"https://127.0.0.1:{port}/api/collections/x/")
+    assert status == 4 and err.count("\n") == 1 and "cannot be reached" in err
+    assert emulator.admin.requests_log("/api/") == []
+
+
+def test_a_plain_http_collection_is_refused_before_anything_is_sent(
+        capsys, emulator: Emulator, config_file: Path) -> None:
+    emulator.admin.clear_log()
+    status, err = sweep(capsys, config_file, "http://127.0.0.1:9/api/collections/x/")
+    assert status == 2 and "HTTPS only" in err
+    assert emulator.admin.requests_log() == []
+
+
+@contextmanager
+def endless_taxii(keys: Any) -> Iterator[tuple[str, list[str]]]:
+    """A TLS stand-in for a broken TAXII server: every page says `more`, with the same `next`
+    and no objects. Yields the collection URL and the paths it was asked for."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # http.server calls it by this name
+            asked.append(self.path)
+            body = ({"id": "x", "title": "x", "can_read": True, "can_write": False}
+                    if self.path.rstrip("/").endswith("/collections/x")
+                    else {"more": True, "next": "same", "objects": []})
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/taxii+json;version=2.1")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(keys.server_cert_path, keys.server_key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/api/collections/x/", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_says_more_forever_is_an_upstream_error_not_an_endless_sweep(
+        capsys, emulator: Emulator, config_file: Path, taxii_keys: Any) -> None:
+    with endless_taxii(taxii_keys) as (url, asked):
+        status, err = sweep(capsys, config_file, url)
+    assert status == 4 and "more" in err and err.count("\n") == 1
+    assert len(asked) < 10
+
+
+def test_a_collection_that_never_answers_times_out_as_configured(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    import socket
+
+    import yaml
+
+    quick = tmp_path / "quick.yaml"
+    quick.write_text(yaml.safe_dump({**yaml.safe_load(config_file.read_text()),
+                                     "timeout_s": 1}))
+    with socket.socket() as silent:  # takes the connection (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}/api/collections/x/"
+        status, err = sweep(capsys, quick, url)
+    assert status == 4 and "timed out" in err and err.count("\n") == 1
+
+
 # --- MISP --------------------------------------------------------------------------------
 
 
@@ -167,6 +253,12 @@ def test_a_csv_takes_its_indicator_column() -> None:
     read = read_text("first_seen,indicator,type\n2025-01-01,evil.example,domain\n"
                      f"2025-01-02,{'c' * 40},sha1\n", "f")
     assert [i.indicator.value for i in read.indicators] == ["evil.example", "c" * 40]
+
+
+def test_a_one_column_csv_header_is_a_header_not_a_skipped_indicator() -> None:
+    read = read_text("Indicator\nevil.example\n", "f")
+    assert [i.indicator.value for i in read.indicators] == ["evil.example"]
+    assert read.skipped == []
 
 
 def test_a_csv_and_a_text_file_are_swept(capsys, emulator: Emulator, config_file: Path,

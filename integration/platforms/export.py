@@ -29,13 +29,15 @@ def export(platform: str, outdir: str | Path, wheel: str | Path | None = None) -
     module_name, function_name = WRITERS[platform]
     writer = getattr(importlib.import_module(module_name), function_name)
     folder = Path(outdir)
+    # Checked before anything is written: a refused export leaves no half-made folder.
+    if wheel is not None and (not Path(wheel).is_file()
+                              or not Path(wheel).name.endswith(".whl")):
+        raise InvalidInput(f"--wheel {str(wheel)!r}: not a wheel file (build one with "
+                           "`pip wheel --no-deps .`)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if wheel is None:
             return list(writer(folder))
-        if not Path(wheel).is_file() or not Path(wheel).name.endswith(".whl"):
-            raise InvalidInput(f"--wheel {str(wheel)!r}: not a wheel file (build one with "
-                               "`pip wheel --no-deps .`)")
         return list(writer(folder, wheel=Path(wheel)))
     except OSError as exc:
         raise InvalidInput(f"cannot write the {platform} files into {str(folder)!r}: "

@@ -382,7 +382,15 @@ def main(argv: list[str] | None = None) -> None:
         for path in write_splunk_app(args.outdir, wheel=args.wheel):
             print(path)
     else:
-        package(args.app_dir.resolve(), args.output.resolve())
+        if not (args.app_dir / "uv.lock").is_file():
+            parser.error(f"{args.app_dir}: no uv.lock: generate the app, then run `uv lock` "
+                         "in it (make soar-package does both)")
+        try:
+            package(args.app_dir.resolve(), args.output.resolve())
+        except ImportError as error:  # run by the wrong Python: say which one, no traceback
+            parser.exit(2, f"{parser.prog} package: {error.name or error} is not installed: "
+                           "run it with the Python 3.13 venv that has splunk-soar-sdk>=7,<8 "
+                           "(make soar-package builds and uses one)\n")
 
 
 if __name__ == "__main__":

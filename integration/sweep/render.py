@@ -45,8 +45,8 @@ def render_table(report: dict[str, Any]) -> str:
     rows = _rows(report, printable, str)
     if rows:
         lines += ["", text_table(["type", "indicator", "machines", "new", "hosts"], rows)]
-    lines += [f"gone: {defang(g['indicator']['value'])}: {', '.join(g['machines'])}"
-              for g in report["gone"]]
+    lines += [f"gone: {defang(g['indicator']['value'])}: "
+              f"{', '.join(printable(m) for m in g['machines'])}" for g in report["gone"]]
     lines += [f"warning: {printable(w)}" for w in report["warnings"]]
     lines += [f"failed: {defang(e['indicator']['value'])}: {e['error']['code']}: "
               f"{printable(e['error']['message'])}" for e in report["errors"]]
@@ -61,8 +61,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["| " + " | ".join(row) + " |" for row in rows]
     if report["gone"]:
         lines += ["", "**Gone since the last sweep**", ""]
+        # machine ids come from hunting rows (outside data): escaped like host names
         lines += [f"- `{defang(g['indicator']['value'])}`: "
-                  f"{', '.join(g['machines'])}" for g in report["gone"]]
+                  f"{', '.join(markdown_text(m) for m in g['machines'])}"
+                  for g in report["gone"]]
     lines += [f"\n> warning: {markdown_text(w)}" for w in report["warnings"]]
     lines += [f"\n> failed: `{defang(e['indicator']['value'])}`: "
               f"{markdown_text(e['error']['message'])}" for e in report["errors"]]

@@ -59,6 +59,17 @@ def lookback_seconds(text: str) -> int:
     return total
 
 
+def graph_timespan(seconds: int) -> str:
+    """A lookback as Graph's `Timespan`: ISO 8601 in days, hours, minutes and seconds only
+    (xs:duration, which .NET parses, has no weeks: P2W goes out as P14D)."""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (secs, "S"))
+                    if n)
+    return "P" + (f"{days}D" if days else "") + (f"T{clock}" if clock else "")
+
+
 @dataclass
 class _Plan:
     feeds: list[FeedRead]
@@ -89,9 +100,14 @@ class Sweep:
         if not sources:
             raise InvalidInput("give at least one SOURCE (a STIX bundle, TAXII collection "
                                "URL, MISP event or feed folder, CSV or text file)")
-        self.enricher, self.sources = enricher, list(dict.fromkeys(sources))
+        # One feed under two spellings (`a.json`, `./a.json`; a collection URL with and
+        # without its last `/`) is read, fetched and reported once.
+        by_feed: dict[str, str] = {}
+        for source in sources:
+            by_feed.setdefault(feed_id(source), source)
+        self.enricher, self.sources = enricher, list(by_feed.values())
         self.lookback, self.lookback_s = lookback.strip().upper(), lookback_seconds(lookback)
-        self.feeds = [feed_id(source) for source in self.sources]
+        self.feeds = list(by_feed)
         self.settings = enricher.settings
         self.store = enricher.store
         self.say = report
@@ -129,10 +145,12 @@ class Sweep:
     # -- 1. the feeds ---------------------------------------------------------------------
 
     def _read_local(self) -> dict[str, FeedRead]:
-        from integration.sweep.sources import read_source
-        from integration.sweep.taxii import is_collection_url
+        from integration.sweep.sources import feed_id, read_source
+        from integration.sweep.taxii import check_collection_url, is_collection_url
 
         now_ms = time.time_ns() // 1_000_000
+        for source in filter(is_collection_url, self.sources):
+            check_collection_url(feed_id(source))  # a URL that cannot be one: nothing sent
         return {source: read_source(source, lambda feed: None, now_ms=now_ms)
                 for source in self.sources if not is_collection_url(source)}
 
@@ -144,7 +162,8 @@ class Sweep:
         verify: str | bool = self.settings.ca_bundle or True
         feeds = [local.get(source) or read_source(
                      source, lambda feed: self._state(feed).carry(), now_ms=now_ms,
-                     verify=verify, proxy=self.settings.proxy)
+                     verify=verify, proxy=self.settings.proxy,
+                     timeout_s=self.settings.timeout_s)
                  for source in self.sources]
         plan = _Plan(feeds, now_ms)
         record.put("plan", plan.to_dict())
@@ -208,7 +227,8 @@ class Sweep:
                 if kept is None:
                     try:
                         found = self.enricher.hunting.sightings(
-                            kind, chunk, lookback_s=self.lookback_s, timespan=self.lookback,
+                            kind, chunk, lookback_s=self.lookback_s,
+                            timespan=graph_timespan(self.lookback_s),
                             lane="batch")
                     except PermissionDenied as error:
                         message = (f"advanced hunting unavailable ({error.message}); every "

@@ -28,12 +28,13 @@ def feed_id(source: str) -> str:
 
 
 def read_source(source: str, carry: Callable[[str], dict[str, Any] | None], *, now_ms: int,
-                verify: str | bool = True, proxy: str | None = None) -> FeedRead:
+                verify: str | bool = True, proxy: str | None = None,
+                timeout_s: float = 30.0) -> FeedRead:
     """One source's indicators; `carry(feed)` is what that feed kept from the last sweep."""
     feed = feed_id(source)
     if taxii.is_collection_url(source):
         return taxii.read_collection(feed, carry(feed), now_ms=now_ms, verify=verify,
-                                     proxy=proxy)
+                                     proxy=proxy, timeout_s=timeout_s)
     path = Path(feed)
     if path.is_dir():
         if not (path / "manifest.json").is_file():

@@ -2,8 +2,9 @@
 
 Blank lines and `#` comments are skipped. A CSV with a header takes the column named
 indicator, ioc, value, domain, url, hash, sha256, sha1 or md5 (the first one found), else its
-first column. Each value is a file hash when it is 32, 40 or 64 hex digits (optionally
-`sha256:`-prefixed), else a domain or URL; anything neither (an IP address...) is skipped.
+first column; a one-column file may start with such a header too. Each value is a file hash
+when it is 32, 40 or 64 hex digits (optionally `sha256:`-prefixed), else a domain or URL;
+anything neither (an IP address...) is skipped.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def read_text(text: str, feed: str) -> FeedRead:
         values = [(number, row[column].strip() if len(row) > column else "")
                   for number, row in rows]
     else:
+        # A one-column CSV's header (`indicator`, `ioc`...) names the column: not a value.
+        if first.strip().lower() in VALUE_COLUMNS:
+            lines = lines[1:]
         values = [(number, line.strip()) for number, line in lines]
     for number, value in values:
         _value(value, f"line {number}", read)
