@@ -6,4 +6,4 @@ emulator, and PASS/FAIL against its goal. It reports; it does not gate (exit sta
 
 # Run order: the subprocess-heavy cold start first, while nothing else has warmed up.
 BENCHMARKS = ("cold", "suffixes", "warm", "batch", "normalize", "calls", "lanes", "buckets",
-              "sweep", "xsoar", "stream", "inflight", "memory", "fleet")
+              "sweep", "xsoar", "stream", "inflight", "memory", "fleet", "arrivals")

@@ -299,7 +299,7 @@ def test_a_file_name_given_as_a_domain_is_refused_and_nothing_is_sent(
     envelope = domain(config, "igfxtray.exe")
     assert envelope["status"] == "error"
     assert envelope["error"]["code"] == "invalid_input"
-    assert "'exe' is not a public suffix (it looks like a file name)" in \
+    assert "'exe' is not a public suffix (it looks like a file name" in \
         envelope["error"]["message"]
     assert emulator.admin.api_calls() == []
 

@@ -87,7 +87,7 @@ def test_each_fixture_yields_its_indicators_and_skips_what_cannot_be_looked_up(
 
 # Families no public sample was found for (tests/corpus/README.md): each is pinned by a test
 # below on a payload built from the vendor's documented fields.
-DOCUMENTED_ONLY = {"defender_streaming_records", "crowdstrike_detect"}
+DOCUMENTED_ONLY = {"defender_streaming_records", "crowdstrike_detect", "misp_event_search"}
 
 
 def test_every_format_has_a_sample_or_a_corpus_payload() -> None:
@@ -375,3 +375,129 @@ def test_a_misp_attribute_search_answer_is_read_by_attribute_type() -> None:
     assert [(i["value"], i.get("context", {}).get("name")) for i in found["indicators"]] == [
         (EVIL_DOMAIN, None), (KNOWN_FILE["sha256"], "a.exe")]
     assert reasons(found["skipped"]) == {"not_a_file_hash": 1, "ip_address": 1}
+
+
+# --- odd data in one place spoils nothing else (review of issue 17) ----------------------
+
+
+def test_a_sentinel_alert_whose_entity_refs_are_not_strings_keeps_its_other_entities() -> None:
+    entities = [{"$ref": ["3"]}, {"$id": {"a": 1}, "Type": "file", "FileHashes": [{"$ref": {}}]},
+                {"$id": "5", "Type": "dns", "DomainName": EVIL_DOMAIN}]
+    found = _documented({"SystemAlertId": "a1", "AlertName": "x", "ProviderName": "MDATP",
+                         "Entities": json.dumps(entities)})
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [("domain", EVIL_DOMAIN)]
+
+
+def test_a_sentinel_file_entity_whose_properties_are_not_an_object_keeps_the_others() -> None:
+    found = _documented({"properties": {"relatedEntities": [
+        {"kind": "File", "properties": [1, 2]}, {"kind": "File", "properties": "text"},
+        {"kind": "File", "properties": {"fileHashEntityIds": 5, "fileHashes": "x"}},
+        {"kind": "DnsResolution", "properties": {"domainName": EVIL_DOMAIN}}]}})
+    assert found["format"]["id"] == "sentinel_incident"
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [("domain", EVIL_DOMAIN)]
+
+
+def _stix_indicator(number: int, pattern: Any) -> dict[str, Any]:
+    return {"type": "indicator", "id": f"indicator--{number}", "pattern": pattern,
+            "pattern_type": "stix"}
+
+
+def test_a_stix_pattern_that_is_not_a_string_hides_no_other_indicator() -> None:
+    found = alert_formats().extract({"type": "bundle", "id": "bundle--1", "objects": [
+        _stix_indicator(1, f"[domain-name:value = '{EVIL_DOMAIN}']"), _stix_indicator(2, 12),
+        _stix_indicator(3, f"[file:hashes.'SHA-1' = '{KNOWN_FILE['sha1']}']")]}, "b.json")
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [
+        ("domain", EVIL_DOMAIN), ("sha1", KNOWN_FILE["sha1"])]
+    assert [(s["reason"], s["value"]) for s in found["skipped"]] == [("invalid_value", 12)]
+
+
+def test_a_stix_pattern_that_does_not_parse_is_skipped_as_an_invalid_value() -> None:
+    found = alert_formats().extract({"type": "bundle", "id": "bundle--1", "objects": [
+        _stix_indicator(1, f"[domain-name:value = '{EVIL_DOMAIN}'")]}, "b.json")
+    assert [(s["reason"], s["value"]) for s in found["skipped"]] == [
+        ("invalid_value", f"[domain-name:value = '{EVIL_DOMAIN}'")]
+
+
+def test_a_misp_composite_whose_value_is_not_a_string_hides_no_other_attribute() -> None:
+    found = alert_formats().extract({"Event": {"Attribute": [
+        {"type": "domain|ip", "value": 7},
+        {"type": "domain|ip", "value": f"{EVIL_DOMAIN}|203.0.113.9"},
+        {"type": "filename|sha256", "value": None},
+        {"type": "filename|sha256", "value": f"a.exe|{KNOWN_FILE['sha256']}"}]}}, "e.json")
+    assert {(i["type"], i["value"]) for i in found["indicators"]} == {
+        ("domain", EVIL_DOMAIN), ("sha256", KNOWN_FILE["sha256"])}
+
+
+def test_the_generic_reader_reads_indicator_fields_at_any_depth_the_reader_allows() -> None:
+    alert: Any = {"sha1": KNOWN_FILE["sha1"]}
+    for _ in range(30):
+        alert = {"level": [alert]}
+    found = alert_formats().extract(alert, "deep.json")
+    assert found["format"]["id"] == "generic"
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [("sha1", KNOWN_FILE["sha1"])]
+
+
+def test_a_misp_event_search_answer_reads_each_of_its_events() -> None:
+    # MISP's POST /events/restSearch answer (returnFormat json), as the sweep reads it too.
+    found = alert_formats().extract({"response": [
+        {"Event": {"info": "one", "Attribute": [{"type": "domain", "value": EVIL_DOMAIN}]}},
+        {"Event": {"info": "two", "Object": [{"Attribute": [
+            {"type": "sha256", "value": KNOWN_FILE["sha256"]}]}]}}]}, "search.json")
+    assert found["format"]["id"] == "misp_event_search"
+    assert [(i["type"], i["value"], i["sources"][0]["format"]) for i in found["indicators"]] == [
+        ("domain", EVIL_DOMAIN, "misp_event"), ("sha256", KNOWN_FILE["sha256"], "misp_event")]
+
+
+def test_a_sentinel_alert_whose_entities_are_too_long_to_read_says_so() -> None:
+    entities = json.dumps([{"$id": str(n), "Type": "host", "HostName": "h" * 40}
+                           for n in range(20_000)])  # valid JSON, over 1,000,000 characters
+    found = _documented({"SystemAlertId": "a1", "AlertName": "x", "ProviderName": "MDATP",
+                         "Entities": entities})
+    assert [w["code"] for w in found["warnings"]] == ["entities_not_parsed"]
+    assert "longer than the 1,000,000 characters" in found["warnings"][0]["message"]
+
+
+def test_two_fields_a_format_cannot_read_are_two_warnings(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"formats": [{
+        "id": "acme", "keys": ["acme"], "detect": "`true`", "extract": [
+            {"type": "domain", "field": "acme.c2", "expression": "starts_with(acme.c2, 'x')"},
+            {"type": "domain", "field": "acme.dns",
+             "expression": "starts_with(acme.dns, 'x')"}]}]}))
+    found = alert_formats(user_path=str(rules)).extract(
+        {"acme": {"c2": 1, "dns": 2}}, "acme.json")
+    assert [w["message"].split(" could not")[0] for w in found["warnings"]] == [
+        "acme: acme.c2", "acme: acme.dns"]
+
+
+def test_a_user_rule_calling_an_unknown_function_is_refused_when_the_file_is_loaded(
+        tmp_path: Path) -> None:
+    from integration.errors import ConfigError
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"formats": [{
+        "id": "acme", "keys": ["acme"], "detect": "`true`", "extract": [
+            {"type": "domain", "field": "acme.c2", "expression": "regex(acme.c2, '[')"}]}]}))
+    with pytest.raises(ConfigError, match=r"extract\[0\].*unknown function regex\(\)"):
+        alert_formats(user_path=str(rules))
+
+
+def test_misp_attributes_beside_an_event_key_that_is_no_object_are_read() -> None:
+    found = alert_formats().extract({"Event": "x", "Attribute": [
+        {"type": "domain", "value": EVIL_DOMAIN}]}, "attributes.json")
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [("domain", EVIL_DOMAIN)]
+
+
+def test_a_misp_object_whose_attributes_are_no_list_keeps_the_event_readable() -> None:
+    found = alert_formats().extract({"Event": {"Attribute": [
+        {"type": "domain", "value": EVIL_DOMAIN}], "Object": [{"Attribute": 1.5}, 7]}}, "e.json")
+    assert [(i["type"], i["value"]) for i in found["indicators"]] == [("domain", EVIL_DOMAIN)]
+
+
+def test_a_file_whose_verdict_is_an_object_is_still_judged_by_its_publisher() -> None:
+    found = alert_formats().extract({"@odata.type": "#microsoft.graph.security.alert",
+                                     "evidence": [{
+        "@odata.type": "#microsoft.graph.security.fileEvidence", "verdict": {"odd": 1},
+        "fileDetails": {"sha1": KNOWN_FILE["sha1"], "filePublisher": "Microsoft Corporation"}}]},
+        "v2.json")
+    assert [s["reason"] for s in found["skipped"]] == ["trusted_publisher"]

@@ -180,3 +180,23 @@ def test_a_file_record_whose_sha1_holds_a_sha256_is_an_error_and_not_cached(
         envelope = lookup(config, "file", KNOWN_FILE["sha256"])
         assert envelope["error"]["code"] == "upstream_error"
         assert "sha256 where its SHA-1 belongs" in envelope["error"]["message"]
+
+
+# --- the budget against absurd throttling ------------------------------------------------
+
+
+@pytest.mark.parametrize("retry_after", ["999999", "inf", "1e400", "nan"])
+def test_an_absurd_retry_after_pauses_everyone_at_most_max_retry_after_s(
+        emulator: Any, tmp_path: Path, retry_after: str) -> None:
+    import sqlite3
+
+    state = tmp_path / "state.db"
+    emulator.admin.add_fault(DOMAIN_PATH, {"status": 429, "headers": {"Retry-After": retry_after}},
+                             repeat_last=True)
+    config = emulator.config(state=f"sqlite:///{state}", max_retry_after_s=5, max_attempts=2,
+                             backoff_base_s=0.02, backoff_cap_s=0.05, max_rate_wait_s=0)
+    envelope = lookup(config)
+    assert envelope["error"]["code"] == "rate_limited"
+    with sqlite3.connect(state) as db:
+        pauses = [until - time.time() for (until,) in db.execute("SELECT until FROM rate_pauses")]
+    assert all(remaining <= 5 for remaining in pauses), pauses

@@ -277,6 +277,11 @@ def test_a_file_name_is_not_a_domain_and_says_so(name: str) -> None:
     assert err.value.reason == "not_a_domain" and err.value.code == "invalid_input"
 
 
+def test_a_private_name_without_its_configured_suffix_is_not_called_a_file_name() -> None:
+    with pytest.raises(indicators.NotADomain, match=r"'contoso' .*suffix private to your network"):
+        parse_domain("fileserver.corp.contoso")
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("evil.com", "evil.com"), ("a.b.co.uk", "a.b.co.uk"), ("shop.xn--p1ai", "shop.xn--p1ai"),
     ("магазин.рф", "xn--80aairftm.xn--p1ai"), ("files.zip", "files.zip"),

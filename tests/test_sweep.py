@@ -176,6 +176,15 @@ def test_one_feed_given_under_two_spellings_is_read_and_reported_once(
     assert len(report["hits"][0]["indicator"]["sources"]) == 1
 
 
+def test_a_feed_that_names_nothing_is_a_warning_not_a_silent_clean_sweep(
+        capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
+    header_only = tmp_path / "vendor.csv"
+    header_only.write_text("first_seen,indicator,type\n")  # the vendor changed its export
+    status, report = sweep(capsys, config_file, str(header_only), "--format", "json")
+    assert status == 0 and report["iocs"] == 0
+    assert any("vendor.csv" in w and "no indicator" in w for w in report["warnings"])
+
+
 def test_revoked_expired_and_unanswerable_indicators_are_skipped_with_their_reason(
         capsys, emulator: Emulator, config_file: Path, tmp_path: Path) -> None:
     path = tmp_path / "f.json"

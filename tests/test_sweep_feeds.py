@@ -316,3 +316,17 @@ def test_oasis_apt1_report_is_swept_with_its_certificates_and_ranges_skipped(
     reasons = {(s["what"].split(":")[0], s["reason"]) for s in report["skipped"]}
     assert {("ipv4-addr", "unsupported_object"), ("x509-certificate",
                                                   "unsupported_object")} <= reasons
+
+
+def test_a_feed_names_a_private_domain_under_the_configured_internal_suffixes(
+        capsys, emulator: Emulator, config: dict[str, Any], tmp_path: Path) -> None:
+    config_file = tmp_path / "internal.yaml"
+    config_file.write_text(json.dumps({**config, "internal_domain_suffixes": ["corp.contoso"]}))
+    text_file = tmp_path / "iocs.txt"
+    text_file.write_text("fileserver.corp.contoso\n")
+    misp_file = tmp_path / "event.json"
+    misp_file.write_text(json.dumps({"Event": {"info": "internal", "Attribute": [
+        {"type": "domain", "value": "wiki.corp.contoso", "to_ids": True, "uuid": "a-1"}]}}))
+    status, report = sweep(capsys, config_file, str(text_file), str(misp_file))
+    assert status == 0, report
+    assert report["iocs"] == 2 and report["skipped"] == []

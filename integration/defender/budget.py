@@ -35,6 +35,11 @@ Lane = Literal["interactive", "batch"]
 CallType = Literal["domain_machines", "file_machines", "file_info", "machines_list", "hunting",
                    "security"]
 WINDOWS_S = (60.0, 3600.0)  # Defender counts a minute and an hour
+# A call is stamped when its slot is granted and reaches Defender up to a few hundred ms
+# later (the state's commit, TLS, the network): Defender counts arrivals. Each window is
+# kept this much longer than Defender's, so a slot frees only once the server too has let
+# the call it replaces age out.
+ARRIVAL_MARGIN_S = 1.0
 # A scheduled run's --deadline (time.monotonic()): while set, a call waits for the budget up
 # to it instead of max_rate_wait_s, so a backlog is paced, not failed. One run per process.
 _run_deadline: float | None = None
@@ -60,6 +65,7 @@ class RateBudget:
         self._store = store
         self.bucket = bucket
         self._per_minute, self._per_hour = per_minute, per_hour
+        windows_s = (windows_s[0] + ARRIVAL_MARGIN_S, windows_s[1] + ARRIVAL_MARGIN_S)
         self._limits: dict[Lane, tuple[tuple[float, int], ...]] = {
             "interactive": ((windows_s[0], per_minute), (windows_s[1], per_hour)),
             # At least one call a window stays for batch work, however small the limit.

@@ -10,6 +10,7 @@ total deadline. What it does not retry is returned (an answer) or raised (an err
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -25,8 +26,6 @@ T = TypeVar("T")
 log = logging.getLogger("mde_enrich")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-# The longest shared 429 pause honoured: a Retry-After beyond an hour is taken for a fault.
-MAX_SHARED_PAUSE_S = 3600.0
 
 
 class Outcome(NamedTuple):
@@ -82,9 +81,10 @@ class RetryPolicy(NamedTuple):
             status = response.status_code
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if status == 429 and retry_after is not None and on_throttled is not None:
-                # Everyone sharing the budget holds off as long as Defender asked (bounded,
-                # against a broken header); this caller's own patience is max_retry_after_s.
-                on_throttled(min(retry_after, MAX_SHARED_PAUSE_S))
+                # Everyone sharing the budget holds off as long as Defender asked, but never
+                # longer than max_retry_after_s: one absurd header (999999) must not stop
+                # every process for days. This caller gives up past that bound anyway.
+                on_throttled(min(retry_after, self.max_retry_after_s))
             if status in RETRY_STATUSES or (status == 200 and outcome.body is None):
                 raise _TransientAnswer(outcome, retry_after)
             return outcome
@@ -163,9 +163,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # inf, nan and 1e400 are not a time to wait: a garbled header
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):

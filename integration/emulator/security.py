@@ -244,18 +244,21 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 def _or(tokens: list[tuple[str, str]], at: int) -> tuple[Predicate, int]:
-    left, at = _and(tokens, at)
-    while at < len(tokens) and tokens[at] == ("word", "or"):
-        right, at = _and(tokens, at + 1)
-        left = (lambda a, b: lambda item: a(item) or b(item))(left, right)
-    return left, at
+    return _joined(tokens, at, "or", _and, lambda a, b: lambda item: a(item) or b(item))
 
 
 def _and(tokens: list[tuple[str, str]], at: int) -> tuple[Predicate, int]:
-    left, at = _term(tokens, at)
-    while at < len(tokens) and tokens[at] == ("word", "and"):
-        right, at = _term(tokens, at + 1)
-        left = (lambda a, b: lambda item: a(item) and b(item))(left, right)
+    return _joined(tokens, at, "and", _term, lambda a, b: lambda item: a(item) and b(item))
+
+
+def _joined(tokens: list[tuple[str, str]], at: int, word: str,
+            operand: Callable[[list[tuple[str, str]], int], tuple[Predicate, int]],
+            join: Callable[[Predicate, Predicate], Predicate]) -> tuple[Predicate, int]:
+    """operand (word operand)*: `and` binds tighter than `or`, as in OData."""
+    left, at = operand(tokens, at)
+    while at < len(tokens) and tokens[at] == ("word", word):
+        right, at = operand(tokens, at + 1)
+        left = join(left, right)
     return left, at
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -132,7 +133,8 @@ class ExtractPolicy:
                    internal_suffixes)
 
     def trusts(self, record: Mapping[str, Any]) -> bool:
-        if self.lookup_trusted or record.get("verdict") in BAD_VERDICTS:
+        verdict = record.get("verdict")
+        if self.lookup_trusted or (isinstance(verdict, str) and verdict in BAD_VERDICTS):
             return False
         return any(isinstance(record.get(key), str)
                    and record[key].strip().casefold() in self.trusted_publishers
@@ -201,7 +203,8 @@ class AlertFormats:
         _set_device_ids_aside(found, _device_ids(alert))
         _drop_names_that_travel_with_a_hash(found)
         skipped = _unique_skipped(found.skipped)
-        warnings = _unique_by(found.warnings, lambda w: w["code"])
+        # One warning each: the same code may say different things (two unreadable fields).
+        warnings = _unique_by(found.warnings, lambda w: (w["code"], w["message"]))
         if not found.indicators and not skipped and not warnings:
             warnings = [{"code": NO_OBSERVABLES, "message": "the alert names no domain, URL, "
                          "file or other observable this format's rules know"}]
@@ -258,7 +261,6 @@ _GENERIC_BARE_HASH_KEYS = frozenset({"hash", "filehash", "hashes"})
 _GENERIC_DOMAIN_KEYS = frozenset({"domain", "domainname", "hostname", "fqdn", "dnsname",
                                   "queryname", "dnsquery", "dnsqueryname", "questionname"})
 _GENERIC_URL_KEYS = frozenset({"url", "uri", "requesturl", "remoteurl", "fullurl"})
-_GENERIC_DEPTH = 12
 _AMBIGUOUS_MD5 = ("32 hex characters under a field that does not say MD5: an IMPHASH is as "
                   "long, so it is not looked up")
 
@@ -278,11 +280,9 @@ def _generic_kind(key: str) -> str | None:
 
 def _read_generic(alert: Any, found: _Found, policy: ExtractPolicy) -> None:
     """Values under indicator-named keys, at any depth; each named by its path."""
-    stack: list[tuple[Any, str, int]] = [(alert, "", 0)]
-    while stack:
-        node, path, depth = stack.pop(0)
-        if depth > _GENERIC_DEPTH:
-            continue
+    queue: deque[tuple[Any, str]] = deque([(alert, "")])  # breadth first: shallow fields first
+    while queue:
+        node, path = queue.popleft()
         items = node.items() if isinstance(node, dict) else \
             ((f"[{i}]", v) for i, v in enumerate(node)) if isinstance(node, list) else ()
         for key, value in items:
@@ -299,7 +299,7 @@ def _read_generic(alert: Any, found: _Found, policy: ExtractPolicy) -> None:
                             item = _skip("invalid_value", text, where, _AMBIGUOUS_MD5)
                         (found.indicators if "kind" in item else found.skipped).append(item)
             elif isinstance(value, dict | list):
-                stack.append((value, here, depth + 1))
+                queue.append((value, here))
     found.warnings.append(dict(GENERIC_WARNING))
 
 
@@ -658,8 +658,10 @@ def _sentinel_entities(alert: Any) -> dict[str, Any]:
     for entity in out:
         if not isinstance(entity, dict) or entity.get("kind") != "File":
             continue
-        properties = dict(entity.get("properties") or {})
-        refs = [*(properties.get("fileHashEntityIds") or []), *(properties.get("fileHashes") or [])]
+        given = entity.get("properties")
+        properties = dict(given) if isinstance(given, dict) else {}
+        refs = [ref for key in ("fileHashEntityIds", "fileHashes")
+                if isinstance(properties.get(key), list) for ref in properties[key]]
         hashes = []
         for ref in refs:
             target = ref if isinstance(ref, dict) and "$ref" not in ref else None
@@ -708,9 +710,9 @@ def _sentinel_alert_entities(alert: Any) -> dict[str, Any]:
         elif isinstance(node, list):
             stack.extend(node)
 
-    def resolved(node: Any) -> Any:
-        return by_id.get(node["$ref"], node) if isinstance(node, dict) and "$ref" in node \
-            else node
+    def resolved(node: Any) -> Any:  # a `$ref` that is no string refers to nothing
+        ref = node.get("$ref") if isinstance(node, dict) else None
+        return by_id.get(ref, node) if isinstance(ref, str) else node
 
     out: list[dict[str, Any]] = []
     seen: set[int] = set()
@@ -734,12 +736,18 @@ def _misp_attributes(alert: Any) -> dict[str, Any]:
     """`{"attributes": [...]}`: an event's attributes and its objects' attributes, from an
     event (`{"Event": ...}`), an attribute search (`{"response": {"Attribute": [...]}}`) or a
     bare event body."""
-    body = alert.get("Event") or alert.get("response") or alert if isinstance(alert, dict) else {}
-    attributes = [a for a in body.get("Attribute") or [] if isinstance(a, dict)]
-    for item in body.get("Object") or []:
-        if isinstance(item, dict):
-            attributes += [a for a in item.get("Attribute") or [] if isinstance(a, dict)]
+    candidates = (alert.get("Event"), alert.get("response"), alert) \
+        if isinstance(alert, dict) else ()
+    body = next((c for c in candidates if isinstance(c, dict) and c), {})
+    attributes = _objects(body.get("Attribute"))
+    for item in _objects(body.get("Object")):
+        attributes += _objects(item.get("Attribute"))
     return {"attributes": attributes}
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list; anything else (a number, a string, one object) holds none."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _ecs_nested(alert: Any) -> Any:

@@ -81,7 +81,25 @@ def compile_expression(source: Any) -> Expression:
     if _tree_depth(parsed.parsed) > MAX_EXPRESSION_TREE_DEPTH:
         raise ExpressionError(f"expression {_shown(source)!r}... is nested more than "
                               f"{MAX_EXPRESSION_TREE_DEPTH} levels deep once parsed")
+    # JMESPath looks a function up only when it runs: refused here, before anything runs.
+    known = _options().custom_functions.FUNCTION_TABLE
+    unknown = sorted({name for name in _function_names(parsed.parsed) if name not in known})
+    if unknown:
+        raise ExpressionError(f"expression {_shown(source)!r}: unknown function "
+                              f"{', '.join(name + '()' for name in unknown)}; known: "
+                              f"{', '.join(sorted(known))}")
     return Expression(source, parsed)
+
+
+def _function_names(root: Any) -> Iterator[str]:
+    """The names of the functions a parsed JMESPath tree calls, walked without recursion."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "function_expression":
+                yield str(node.get("value"))
+            stack.extend(node.get("children") or [])
 
 
 # JMESPath's parser recurses once per level of brackets and negations, its interpreter once
@@ -206,28 +224,35 @@ def _options() -> Any:
         def _func_from_json(self, value: Any) -> Any:
             return from_json(value)
 
-        @functions.signature({"types": ["string", "null"]}, {"types": ["string"]})
-        def _func_split(self, value: str | None, separator: str) -> list[str]:
+        # These take any value: over a projection (every attribute of an event, every
+        # indicator of a bundle) one odd value must not fail the others; it gives nothing.
+        @functions.signature({"types": []}, {"types": ["string"]})
+        def _func_split(self, value: Any, separator: str) -> list[str]:
             """MISP's composite values (`filename|sha256`), split."""
-            return [] if value is None else value.split(separator)
+            return value.split(separator) if isinstance(value, str) else []
 
-        @functions.signature({"types": ["string", "null"]})
-        def _func_hash_list(self, value: str | None) -> dict[str, str]:
+        @functions.signature({"types": []})
+        def _func_hash_list(self, value: Any) -> dict[str, str]:
             """Sysmon's `Hashes` (`SHA1=...,MD5=...,SHA256=...,IMPHASH=...`) as an object
             keyed by lowercase algorithm: {sha1, md5, sha256, imphash}."""
             found: dict[str, str] = {}
-            for part in (value or "").split(","):
+            for part in (value if isinstance(value, str) else "").split(","):
                 name, equals, digest = part.partition("=")
                 if equals and name.strip():
                     found[name.strip().lower().replace("-", "")] = digest.strip()
             return found
 
-        @functions.signature({"types": ["string", "null"]})
-        def _func_stix_pattern(self, value: str | None) -> list[dict[str, str]]:
+        @functions.signature({"types": []})
+        def _func_stix_pattern(self, value: Any) -> list[dict[str, Any]]:
             """A STIX 2.1 pattern's comparisons (parsed by OASIS's grammar, see
             integration/lookup/stix_patterns.py): [{type: domain|sha1|sha256|md5, value}]
             for what Defender can look up, [{reason, value, message}] for the rest."""
-            return stix_pattern_items(value) if value else []
+            if value is None or value == "":
+                return []
+            if not isinstance(value, str):
+                return [{"reason": "invalid_value", "value": value,
+                         "message": "a STIX pattern is a string"}]
+            return stix_pattern_items(value)
 
     return jmespath.Options(custom_functions=AlertFunctions())
 

@@ -64,6 +64,8 @@ class FeedRead:
     indicators: list[FeedIndicator] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     carry: dict[str, Any] | None = None
+    # The `internal_domain_suffixes` configuration: a private name in a feed is a domain.
+    internal_suffixes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"feed": self.feed, "indicators": [i.to_dict() for i in self.indicators],

@@ -30,10 +30,10 @@ def is_event(document: Any) -> bool:
         or isinstance(document.get("response"), list))
 
 
-def read_events(document: Any, feed: str) -> FeedRead:
+def read_events(document: Any, feed: str, internal_suffixes: tuple[str, ...] = ()) -> FeedRead:
     """An event JSON as MISP exports it: `{"Event": {...}}`, or a search answer
     `{"response": [{"Event": {...}}, ...]}`."""
-    read = FeedRead(feed)
+    read = FeedRead(feed, internal_suffixes=internal_suffixes)
     events = [document["Event"]] if isinstance(document.get("Event"), dict) else [
         item["Event"] for item in document.get("response", [])
         if isinstance(item, dict) and isinstance(item.get("Event"), dict)]
@@ -42,7 +42,8 @@ def read_events(document: Any, feed: str) -> FeedRead:
     return read
 
 
-def read_feed_folder(folder: Path, feed: str) -> FeedRead:
+def read_feed_folder(folder: Path, feed: str, internal_suffixes: tuple[str, ...] = ()
+                     ) -> FeedRead:
     """A MISP feed: the events its manifest lists, each in `<uuid>.json` beside it."""
     manifest_path = folder / "manifest.json"
     try:
@@ -51,7 +52,7 @@ def read_feed_folder(folder: Path, feed: str) -> FeedRead:
         raise InvalidInput(f"{manifest_path}: not a readable MISP feed manifest: {exc}") from None
     if not isinstance(manifest, dict):
         raise InvalidInput(f"{manifest_path}: a MISP feed manifest maps event uuids to events")
-    read = FeedRead(feed)
+    read = FeedRead(feed, internal_suffixes=internal_suffixes)
     for uuid in sorted(manifest):
         path = folder / f"{uuid}.json"
         if "/" in uuid or "\\" in uuid or not path.is_file():
@@ -108,7 +109,8 @@ def _attribute(attribute: dict[str, Any], info: str | None, read: FeedRead) -> N
                                     f"{what}: to_ids is off (context, not for detection)"))
         return
     try:
-        indicator = parse_domain(value) if base in DOMAIN_TYPES else parse_file_hash(value)
+        indicator = parse_domain(value, read.internal_suffixes) if base in DOMAIN_TYPES \
+            else parse_file_hash(value)
     except PluginError as error:
         read.skipped.append(Skipped(read.feed, ref, what, "invalid_value",
                                     f"{what}: {error.message}"))

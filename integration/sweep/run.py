@@ -151,7 +151,9 @@ class Sweep:
         now_ms = time.time_ns() // 1_000_000
         for source in filter(is_collection_url, self.sources):
             check_collection_url(feed_id(source))  # a URL that cannot be one: nothing sent
-        return {source: read_source(source, lambda feed: None, now_ms=now_ms)
+        suffixes = self.settings.internal_domain_suffixes
+        return {source: read_source(source, lambda feed: None, now_ms=now_ms,
+                                    internal_suffixes=suffixes)
                 for source in self.sources if not is_collection_url(source)}
 
     def _read(self, record: RunRecord, local: dict[str, FeedRead]) -> _Plan:
@@ -163,7 +165,8 @@ class Sweep:
         feeds = [local.get(source) or read_source(
                      source, lambda feed: self._state(feed).carry(), now_ms=now_ms,
                      verify=verify, proxy=self.settings.proxy,
-                     timeout_s=self.settings.timeout_s)
+                     timeout_s=self.settings.timeout_s,
+                     internal_suffixes=self.settings.internal_domain_suffixes)
                  for source in self.sources]
         plan = _Plan(feeds, now_ms)
         record.put("plan", plan.to_dict())
@@ -176,7 +179,11 @@ class Sweep:
 
     def _sweep(self, plan: _Plan, record: RunRecord, *, resumed: bool) -> dict[str, Any]:
         indicators = [indicator for indicator, _ in plan.distinct.values()]
-        warnings: list[str] = []
+        # A scheduled sweep of a feed that names nothing (a vendor's changed export, a CSV
+        # with its header only) would report "nothing touched" for ever: say so.
+        warnings = [f"{feed.feed}: the feed names no indicator (nothing read, nothing "
+                    "skipped): check its format" for feed in plan.feeds
+                    if not feed.indicators and not feed.skipped]
         hunted = self._hunt(indicators, record, warnings)
         if hunted is None:  # no hunting: every indicator is looked up
             targets = {f"{i.type}:{i.value}": i for i in indicators}

@@ -29,8 +29,9 @@ def feed_id(source: str) -> str:
 
 def read_source(source: str, carry: Callable[[str], dict[str, Any] | None], *, now_ms: int,
                 verify: str | bool = True, proxy: str | None = None,
-                timeout_s: float = 30.0) -> FeedRead:
-    """One source's indicators; `carry(feed)` is what that feed kept from the last sweep."""
+                timeout_s: float = 30.0, internal_suffixes: tuple[str, ...] = ()) -> FeedRead:
+    """One source's indicators; `carry(feed)` is what that feed kept from the last sweep;
+    a name under one of `internal_suffixes` is a domain (MISP, CSV and text feeds)."""
     feed = feed_id(source)
     if taxii.is_collection_url(source):
         return taxii.read_collection(feed, carry(feed), now_ms=now_ms, verify=verify,
@@ -40,7 +41,7 @@ def read_source(source: str, carry: Callable[[str], dict[str, Any] | None], *, n
         if not (path / "manifest.json").is_file():
             raise InvalidInput(f"{source}: a folder source is a MISP feed, and this one has "
                                "no manifest.json")
-        return misp.read_feed_folder(path, feed)
+        return misp.read_feed_folder(path, feed, internal_suffixes)
     try:
         content = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -53,11 +54,11 @@ def read_source(source: str, carry: Callable[[str], dict[str, Any] | None], *, n
     if stix.is_bundle(document):
         return stix.read_objects(document.get("objects") or [], feed, now_ms=now_ms)
     if misp.is_event(document):
-        return misp.read_events(document, feed)
+        return misp.read_events(document, feed, internal_suffixes)
     if document is not None:
         raise InvalidInput(f"{source}: JSON, but neither a STIX 2.1 bundle "
                            "(\"type\": \"bundle\") nor a MISP event (\"Event\")")
-    return text.read_text(content, feed)
+    return text.read_text(content, feed, internal_suffixes)
 
 
 def _json(content: str, source: str) -> Any:

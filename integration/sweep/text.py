@@ -22,8 +22,8 @@ _HASH_LIKE = re.compile(r"(?:(?:sha-?1|sha-?256|md5)\s*:\s*)?"
                         r"(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})", re.IGNORECASE)
 
 
-def read_text(text: str, feed: str) -> FeedRead:
-    read = FeedRead(feed)
+def read_text(text: str, feed: str, internal_suffixes: tuple[str, ...] = ()) -> FeedRead:
+    read = FeedRead(feed, internal_suffixes=internal_suffixes)
     lines = [(number, line) for number, line in enumerate(text.splitlines(), 1)
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
@@ -55,7 +55,7 @@ def _value(value: str, ref: str, read: FeedRead) -> None:
         return
     try:
         indicator = parse_file_hash(value) if _HASH_LIKE.fullmatch(value) else \
-            parse_domain(value)
+            parse_domain(value, read.internal_suffixes)
     except PluginError as error:
         read.skipped.append(Skipped(read.feed, ref, value[:80], "invalid_value", error.message))
         return

@@ -323,10 +323,12 @@ def _public_suffix_list() -> PublicSuffixList:
 
 
 def _suffix_problem(text: str, last_label: str) -> str:
-    kind = "a file name" if not last_label.isdigit() else "not a host name"
+    # `pdf` and `contoso` look alike here: a file name, or a name private to a network.
+    kind = "it looks like a file name, or a suffix private to your network" \
+        if not last_label.isdigit() else "it looks like an address, not a host name"
     return (f"domain {_echo(text)} is not a domain: {_echo(last_label)} is not a public suffix "
-            f"(it looks like {kind}); add the suffix to `internal_domain_suffixes` if it is "
-            "one of your networks")
+            f"({kind}); add the suffix to `internal_domain_suffixes` if it is one of your "
+            "networks")
 
 
 # --- file hashes --------------------------------------------------------------------------
