@@ -43,7 +43,7 @@ def run(bench: Bench) -> Result:
             envelopes = enricher.lookup_many("domain", domains, use_cache=False)
             walls.append(time.perf_counter() - started)
             calls.append(len(bench.admin.api_calls()))
-            statuses.update(e["status"] for e in envelopes)
+            statuses.update(e.status for e in envelopes)
     finally:
         bench.admin.configure(latency_s=0)
         enricher.store.close()

@@ -44,7 +44,7 @@ def _wall(bench: Bench, buckets: str) -> tuple[float, int]:
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    failed = sum(e["status"] == "error" for envelopes in results.values() for e in envelopes)
+    failed = sum(e.status == "error" for envelopes in results.values() for e in envelopes)
     enricher.store.close()
     return wall, failed
 

@@ -84,7 +84,7 @@ def run(bench: Bench) -> Result:
             for kind in KINDS:
                 if alert[kind]:
                     envelopes = enricher.lookup_many(kind, alert[kind])
-                    statuses.update(e["status"] for e in envelopes)
+                    statuses.update(e.status for e in envelopes)
     finally:
         enricher.store.close()
     paths = [entry["path"] for entry in bench.admin.api_calls()]

@@ -56,8 +56,8 @@ def _run(bench: Bench, reserve: float, state: str) -> tuple[list[float], int]:
         started = time.perf_counter()
         envelope = enricher.lookup("domain", DOMAIN, use_cache=False, priority="interactive")
         waits.append(time.perf_counter() - started)
-        if envelope["status"] != "success":
-            raise RuntimeError(f"analyst lookup failed: {envelope.get('error')}")
+        if envelope.status != "success":
+            raise RuntimeError(f"analyst lookup failed: {envelope.error}")
         time.sleep(ANALYST_EVERY_S)
     stop.set()
     for worker in workers:

@@ -56,7 +56,7 @@ def _lookup(kind: Kind, action: str, schema: str, key: str, params: Mapping[str,
                            include_raw=params.get("include_raw", False),
                            priority=params.get("priority", "batch"),
                            contact=params.get("contact", enricher.settings.contact),
-                           user_assertion=params.get("user_assertion"))
+                           user_assertion=params.get("user_assertion")).to_dict()
 
 
 def validate_params(schema: str, params: Any) -> None:

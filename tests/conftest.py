@@ -16,6 +16,7 @@ import yaml
 from integration import actions, schemas
 from integration.emulator import Emulator
 from integration.lookup.service import Enricher
+from integration.values.envelope import Envelope
 
 # Fast retries in tests: the policy's shape is under test, not its production pace.
 FAST_RETRIES = {"backoff_base_s": 0.02, "backoff_cap_s": 0.1}
@@ -41,7 +42,8 @@ def every_envelope_matches_its_schema(monkeypatch: pytest.MonkeyPatch) -> None:
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             envelope = function(*args, **kwargs)
-            assert_valid_envelope(envelope)
+            assert_valid_envelope(envelope.to_dict() if isinstance(envelope, Envelope)
+                                  else envelope)
             return envelope
         return wrapper
 

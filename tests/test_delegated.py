@@ -25,6 +25,7 @@ from integration.emulator import Emulator, seed
 from integration.errors import AuthFailed
 from integration.lookup.service import Enricher
 from integration.state import open_store
+from integration.values.envelope import as_dicts
 
 FAST_RETRIES = {"backoff_base_s": 0.02, "backoff_cap_s": 0.1}
 FINANCE_MACHINES_OF_EVIL = 1  # evil.example: one machine each in Finance, The-A-Team, Unassigned
@@ -78,7 +79,7 @@ def groups(envelope: dict[str, Any]) -> set[str]:
 
 
 def domain(enricher: Enricher, value: str = seed.EVIL_DOMAIN, **options: Any) -> dict[str, Any]:
-    return enricher.lookup("domain", value, **options)
+    return enricher.lookup("domain", value, **options).to_dict()
 
 
 # ---------------------------------------------------------------- device groups, principals
@@ -195,10 +196,10 @@ def test_a_files_sha1_resolution_is_shared_across_principals(emu: Emulator,
     enricher = new_enricher(load_settings(config))
     assertion = emu.admin.user_token(emu.dana, audience=emu.client_id)
     dana = enricher.lookup("file", seed.KNOWN_FILE["sha256"], user_assertion=assertion)
-    assert dana["status"] == "success"
+    assert dana.status == "success"
     emu.admin.clear_log()
     application = enricher.lookup("file", seed.KNOWN_FILE["sha256"])
-    assert application["summary"]["cached"] is False
+    assert application.summary.cached is False
     assert [c["path"] for c in emu.admin.api_calls()] == \
         [f"/api/files/{seed.KNOWN_FILE['sha1']}/machines"]  # no second /api/files/{sha256}
 
@@ -238,9 +239,9 @@ def test_playbook_memo_does_not_serve_the_applications_answer_to_a_user(
 
     enricher = new_enricher(load_settings(app_config(emu, state)))
     service = LookupService(lambda: enricher)
-    (application,) = service.lookup("domain", [seed.EVIL_DOMAIN])
+    (application,) = as_dicts(service.lookup("domain", [seed.EVIL_DOMAIN]))
     assertion = emu.admin.user_token(emu.alice, audience=emu.client_id)
-    (alice,) = service.lookup("domain", [seed.EVIL_DOMAIN], user_assertion=assertion)
+    (alice,) = as_dicts(service.lookup("domain", [seed.EVIL_DOMAIN], user_assertion=assertion))
     assert len(groups(application)) == 3 and groups(alice) == {"Finance"}
     assert service.memo_hits == 0
 

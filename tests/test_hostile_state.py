@@ -42,7 +42,8 @@ def rows(config: dict[str, Any], namespace: str) -> list[str]:
 def fresh_lookup(config: dict[str, Any], kind: str = "domain", value: str = EVIL_DOMAIN,
                  **options: Any) -> dict[str, Any]:
     """A lookup by a new process's Enricher: nothing in memory, everything from the state."""
-    return new_enricher(load_settings(config)).lookup(kind, value, **options)  # type: ignore[arg-type]
+    return new_enricher(load_settings(config)).lookup(  # type: ignore[arg-type]
+        kind, value, **options).to_dict()
 
 
 # --- the shared token cache ----------------------------------------------------------------
@@ -62,10 +63,10 @@ def test_a_token_cache_row_that_is_not_msals_is_ignored_and_rewritten(
 def test_a_refused_token_is_dropped_even_when_the_token_row_is_corrupt(
         config: dict[str, Any], emulator: Any) -> None:
     enricher = new_enricher(load_settings(config))
-    assert enricher.lookup("domain", EVIL_DOMAIN, use_cache=False)["status"] == "success"
+    assert enricher.lookup("domain", EVIL_DOMAIN, use_cache=False).status == "success"
     emulator.admin.revoke_tokens()  # the next call is a 401: the token is invalidated
     corrupt(config, "UPDATE kv SET value='{broken' WHERE namespace=?", TOKEN_ROWS)
-    assert enricher.lookup("domain", EVIL_DOMAIN, use_cache=False)["status"] == "success"
+    assert enricher.lookup("domain", EVIL_DOMAIN, use_cache=False).status == "success"
 
 
 # --- the result cache ----------------------------------------------------------------------

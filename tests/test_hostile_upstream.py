@@ -50,7 +50,7 @@ def serve(emulator: Any) -> Iterator[Any]:
 
 def lookup(config: dict[str, Any], kind: str = "domain", value: str = EVIL_DOMAIN
            ) -> dict[str, Any]:
-    return new_enricher(load_settings(config)).lookup(kind, value)  # type: ignore[arg-type]
+    return new_enricher(load_settings(config)).lookup(kind, value).to_dict()  # type: ignore[arg-type]
 
 
 # --- bounded in size ---------------------------------------------------------------------

@@ -91,7 +91,9 @@ ALLOWED_EDGES: dict[str, set[str]] = {
     "clouds": {"errors"},
     "config": {"bounded", "clouds", "errors", "schemas"},
     "state": {"config", "errors"},
-    "defender": {"bounded", "clouds", "config", "errors", "log_scrub", "state", "values"},
+    "fastpath": set(),
+    "defender": {"bounded", "clouds", "config", "errors", "fastpath", "log_scrub", "state",
+                 "values"},
     "lookup": {"config", "defender", "errors", "state", "values"},
     "compose": {"config", "defender", "errors", "lookup", "state", "values"},
     "manifest": {"errors", "resources", "schemas"},
@@ -205,8 +207,10 @@ def test_each_library_is_used_in_one_place(library: str, home: set[str]) -> None
     ("def take_slot", None),
     ('"Bearer ', "integration/defender/pipeline.py"),
     ("== 403", "integration/defender/pipeline.py"),
+    ('"AccessToken"', "integration/fastpath.py"),
 ], ids=["URL building", "Retry-After parsing", "single-flight", "retry policy",
-        "composition root", "budget", "authorized request", "status to error"])
+        "composition root", "budget", "authorized request", "status to error",
+        "msal's cache layout"])
 def test_each_concern_lives_in_one_module(needle: str, home: str | None) -> None:
     holders = sorted(str(path.relative_to(PACKAGE.parent)) for path in PACKAGE.rglob("*.py")
                      if needle in path.read_text(encoding="utf-8")
@@ -216,3 +220,37 @@ def test_each_concern_lives_in_one_module(needle: str, home: str | None) -> None
                            "integration/state/sqlite.py"]
     else:
         assert holders == [home]
+
+
+# Envelopes are typed inside; they become JSON at the edges only (the entry points, the CLI,
+# the platform adapters, the playbook's JSON documents), and are read back from JSON only
+# where a run keeps them in the state store (a batch's memo, a sweep's progress).
+ENVELOPE_TO_JSON = {"integration.actions", "integration.cli.demo", "integration.cli.lookups",
+                    "integration.playbook.lookups", "integration.sweep.run"}
+ENVELOPE_FROM_JSON = {"integration.playbook.lookups", "integration.sweep.run"}
+
+
+def calls_in(path: Path, attribute: str) -> list[str]:
+    """Source of each call of `.attribute(...)` / `attribute(...)` in `path`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [ast.unparse(node) for node in ast.walk(tree) if isinstance(node, ast.Call) and (
+        (isinstance(node.func, ast.Attribute) and node.func.attr == attribute)
+        or (isinstance(node.func, ast.Name) and node.func.id == attribute))]
+
+
+def test_envelopes_become_json_only_at_the_edges() -> None:
+    """Envelope.to_dict() (or as_dicts) is called where an envelope leaves the package or
+    is stored; errors, summaries and others' values have to_dict()s of their own."""
+    envelope_makers = ("lookup(", "lookup_many(", "error_envelope(", "envelope.to_dict",
+                       "as_dicts(")
+    users = {name for name, path in MODULES.items() if not name.startswith(
+        ("integration.emulator", "integration.values"))
+        and any(call.startswith(envelope_makers) or any(m in call for m in envelope_makers)
+                for call in calls_in(path, "to_dict") + calls_in(path, "as_dicts"))}
+    assert users <= ENVELOPE_TO_JSON, users - ENVELOPE_TO_JSON
+
+
+def test_envelopes_are_read_back_from_json_only_where_a_run_stores_them() -> None:
+    users = {name for name, path in MODULES.items()
+             if any(call.startswith("Envelope.from_dict(") for call in calls_in(path, "from_dict"))}
+    assert users == ENVELOPE_FROM_JSON

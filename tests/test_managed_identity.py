@@ -176,8 +176,8 @@ def test_unknown_user_assigned_identity_is_auth_failed(emulator: Emulator,
 def test_the_token_is_shared_through_the_state(emulator: Emulator, state_url: str) -> None:
     config = mi_config(emulator, state_url)
     first, second = new_enricher(load_settings(config)), new_enricher(load_settings(config))
-    assert first.lookup("domain", "evil.example")["status"] == "success"
-    assert second.lookup("domain", "evil.example", use_cache=False)["status"] == "success"
+    assert first.lookup("domain", "evil.example").status == "success"
+    assert second.lookup("domain", "evil.example", use_cache=False).status == "success"
     assert len(emulator.admin.token_calls()) == 1
     assert second.tokens.tokens_fetched == 0
     assert len(emulator.admin.api_calls()) == 2

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from integration.compose import Parts
+from integration.compose import Parts, new_enricher
 from integration.config import load_settings
 from integration.defender import urls
 from integration.defender.client import DefenderClient
@@ -140,3 +140,14 @@ def test_a_failed_step_carries_its_causes_code_and_replaces_like_any_error() -> 
     assert (changed.code, changed.exit_status, changed.status) == ("auth_failed", 3, 401)
     assert changed.__cause__ is cause and changed.api_calls == 2
     assert StepFailed.code == PluginError.code  # the class itself is untouched
+
+
+def test_an_error_envelope_carries_the_error_itself(config: dict, emulator: Emulator) -> None:
+    emulator.admin.add_fault(DOMAIN_PATH, 403)
+    envelope = new_enricher(load_settings(config)).lookup("domain", seed.EVIL_DOMAIN)
+    assert isinstance(envelope.error, PermissionDenied)
+    assert (envelope.error.status, envelope.error.service, envelope.error.path) == \
+        (403, "Defender", DOMAIN_PATH)
+    assert envelope.to_dict()["error"] == {"code": "permission_denied", "http_status": 403,
+                                           "message": envelope.error.message,
+                                           "retryable": False}

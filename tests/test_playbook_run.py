@@ -59,8 +59,8 @@ def expected_uids(config: dict[str, Any], domains: set[str], files: set[str]) ->
     enricher = new_enricher(load_settings({**config, "cache_ttl_s": 0}))
     envelopes = enricher.lookup_many("domain", sorted(domains)) + \
         enricher.lookup_many("file", sorted(files))
-    assert all(e["status"] in ("success", "not_found") for e in envelopes)
-    return {m["uid"] for e in envelopes for m in e["machines"]}
+    assert all(e.status in ("success", "not_found") for e in envelopes)
+    return {m["uid"] for e in envelopes for m in e.machines}
 
 
 @pytest.mark.parametrize("fixture", sorted(LOOKED_UP))

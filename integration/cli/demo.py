@@ -16,6 +16,7 @@ from integration.config import load_settings
 from integration.lookup.service import Enricher
 from integration.render import render, text_table
 from integration.resources import PLAYBOOKS, SAMPLE_ALERTS
+from integration.values.envelope import as_dicts
 
 ENRICH_ALERT = PLAYBOOKS / "enrich-alert.yaml"
 
@@ -36,15 +37,16 @@ def run_demo(fmt: str = "table") -> int:
         domains = ["hxxps://Evil[.]example/payload?id=7", seed.IDN_DOMAIN_UNICODE,
                    seed.EMPTY_DOMAIN, "10.1.2.3"]
         print("$ mde-enrich domain " + " ".join(repr(value) for value in domains))
-        print(render(enricher.lookup_many("domain", domains), fmt), end="\n\n")
+        print(render(as_dicts(enricher.lookup_many("domain", domains)), fmt), end="\n\n")
 
         print(f"$ mde-enrich file {seed.KNOWN_FILE['sha256']}")
-        print(render([enricher.lookup("file", seed.KNOWN_FILE["sha256"])], fmt), end="\n\n")
+        print(render([enricher.lookup("file", seed.KNOWN_FILE["sha256"]).to_dict()], fmt),
+              end="\n\n")
 
         # When and how each machine touched it: one advanced-hunting query for the batch.
         print(f"$ mde-enrich domain {seed.EVIL_DOMAIN} --contact")
-        print(render(enricher.lookup_many("domain", [seed.EVIL_DOMAIN], contact=True,
-                                          priority="interactive"), fmt), end="\n\n")
+        print(render(as_dicts(enricher.lookup_many("domain", [seed.EVIL_DOMAIN], contact=True,
+                                                   priority="interactive")), fmt), end="\n\n")
 
         _enrich_sample_alerts(enricher)
     return 0

@@ -61,7 +61,7 @@ def read_values(values: list[str]) -> list[str]:
 def lookup_values(kind: str, values: list[str], *, config_path: str | None, use_cache: bool,
                   include_raw: bool, contact: bool = False) -> list[dict[str, Any]]:
     from integration.compose import enricher_for
-    from integration.values.envelope import ACTION_BY_KIND, error_envelope
+    from integration.values.envelope import ACTION_BY_KIND, as_dicts, error_envelope
     from integration.values.indicators import parse
 
     try:
@@ -80,9 +80,9 @@ def lookup_values(kind: str, values: list[str], *, config_path: str | None, use_
                                                 indicator=indicator).to_dict())
         return envelopes
     # An analyst is waiting: the interactive lane of the rate budget.
-    return enricher.lookup_many(kind, values, use_cache=use_cache,  # type: ignore[arg-type]
-                                include_raw=include_raw, priority="interactive",
-                                contact=contact)
+    return as_dicts(enricher.lookup_many(kind, values, use_cache=use_cache,  # type: ignore[arg-type]
+                                         include_raw=include_raw, priority="interactive",
+                                         contact=contact))
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -20,6 +20,12 @@ from typing import TYPE_CHECKING, Any, cast
 from integration.config import MANAGED_IDENTITY
 from integration.defender import managed_identity
 from integration.errors import AuthFailed, ConfigError, PluginError, UpstreamError, first_line
+from integration.fastpath import (
+    REFRESH_MARGIN_S,
+    drop_access_token,
+    find_access_token,
+    token_cache_data,
+)
 from integration.values.principal import Principal, principal_of
 
 if TYPE_CHECKING:
@@ -31,8 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mde_enrich")
 
 TOKEN_CACHE_NAMESPACE = "msal-token-cache"
-# msal itself renews a token within five minutes of its expiry; so do we.
-REFRESH_MARGIN_S = 300
 TOKEN_CACHE_TTL_S = 24 * 3600
 # While one process fetches a token, the others wait this long for it before fetching too.
 TOKEN_LEASE_S = 15.0
@@ -101,14 +105,10 @@ class TokenProvider:
         with self._lock:
             if self._token == token:
                 self._token, self._expires_on = None, 0.0
-            data = token_cache_data(self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key))
-            if data is None:
-                return
-            entries = data.get("AccessToken", {})
-            kept = {key: entry for key, entry in entries.items() if entry.get("secret") != token}
-            if len(kept) != len(entries):
-                data["AccessToken"] = kept
-                self._store.put(TOKEN_CACHE_NAMESPACE, self._cache_key, json.dumps(data),
+            kept = drop_access_token(self._store.get(TOKEN_CACHE_NAMESPACE, self._cache_key),
+                                     token)
+            if kept is not None:
+                self._store.put(TOKEN_CACHE_NAMESPACE, self._cache_key, kept,
                                 ttl_s=TOKEN_CACHE_TTL_S)
 
     def _from_shared_cache(self) -> tuple[str, float] | None:
@@ -367,53 +367,6 @@ def _pem_block(pem: str, label: str) -> str | None:
     start = pem.find(begin)
     stop = pem.find(end, start)
     return pem[start:stop + len(end)] if start >= 0 and stop >= 0 else None
-
-
-def find_access_token(blob: str, *, client_id: str | None, tenant_id: str, scope: str,
-                      now: float | None = None) -> tuple[str, float] | None:
-    """A still-valid access token from msal's serialized cache, read without msal."""
-    now = time.time() if now is None else now
-    data = token_cache_data(blob)
-    if data is None:
-        return None
-    wanted = scope.lower()
-    for entry in data.get("AccessToken", {}).values():
-        if entry.get("client_id") != client_id or entry.get("realm") != tenant_id:
-            continue
-        if not isinstance(entry.get("target"), str) or \
-                wanted not in entry["target"].lower().split():
-            continue
-        try:
-            expires_on = float(entry["expires_on"])
-        except (KeyError, ValueError):
-            continue
-        if expires_on - now > REFRESH_MARGIN_S and isinstance(entry.get("secret"), str) \
-                and entry["secret"]:
-            return entry["secret"], expires_on
-    return None
-
-
-def token_cache_data(blob: str | None) -> dict[str, Any] | None:
-    """msal's serialized cache as stored, or None when there is none or the stored row is not
-    one (corrupted, or written by something else): such a row is ignored, never a crash, and
-    the next token fetched overwrites it. msal writes sections of entries whose fields are
-    all strings (or null); anything else would fail inside msal."""
-    if not blob:
-        return None
-    try:
-        data = json.loads(blob)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    for section in data.values():
-        if not isinstance(section, dict):
-            return None
-        for entry in section.values():
-            if not isinstance(entry, dict) or not all(
-                    value is None or isinstance(value, str) for value in entry.values()):
-                return None
-    return data
 
 
 def token_claims(token: str) -> dict[str, Any]:

@@ -152,9 +152,9 @@ class Enricher:
 
     def lookup(self, kind: Kind, value: Any, *, use_cache: bool = True,
                include_raw: bool = False, priority: Lane = "batch",
-               contact: bool = False, user_assertion: str | None = None) -> dict[str, Any]:
-        """One indicator, one envelope (as a dict); expected failures become error envelopes.
-        `priority` is the rate budget's lane: an analyst waiting is `interactive`.
+               contact: bool = False, user_assertion: str | None = None) -> Envelope:
+        """One indicator, one envelope; expected failures become error envelopes (carrying
+        the error). `priority` is the rate budget's lane: an analyst waiting is `interactive`.
         `contact` adds the contact timeline from advanced hunting (lookup/contact.py).
         `user_assertion` (the analyst's token a platform holds) runs it on their behalf."""
         if contact:
@@ -162,11 +162,11 @@ class Enricher:
                                     priority=priority, contact=True,
                                     user_assertion=user_assertion)[0]
         return self.lookup_envelope(kind, value, use_cache=use_cache, include_raw=include_raw,
-                                    priority=priority, user_assertion=user_assertion).to_dict()
+                                    priority=priority, user_assertion=user_assertion)
 
     def lookup_many(self, kind: Kind, values: list[Any], *, use_cache: bool = True,
                     include_raw: bool = False, priority: Lane = "batch", contact: bool = False,
-                    user_assertion: str | None = None) -> list[dict[str, Any]]:
+                    user_assertion: str | None = None) -> list[Envelope]:
         """Envelopes in input order; distinct indicators looked up concurrently. With
         `contact`, one hunting query for the whole batch once every lookup is done."""
         if contact:
@@ -191,16 +191,14 @@ class Enricher:
         """Whom a call with this assertion (or none) runs as, from a token valid now."""
         return self.caller(user_assertion).tokens.principal()
 
-    def _with_contact(self, kind: Kind, envelopes: list[dict[str, Any]], lane: Lane,
-                      user_assertion: str | None) -> list[dict[str, Any]]:
+    def _with_contact(self, kind: Kind, envelopes: list[Envelope], lane: Lane,
+                      user_assertion: str | None) -> list[Envelope]:
         from integration.lookup.contact import with_contact
 
         # Hunted as the same principal as the lookups: a user's query sees only the devices
         # of their device groups, as their machines answers do.
-        merged = with_contact([Envelope.from_dict(envelope) for envelope in envelopes], kind,
-                              lambda: self.caller(user_assertion).hunting,
-                              portal_base=self.settings.endpoints.portal_base, lane=lane)
-        return [envelope.to_dict() for envelope in merged]
+        return with_contact(envelopes, kind, lambda: self.caller(user_assertion).hunting,
+                            portal_base=self.settings.endpoints.portal_base, lane=lane)
 
     def lookup_envelope(self, kind: Kind, value: Any, *, use_cache: bool = True,
                         include_raw: bool = False, priority: Lane = "batch",

@@ -18,7 +18,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from integration.errors import InvalidInput, PluginError
-from integration.values.envelope import ACTION_BY_KIND, KIND_BY_ACTION, Envelope, error_envelope
+from integration.values.envelope import (
+    ACTION_BY_KIND,
+    KIND_BY_ACTION,
+    Envelope,
+    as_dicts,
+    error_envelope,
+)
 from integration.values.indicators import parse
 
 if TYPE_CHECKING:
@@ -41,11 +47,11 @@ def principal_part(key: str) -> str:
 
 
 class Memo(Protocol):
-    def get(self, key: str) -> dict[str, Any] | None: ...
+    def get(self, key: str) -> Envelope | None: ...
 
-    def put(self, key: str, envelope: dict[str, Any]) -> None: ...
+    def put(self, key: str, envelope: Envelope) -> None: ...
 
-    def by_sha1(self, sha1: str) -> dict[str, Any] | None:
+    def by_sha1(self, sha1: str) -> Envelope | None:
         """An envelope of another hash of the file whose SHA-1 this is (`sha1` led by the
         principal's part of the key)."""
 
@@ -54,26 +60,26 @@ class LocalMemo:
     """The memo of one process: a dict, and an index of resolved SHA-1s."""
 
     def __init__(self) -> None:
-        self._envelopes: dict[str, dict[str, Any]] = {}
+        self._envelopes: dict[str, Envelope] = {}
         self._sha1: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> Envelope | None:
         with self._lock:
             return self._envelopes.get(key)
 
-    def put(self, key: str, envelope: dict[str, Any]) -> None:
+    def put(self, key: str, envelope: Envelope) -> None:
         with self._lock:
             self._remember(key, envelope)
 
-    def by_sha1(self, sha1: str) -> dict[str, Any] | None:
+    def by_sha1(self, sha1: str) -> Envelope | None:
         with self._lock:
             key = self._sha1.get(sha1)
             return self._envelopes.get(key) if key else None
 
-    def _remember(self, key: str, envelope: dict[str, Any]) -> None:
+    def _remember(self, key: str, envelope: Envelope) -> None:
         self._envelopes[key] = envelope
-        sha1 = envelope.get("indicator", {}).get("sha1")
+        sha1 = (envelope.indicator or {}).get("sha1")
         # A raw (or contact) envelope answers raw (or contact) asks only; and only the
         # principal it was fetched for (its key's first part).
         if sha1 and not key.endswith((RAW_SUFFIX, CONTACT_SUFFIX)):
@@ -88,8 +94,8 @@ class StoreMemo(LocalMemo):
         self._store, self._namespace, self._ttl_s = store, namespace, ttl_s
         for key in store.keys(namespace):
             text = store.get(namespace, key)
-            if text:
-                self._remember(key, json.loads(text))
+            if text:  # the batch's storage: JSON in the state store
+                self._remember(key, Envelope.from_dict(json.loads(text)))
 
     def clear(self) -> None:
         """Forget every answer, here and in the store (the run it served has ended)."""
@@ -99,10 +105,10 @@ class StoreMemo(LocalMemo):
             self._envelopes.clear()
             self._sha1.clear()
 
-    def put(self, key: str, envelope: dict[str, Any]) -> None:
+    def put(self, key: str, envelope: Envelope) -> None:
         # Written before the alert's output: a kill after this costs no second call.
-        self._store.put(self._namespace, key, json.dumps(envelope, separators=(",", ":")),
-                        ttl_s=self._ttl_s)
+        self._store.put(self._namespace, key,
+                        json.dumps(envelope.to_dict(), separators=(",", ":")), ttl_s=self._ttl_s)
         super().put(key, envelope)
 
 
@@ -152,7 +158,8 @@ class LookupService:
         return self._enricher
 
     def run_action(self, action_id: str, params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One result per params, in order."""
+        """One result per params, in order: the action's JSON, as a platform gets it (the
+        playbook's documents are JSON, read by its expressions)."""
         kind = KIND_BY_ACTION.get(action_id)
         if kind is None:  # an action the Enricher does not serve: through the manifest
             from integration.manifest import manifest
@@ -163,14 +170,14 @@ class LookupService:
 
         action = ACTION_BY_KIND[kind]
         schema = manifest().action(action_id).input_schema
-        results: list[dict[str, Any] | None] = [None] * len(params_list)
+        results: list[Envelope | None] = [None] * len(params_list)
         wanted: dict[tuple[bool, bool, bool, str | None], list[int]] = {}
         for position, params in enumerate(params_list):
             try:
                 validate_params(schema, params)  # the entry points' own check
             except InvalidInput as error:
                 original = params.get(PARAM_BY_KIND[kind]) if isinstance(params, dict) else None
-                results[position] = error_envelope(action, error, original=original).to_dict()
+                results[position] = error_envelope(action, error, original=original)
                 continue
             options = (params.get("use_cache", True), params.get("include_raw", False),
                        params.get("contact", False), params.get("user_assertion"))
@@ -181,11 +188,11 @@ class LookupService:
                     kind, values, use_cache=use_cache, include_raw=include_raw,
                     contact=contact, user_assertion=user_assertion), strict=True):
                 results[position] = envelope
-        return [envelope for envelope in results if envelope is not None]
+        return as_dicts(envelope for envelope in results if envelope is not None)
 
     def lookup(self, kind: str, values: list[Any], *, use_cache: bool = True,
                include_raw: bool = False, contact: bool = False,
-               user_assertion: str | None = None) -> list[dict[str, Any]]:
+               user_assertion: str | None = None) -> list[Envelope]:
         """Envelopes in input order; each distinct indicator asked at most once, per
         principal: the memo holds answers by whom they were fetched for."""
         parsed: list[tuple[str, str] | None] = []  # (indicator type, memo key) or None
@@ -203,7 +210,7 @@ class LookupService:
         who = self._principal_key(user_assertion) if any(parsed) else None
         parsed = [(found[0], f"{who}|{found[1]}") if found else None for found in parsed]
         recall = use_cache and who is not None
-        answers: dict[str, dict[str, Any]] = {}
+        answers: dict[str, Envelope] = {}
         invalid = [v for v, p in zip(values, parsed, strict=True) if p is None]
         for round_types in ROUNDS:
             todo: dict[str, Any] = {}
@@ -225,11 +232,11 @@ class LookupService:
                                       user_assertion=user_assertion)
                 for key, envelope in zip(todo, envelopes, strict=True):
                     answers[key] = envelope
-                    if envelope["status"] in MEMO_STATUSES and who is not None:
+                    if envelope.status in MEMO_STATUSES and who is not None:
                         self.memo.put(key, envelope)
         # Invalid values cost nothing: the Enricher answers them without a call.
         bad = iter(self.enricher.lookup_many(kind, invalid) if invalid else [])  # type: ignore[arg-type]
-        return [next(bad) if found is None else _as_asked(answers[found[1]], value)
+        return [next(bad) if found is None else answers[found[1]].as_asked(value)
                 for value, found in zip(values, parsed, strict=True)]
 
     def _principal_key(self, user_assertion: str | None) -> str | None:
@@ -241,7 +248,7 @@ class LookupService:
             return None
 
     def _ask(self, kind: str, values: list[Any], *, use_cache: bool, include_raw: bool,
-             contact: bool, user_assertion: str | None) -> list[dict[str, Any]]:
+             contact: bool, user_assertion: str | None) -> list[Envelope]:
         """Envelopes from the Enricher, each lookup on the shared pool."""
         enricher = self.enricher
         if contact:  # one hunting query for all of them: the Enricher's own batch call
@@ -255,20 +262,13 @@ class LookupService:
                    for value in values]
         return [future.result() for future in futures]
 
-    def _recall(self, found: tuple[str, str], include_raw: bool) -> dict[str, Any] | None:
+    def _recall(self, found: tuple[str, str], include_raw: bool) -> Envelope | None:
         indicator_type, key = found
         known = self.memo.get(key)
         if known is None and indicator_type == "sha1" and not include_raw:
             sha1 = key.rpartition(":")[2]
             other = self.memo.by_sha1(principal_part(key) + sha1)
             if other is not None:  # the same file, asked before by its SHA-256 or MD5
-                known = {**other, "indicator": {"type": "sha1", "value": sha1,
-                                                "original": sha1}}
-        if known is None:
-            return None
-        return Envelope.from_dict(known).from_cache().to_dict()
-
-
-def _as_asked(envelope: dict[str, Any], value: Any) -> dict[str, Any]:
-    """A shared answer in the caller's words: the Envelope's own rule (bounded echo)."""
-    return Envelope.from_dict(envelope).as_asked(value).to_dict()
+                known = other._replace(indicator={"type": "sha1", "value": sha1,
+                                                  "original": sha1})
+        return known.from_cache() if known is not None else None

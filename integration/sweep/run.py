@@ -32,6 +32,7 @@ from integration.errors import EXIT_OK, InvalidInput, PermissionDenied
 from integration.state.lease import Lease
 from integration.sweep.feed import FeedIndicator, FeedRead
 from integration.sweep.state import FeedState, RunRecord, run_id
+from integration.values.envelope import Envelope
 from integration.values.indicators import Indicator
 
 if TYPE_CHECKING:
@@ -257,17 +258,17 @@ class Sweep:
         return contacts, sha1s, calls
 
     def _lookups(self, targets: dict[str, Indicator],
-                 record: RunRecord) -> dict[str, dict[str, Any]]:
+                 record: RunRecord) -> dict[str, Envelope]:
         """The machines API's envelope per indicator key; each kept as it arrives, so a
         resumed run asks only what the killed one had not."""
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
-        envelopes: dict[str, dict[str, Any]] = {}
+        envelopes: dict[str, Envelope] = {}
         todo: list[tuple[str, Indicator]] = []
         for key, target in targets.items():
             kept = record.get(f"entity:{key}")
             if kept is not None:
-                envelopes[key] = kept
+                envelopes[key] = Envelope.from_dict(kept)
             else:
                 todo.append((key, target))
         if not todo:
@@ -280,12 +281,12 @@ class Sweep:
             for done in as_completed(asked):  # each kept the moment it arrives
                 key, envelope = asked[done], done.result()
                 envelopes[key] = envelope
-                if envelope["status"] != "error":
-                    record.put(f"entity:{key}", envelope)
+                if envelope.status != "error":
+                    record.put(f"entity:{key}", envelope.to_dict())  # the run's storage
         return envelopes
 
     def _outcome(self, plan: _Plan, hunted: bool, contacts: dict[str, list[Contact]],
-                 envelopes: dict[str, dict[str, Any]], warnings: list[str], *,
+                 envelopes: dict[str, Envelope], warnings: list[str], *,
                  resumed: bool, hunting_calls: int) -> dict[str, Any]:
         from integration.lookup.contact import merge_contacts
 
@@ -297,10 +298,11 @@ class Sweep:
         commit: list[dict[str, Any]] = []
         for key, (indicator, entries) in plan.distinct.items():
             envelope = envelopes.get(key)
-            if envelope is not None and envelope["status"] == "error":
-                errors.append({"indicator": indicator.to_dict(), "error": envelope["error"]})
+            if envelope is not None and envelope.error is not None:
+                errors.append({"indicator": indicator.to_dict(),
+                               "error": envelope.error.to_dict()})
                 continue  # its state stays as it was: the next sweep asks again
-            machines = merge_contacts(envelope["machines"] if envelope else [],
+            machines = merge_contacts(envelope.machines if envelope else [],
                                       contacts.get(key, []), portal)
             seen = sorted({c.device_id for c in contacts.get(key, [])} if hunted else
                           {str(m["uid"]).lower() for m in machines if m.get("uid")})
@@ -333,7 +335,7 @@ class Sweep:
             "errors": errors,
             "warnings": warnings,
             "summary": {
-                "api_calls": sum(e["summary"].get("api_calls", 0) for e in envelopes.values()),
+                "api_calls": sum(e.summary.api_calls for e in envelopes.values()),
                 "hunting_calls": hunting_calls,
                 "hits": len(hits),
                 "new_machines": len({uid for hit in hits for uid in hit["new_machines"]}),
@@ -377,11 +379,11 @@ def _key_of(value: str, chunk: list[Indicator], prefix: str | None) -> str:
 
 
 def _described(indicator: Indicator, entries: list[FeedIndicator],
-               envelope: dict[str, Any] | None) -> dict[str, Any]:
+               envelope: Envelope | None) -> dict[str, Any]:
     described: dict[str, Any] = indicator.to_dict()
-    sha1 = (envelope or {}).get("indicator", {}).get("sha1") or (
-        (envelope or {}).get("indicator", {}).get("value")
-        if indicator.type in ("sha256", "md5") else None)
+    said = (envelope.indicator if envelope else None) or {}
+    sha1 = said.get("sha1") or (said.get("value") if indicator.type in ("sha256", "md5")
+                                else None)
     if sha1 and sha1 != indicator.value:
         described["sha1"] = sha1
     described["sources"] = [{"feed": e.feed, **({"ref": e.ref} if e.ref else {}),

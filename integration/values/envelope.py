@@ -5,10 +5,10 @@ whatever happened. Code builds and reads `Envelope`; platforms get `to_dict()`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NamedTuple, TypedDict
 
-from integration.errors import PluginError
+from integration.errors import PluginError, error_from_record
 from integration.values.indicators import Indicator
 from integration.values.machine import Machine
 from integration.values.principal import Principal
@@ -101,12 +101,15 @@ class Summary(NamedTuple):
 
 
 class Envelope(NamedTuple):
+    """One indicator's answer, typed: what the package passes around. Only the edges (the
+    entry points, the CLI, the platform adapters) turn it into the JSON of envelope.schema."""
+
     action: str
     status: str  # success | not_found | error
     indicator: dict[str, Any] | None = None
     machines: list[dict[str, Any]] = []  # never mutated, so one shared default is safe
     summary: Summary = Summary()
-    error: dict[str, Any] | None = None
+    error: PluginError | None = None  # the error itself: its class, cause, status, service
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,16 +119,19 @@ class Envelope(NamedTuple):
         envelope["machines"] = self.machines
         envelope["summary"] = self.summary.to_dict()
         if self.error is not None:
-            envelope["error"] = self.error
+            envelope["error"] = self.error.to_dict()
         if self.warnings:
             envelope["warnings"] = list(self.warnings)
         return envelope
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Envelope:
+        """An envelope read back from storage (a batch's memo, a sweep's progress)."""
+        error = data.get("error")
         return cls(action=data["action"], status=data["status"], indicator=data.get("indicator"),
                    machines=data.get("machines", []),
-                   summary=Summary.from_dict(data.get("summary", {})), error=data.get("error"),
+                   summary=Summary.from_dict(data.get("summary", {})),
+                   error=error_from_record(error) if isinstance(error, Mapping) else None,
                    warnings=tuple(data.get("warnings", ())))
 
     def as_asked(self, value: Any) -> Envelope:
@@ -137,6 +143,11 @@ class Envelope(NamedTuple):
     def from_cache(self) -> Envelope:
         """The same answer, as served again: it cost no call."""
         return self._replace(summary=self.summary._replace(api_calls=0, cached=True))
+
+
+def as_dicts(envelopes: Iterable[Envelope]) -> list[dict[str, Any]]:
+    """Envelopes as the JSON the edges hand out (entry points, CLI, platforms)."""
+    return [envelope.to_dict() for envelope in envelopes]
 
 
 def lookup_envelope(action: str, indicator: Indicator, machines: list[dict[str, Any]], *,
@@ -160,8 +171,7 @@ def error_envelope(action: str, error: PluginError, *, indicator: Indicator | No
         ({"original": echo(original)} if original is not None else None)
     calls = error.api_calls if api_calls is None else api_calls
     return Envelope(action=action, status="error", indicator=described,
-                    summary=Summary(api_calls=calls, principal=principal),
-                    error=error.to_dict())
+                    summary=Summary(api_calls=calls, principal=principal), error=error)
 
 
 def describe(indicator: Indicator) -> dict[str, Any]:

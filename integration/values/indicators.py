@@ -309,7 +309,7 @@ def _is_public_suffix(label: str) -> bool:
             label = idna.decode(label)
         except (UnicodeError, ValueError):
             return False
-    return _public_suffix_list().is_public(label)
+    return bool(_public_suffix_list().is_public(label))
 
 
 @lru_cache(maxsize=1)
