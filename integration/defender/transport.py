@@ -23,6 +23,7 @@ Every answer is read bounded, whatever the server does:
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import socket
 import threading
@@ -172,6 +173,41 @@ class Transport:
         return NetworkError(f"{what} to {host} failed ({path}): {type(exc).__name__}")
 
 
+class _Deadlines:
+    """One daemon thread fires every request's watchdog at its deadline. A threading.Timer
+    per request started a thread for each call: about 0.85 ms, most of a warm lookup."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Watchdog]] = []
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._count = 0
+
+    def watch(self, deadline: float, watchdog: _Watchdog) -> None:
+        with self._wake:
+            self._count += 1
+            heapq.heappush(self._due, (deadline, self._count, watchdog))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="mde-deadlines",
+                                                daemon=True)
+                self._thread.start()
+            elif self._due[0][2] is watchdog:
+                self._wake.notify()  # the new deadline is the nearest: wake up earlier
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    # A finished request is dropped when its time comes: stop() is cheap.
+                    timeout = (self._due[0][0] - time.monotonic()) if self._due else None
+                    self._wake.wait(timeout)
+                _, _, watchdog = heapq.heappop(self._due)
+            watchdog._fire()
+
+
+_deadlines = _Deadlines()
+
+
 class _Watchdog:
     """Shuts the socket of this thread's request when the deadline comes; the blocked read
     then fails and the request ends as a timeout."""
@@ -181,12 +217,9 @@ class _Watchdog:
         self._lock = threading.Lock()
         self._done = False
         self.sock: Any = None  # set by the Watched connections' request()
-        self._timer: threading.Timer | None = None
         _sending.request = self
         if deadline is not None:
-            self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-            self._timer.daemon = True
-            self._timer.start()
+            _deadlines.watch(deadline, self)
 
     def _fire(self) -> None:
         with self._lock:
@@ -203,8 +236,7 @@ class _Watchdog:
     def stop(self) -> None:
         with self._lock:
             self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
+            self.sock = None  # the shared thread keeps this object until its deadline
         if getattr(_sending, "request", None) is self:
             _sending.request = None
 
